@@ -1,0 +1,217 @@
+"""`!invitebot ...` commands, typed by room admins in the room they act on."""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+from maubot import MessageEvent
+from maubot.handlers import command
+from mautrix.errors import MatrixRequestError
+
+from .durations import DurationError, format_duration, now_ms, parse_duration
+from .links import describe_limits
+from .matrix_ops import RoomInfo
+
+if TYPE_CHECKING:
+    from .services import Services
+
+MAX_LINK_USES = 100_000
+MAX_ROOMS_PER_LINK = 20
+
+
+class CommandError(Exception):
+    """A reply for the admin: what was wrong with the command, in a sentence."""
+
+
+def parse_link_args(args: str) -> tuple[int | None, str | None, list[str]]:
+    """(--uses, --expires, rooms) from `[--uses N] [--expires 7d|never] [room ...]`."""
+    try:
+        words = shlex.split(args or "")
+    except ValueError as e:
+        raise CommandError(f"Could not read the arguments: {e}.") from None
+    uses: int | None = None
+    expires: str | None = None
+    rooms: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("--uses", "--expires"):
+            if i + 1 >= len(words):
+                raise CommandError(f"{word} needs a value.")
+            value = words[i + 1]
+            i += 2
+            if word == "--uses":
+                if not value.isdigit() or not 1 <= int(value) <= MAX_LINK_USES:
+                    raise CommandError(f"--uses takes a number from 1 to {MAX_LINK_USES}.")
+                uses = int(value)
+            else:
+                expires = value
+        elif word.startswith("--"):
+            raise CommandError(f"Unknown option {word}. Options: --uses N, --expires 7d.")
+        else:
+            if not (word.startswith("!") or (word.startswith("#") and ":" in word)):
+                raise CommandError(f"{word} is not a room ID (!...) or alias (#...:server).")
+            rooms.append(word)
+            i += 1
+    if len(rooms) > MAX_ROOMS_PER_LINK:
+        raise CommandError(f"A link may lead to at most {MAX_ROOMS_PER_LINK} rooms.")
+    return uses, expires, rooms
+
+
+class AdminCommands:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    @command.new("invitebot", help="Invite people who qualify into this room.")
+    async def invitebot(self, evt: MessageEvent) -> None:
+        pass  # require_subcommand: maubot answers with the help text.
+
+    @invitebot.subcommand("help", help="Show this help.")
+    async def help(self, evt: MessageEvent) -> None:
+        await evt.reply(self.invitebot.__mb_full_help__, allow_html=True)
+
+    @invitebot.subcommand(
+        "link", help="Create an invite link: [--uses N] [--expires 7d|never] [room ...]"
+    )
+    @command.argument("args", required=False, pass_raw=True)
+    async def link(self, evt: MessageEvent, args: str = "") -> None:
+        try:
+            uses, expires, room_refs = parse_link_args(args)
+            expires_in = self._expiry(expires)
+            rooms = await self._resolve_rooms(room_refs or [str(evt.room_id)])
+            infos = [await self._require_manager(evt, room_id) for room_id in rooms]
+        except CommandError as e:
+            await evt.reply(str(e))
+            return
+        link, token = await self.services.links.create(
+            str(evt.sender), tuple(rooms), uses, expires_in
+        )
+        names = ", ".join(info.display_name for info in infos)
+        url = self.services.invite_url(token)
+        await evt.reply(
+            f"Invite link **#{link.id}** to {names} ({describe_limits(link, now_ms())}):\n\n"
+            f"{url}\n\nAnyone holding this link can join; it is shown only now. "
+            f"Revoke it with `!invitebot revoke {link.id}`."
+        )
+
+    @invitebot.subcommand("links", help="List this room's invite links.")
+    async def links(self, evt: MessageEvent) -> None:
+        try:
+            await self._require_manager(evt, str(evt.room_id))
+        except CommandError as e:
+            await evt.reply(str(e))
+            return
+        links = await self.services.storage.links.list_for_room(str(evt.room_id))
+        if not links:
+            await evt.reply("This room has no invite links. Create one with `!invitebot link`.")
+            return
+        now = now_ms()
+        lines = []
+        for link in links:
+            state = link.unusable_reason(now) or "active"
+            lines.append(
+                f"* **#{link.id}** {state}: {describe_limits(link, now)}; by {link.created_by}"
+            )
+        await evt.reply("Invite links of this room:\n\n" + "\n".join(lines))
+
+    @invitebot.subcommand("revoke", help="Revoke an invite link: <id>")
+    @command.argument("link_id", label="id", required=True)
+    async def revoke(self, evt: MessageEvent, link_id: str) -> None:
+        link = None
+        if link_id.lstrip("#").isdigit():
+            link = await self.services.storage.links.get(int(link_id.lstrip("#")))
+        if link is None or str(evt.room_id) not in link.rooms:
+            await evt.reply(f"This room has no invite link #{link_id.lstrip('#')}.")
+            return
+        try:
+            for room_id in link.rooms:
+                await self._require_manager(evt, room_id, bot_needs=())
+        except CommandError as e:
+            await evt.reply(str(e))
+            return
+        if await self.services.links.revoke(link.id, str(evt.sender)):
+            await evt.reply(f"Invite link #{link.id} is revoked: it admits nobody from now on.")
+        else:
+            await evt.reply(f"Invite link #{link.id} was already revoked.")
+
+    @invitebot.subcommand("status", help="Show what the bot can do here and its invite queue.")
+    async def status(self, evt: MessageEvent) -> None:
+        room_id = str(evt.room_id)
+        try:
+            await self._require_manager(evt, room_id, bot_needs=())
+        except CommandError as e:
+            await evt.reply(str(e))
+            return
+        info = await self.services.rooms.room_info(room_id, fresh=True)
+        bot = self.services.rooms.bot_user_id
+        missing = info.power.missing(bot, ("invite", "kick"))
+        power_line = (
+            "I can invite and remove people here."
+            if not missing
+            else "I lack power for: " + "; ".join(missing) + "."
+        )
+        counts = await self.services.storage.queue.counts_for_room(room_id)
+        links = await self.services.storage.links.list_for_room(room_id)
+        now = now_ms()
+        active = sum(1 for link in links if link.unusable_reason(now) is None)
+        await evt.reply(
+            f"**{info.display_name}** (room version {info.power.room_version})\n\n"
+            f"* {power_line}\n"
+            f"* Invite links: {active} active of {len(links)}\n"
+            f"* Invites: {counts.get('done', 0)} delivered, {counts.get('pending', 0)} queued,"
+            f" {counts.get('failed', 0)} failed"
+        )
+
+    def _expiry(self, expires: str | None) -> float | None:
+        settings = self.services.settings.links
+        if expires is None:
+            return settings.default_expiry
+        if expires.lower() == "never":
+            return None
+        try:
+            seconds = parse_duration(expires)
+        except DurationError:
+            raise CommandError(
+                "--expires takes a duration such as 30m, 12h, 7d or never."
+            ) from None
+        if not 60 <= seconds <= settings.max_expiry:
+            raise CommandError(
+                f"--expires must be between 1m and {format_duration(settings.max_expiry)}."
+            )
+        return seconds
+
+    async def _resolve_rooms(self, refs: list[str]) -> list[str]:
+        rooms = []
+        for ref in refs:
+            try:
+                room_id = await self.services.rooms.resolve_room(ref)
+            except MatrixRequestError:
+                raise CommandError(f"I could not find the room {ref}.") from None
+            if room_id not in rooms:
+                rooms.append(room_id)
+        return rooms
+
+    async def _require_manager(
+        self, evt: MessageEvent, room_id: str, bot_needs: tuple[str, ...] = ("invite",)
+    ) -> RoomInfo:
+        """The room's info if the sender may manage invites there and the bot can act."""
+        try:
+            info = await self.services.rooms.room_info(room_id, fresh=True)
+        except MatrixRequestError:
+            raise CommandError(
+                f"I am not in {room_id}, so I cannot manage it. Invite me there first."
+            ) from None
+        sender_missing = info.power.missing(str(evt.sender), ("invite",))
+        if sender_missing:
+            raise CommandError(
+                f"Only people who may invite in {info.display_name} can manage its invites "
+                f"(you lack {sender_missing[0]})."
+            )
+        bot_missing = info.power.missing(self.services.rooms.bot_user_id, bot_needs)
+        if bot_missing:
+            raise CommandError(
+                f"I cannot do that in {info.display_name}: I lack {'; '.join(bot_missing)}. "
+                "Raise my power level and try again."
+            )
+        return info

@@ -1,0 +1,190 @@
+"""Delivers queued invites: durable, paced by the homeserver, idempotent.
+
+Every invite is a row in invite_queue before anything is sent, so a restart loses
+nothing. Before inviting, the worker asks the room who the person already is: an invite
+that was sent just before a crash is then recognised as "already invited" instead of
+being sent twice. One worker per plugin instance sends one invite at a time; on 429 the
+whole worker pauses for the server's Retry-After, because Synapse counts invites per
+sender and per room, not per person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Protocol
+
+from mautrix.errors import MatrixRequestError
+
+from .config import InviteSettings
+from .durations import now_ms
+from .matrix_ops import InviteAttempt, RoomOps
+from .storage import QueuedInvite, Storage
+
+_BATCH = 20
+_IDLE_POLL = 30.0
+
+
+class FailureReporter(Protocol):
+    async def invite_failed(self, item: QueuedInvite, errcode: str, error: str) -> None: ...
+
+    async def invite_done(self, item: QueuedInvite, outcome: str) -> None: ...
+
+
+def classify_refusal(attempt: InviteAttempt, user_id: str) -> tuple[str, str]:
+    """(errcode, message a room admin can act on) for a refused invite."""
+    text = (attempt.error or "").lower()
+    if attempt.errcode == "M_INVITE_BLOCKED" or "block" in text:
+        return "TPI_INVITE_BLOCKED", f"{user_id} does not accept invites (blocked)."
+    if "banned" in text:
+        return "TPI_USER_BANNED", f"{user_id} is banned from the room; unban them first."
+    if "permission" in text or "power" in text or "not in room" in text:
+        return (
+            "TPI_BOT_LACKS_POWER",
+            "The bot may not invite in this room: give it the power level needed to invite.",
+        )
+    if attempt.status == 404 or attempt.errcode == "M_NOT_FOUND":
+        return "TPI_ROOM_UNKNOWN", "The room does not exist or the bot is not in it."
+    return (
+        attempt.errcode or "M_FORBIDDEN",
+        f"The homeserver refused the invite: {attempt.error or attempt.status}",
+    )
+
+
+def _already_member(attempt: InviteAttempt) -> bool:
+    return "already in the room" in (attempt.error or "").lower()
+
+
+class InviteQueue:
+    def __init__(
+        self,
+        storage: Storage,
+        rooms: RoomOps,
+        settings: InviteSettings,
+        reporter: FailureReporter,
+        log: logging.Logger,
+    ) -> None:
+        self.storage = storage
+        self.rooms = rooms
+        self.settings = settings
+        self.reporter = reporter
+        self.log = log
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._paused_until = 0  # ms; set by a 429 for every invite, not only that one
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="thirdparty_invite-queue")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+                delay = await self._seconds_until_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("Invite queue pass failed; retrying shortly")
+                delay = 5.0
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _seconds_until_due(self) -> float:
+        next_at = await self.storage.queue.next_due_at()
+        if next_at is None:
+            return _IDLE_POLL
+        wait_ms = max(next_at, self._paused_until) - now_ms()
+        return min(max(wait_ms / 1000, 0.0), _IDLE_POLL)
+
+    async def run_once(self) -> int:
+        """Work every invite that is due now; returns how many were attempted."""
+        attempted = 0
+        while now_ms() >= self._paused_until:
+            due = await self.storage.queue.due(now_ms(), _BATCH)
+            if not due:
+                break
+            for item in due:
+                if now_ms() < self._paused_until:
+                    return attempted
+                await self._deliver(item)
+                attempted += 1
+        return attempted
+
+    async def _deliver(self, item: QueuedInvite) -> None:
+        try:
+            membership = await self.rooms.membership(item.room_id, item.user_id)
+        except MatrixRequestError as e:
+            await self._temporary_failure(item, e.errcode or "M_UNKNOWN", str(e.message or e))
+            return
+        if membership in ("join", "invite"):
+            outcome = "already_joined" if membership == "join" else "already_invited"
+            await self._finish(item, outcome)
+            return
+        if membership == "ban":
+            await self._fail(
+                item,
+                "TPI_USER_BANNED",
+                f"{item.user_id} is banned from the room; unban them first.",
+            )
+            return
+        attempt = await self.rooms.invite(item.room_id, item.user_id, self.settings.reason)
+        if attempt.ok:
+            await self._finish(item, "invited")
+        elif attempt.status == 429:
+            wait = attempt.retry_after or 5.0
+            self._paused_until = now_ms() + int(wait * 1000)
+            await self.storage.queue.retry_later(
+                item.id,
+                self._paused_until,
+                "M_LIMIT_EXCEEDED",
+                f"Rate limited by the homeserver; retrying in {wait:.1f}s.",
+                now_ms(),
+                count_attempt=False,
+            )
+        elif attempt.status == 403 and _already_member(attempt):
+            await self._finish(item, "already_joined")
+        elif attempt.status in (400, 403, 404):
+            errcode, message = classify_refusal(attempt, item.user_id)
+            await self._fail(item, errcode, message)
+        else:
+            await self._temporary_failure(
+                item,
+                attempt.errcode or "TPI_HOMESERVER_ERROR",
+                f"The homeserver could not be reached or failed ({attempt.status}).",
+            )
+
+    async def _finish(self, item: QueuedInvite, outcome: str) -> None:
+        await self.storage.queue.finish(item.id, outcome, now_ms())
+        await self.reporter.invite_done(item, outcome)
+
+    async def _fail(self, item: QueuedInvite, errcode: str, message: str) -> None:
+        await self.storage.queue.fail(item.id, errcode, message, now_ms())
+        await self.reporter.invite_failed(item, errcode, message)
+
+    async def _temporary_failure(self, item: QueuedInvite, errcode: str, message: str) -> None:
+        if item.attempts + 1 >= self.settings.max_attempts:
+            await self._fail(item, errcode, f"{message} Gave up after {item.attempts + 1} tries.")
+            return
+        # Exponential backoff with jitter, capped by the operator's setting.
+        backoff = min(2.0 ** (item.attempts + 1), self.settings.max_backoff)
+        backoff *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+        await self.storage.queue.retry_later(
+            item.id, now_ms() + int(backoff * 1000), errcode, message, now_ms()
+        )

@@ -1,0 +1,151 @@
+"""Invite links: create, inspect, claim (atomically counted), list and revoke."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import attrs
+
+from .durations import format_duration, now_ms
+from .errors import UserFacingError
+from .storage import InviteLink, Storage
+
+# 24 random bytes = 192 bits, well above the 128-bit floor; URL-safe base64 of 32 chars.
+TOKEN_BYTES = 24
+MAX_TOKEN_LENGTH = 128
+
+_UNUSABLE_MESSAGES = {
+    "revoked": ("TPI_LINK_REVOKED", "This invite link was revoked by a room admin."),
+    "expired": (
+        "TPI_LINK_EXPIRED",
+        "This invite link has expired. Ask a room admin for a new one.",
+    ),
+    "used_up": (
+        "TPI_LINK_USED_UP",
+        "This invite link has been used as many times as allowed. Ask a room admin for a new one.",
+    ),
+}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def unusable_error(reason: str) -> UserFacingError:
+    errcode, message = _UNUSABLE_MESSAGES[reason]
+    return UserFacingError(errcode, message, 410)
+
+
+@attrs.frozen
+class ClaimResult:
+    link: InviteLink
+    grant_id: int
+    first_claim: bool  # False when this person had claimed the link before
+
+
+class LinkService:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def create(
+        self,
+        created_by: str,
+        rooms: tuple[str, ...],
+        max_uses: int | None,
+        expires_in: float | None,
+    ) -> tuple[InviteLink, str]:
+        """A new link and its token; the token is returned this once and never stored."""
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        now = now_ms()
+        expires_at = None if expires_in is None else now + int(expires_in * 1000)
+        link = await self.storage.links.create(
+            hash_token(token), created_by, rooms, expires_at, max_uses, now
+        )
+        await self.storage.audit.add(
+            now,
+            created_by,
+            "link_created",
+            rooms[0] if len(rooms) == 1 else None,
+            str(link.id),
+            describe_limits(link, now),
+        )
+        return link, token
+
+    async def inspect(self, token: str) -> InviteLink:
+        """The link behind a token, usable or not; unknown tokens raise."""
+        _check_token_shape(token)
+        link = await self.storage.links.get_by_token_hash(hash_token(token))
+        if link is None:
+            raise UserFacingError(
+                "TPI_LINK_UNKNOWN",
+                "This invite link is not valid. Check that you copied all of it.",
+                404,
+            )
+        return link
+
+    async def claim(self, token: str, user_id: str) -> ClaimResult:
+        """Spend one use of the link for this person and queue their invites.
+
+        A person who already claimed the link gets their invites queued again without
+        spending another use, as long as the link is not revoked or expired.
+        """
+        link = await self.inspect(token)
+        now = now_ms()
+        reason = link.unusable_reason(now)
+        if reason in ("revoked", "expired"):
+            raise unusable_error(reason)
+        queue = self.storage.queue
+        async with self.storage.db.acquire() as conn, conn.transaction():
+            grant_id = await self.storage.links.find_grant(conn, link.id, user_id)
+            first_claim = grant_id is None
+            if first_claim:
+                if not await self.storage.links.take_use(conn, link.id, now):
+                    fresh = await self.storage.links.get(link.id)
+                    raise unusable_error(
+                        (fresh.unusable_reason(now) if fresh else None) or "used_up"
+                    )
+                grant_id = await self.storage.links.add_grant(conn, link.id, user_id, now)
+            for room_id in link.rooms:
+                await queue.enqueue(conn, room_id, user_id, grant_id, now)
+        if first_claim:
+            await self.storage.audit.add(
+                now, user_id, "link_claimed", None, str(link.id), f"grant {grant_id}"
+            )
+        return ClaimResult(link=link, grant_id=int(grant_id), first_claim=first_claim)
+
+    async def revoke(self, link_id: int, revoked_by: str) -> bool:
+        now = now_ms()
+        revoked = await self.storage.links.revoke(link_id, revoked_by, now)
+        if revoked:
+            await self.storage.audit.add(now, revoked_by, "link_revoked", None, str(link_id))
+        return revoked
+
+
+def _check_token_shape(token: object) -> None:
+    if (
+        not isinstance(token, str)
+        or not 16 <= len(token) <= MAX_TOKEN_LENGTH
+        or not all(c.isalnum() or c in "-_" for c in token)
+    ):
+        raise UserFacingError(
+            "TPI_LINK_UNKNOWN",
+            "This invite link is not valid. Check that you copied all of it.",
+            404,
+        )
+
+
+def describe_limits(link: InviteLink, now: int) -> str:
+    """ "3 of 10 uses left, expires in 6d 23h" and the like."""
+    parts = []
+    if link.max_uses is None:
+        parts.append(f"{link.uses} used, no use limit")
+    else:
+        parts.append(f"{link.uses_left()} of {link.max_uses} uses left")
+    if link.expires_at is None:
+        parts.append("never expires")
+    elif link.expires_at > now:
+        parts.append(f"expires in {format_duration((link.expires_at - now) / 1000)}")
+    else:
+        parts.append("expired")
+    return ", ".join(parts)

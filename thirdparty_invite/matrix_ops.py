@@ -1,0 +1,184 @@
+"""The Matrix operations the services need, over maubot's client.
+
+Invites go through the client's HTTP session directly rather than mautrix's
+`invite_user`, because the queue must read the server's Retry-After on 429 and the
+exact errcode of a refusal; mautrix's exceptions keep neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import attrs
+from mautrix.client import Client
+from mautrix.errors import MatrixRequestError, MNotFound
+from mautrix.types import EventType, RoomID, UserID
+
+from .power import RoomPower
+
+_ROOM_INFO_TTL = 60.0
+
+
+@attrs.frozen
+class InviteAttempt:
+    """What the homeserver answered to one invite."""
+
+    status: int  # HTTP status; 0 when the server could not be reached
+    errcode: str | None = None
+    error: str | None = None
+    retry_after: float | None = None  # seconds, on 429
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@attrs.frozen
+class RoomInfo:
+    room_id: str
+    name: str | None
+    canonical_alias: str | None
+    power: RoomPower
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.canonical_alias or self.room_id
+
+
+class RoomOps:
+    def __init__(self, client: Client, request_timeout: float = 30.0) -> None:
+        self.client = client
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._info_cache: dict[str, tuple[float, RoomInfo]] = {}
+        self._info_locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def bot_user_id(self) -> str:
+        return str(self.client.mxid)
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        """The user's membership in the room as the bot sees it, or None if none."""
+        try:
+            content = await self.client.get_state_event(
+                RoomID(room_id), EventType.ROOM_MEMBER, state_key=user_id
+            )
+        except MNotFound:
+            return None
+        membership = content.get("membership") if hasattr(content, "get") else None
+        if membership is None:
+            membership = getattr(content, "membership", None)
+        return str(membership.value if hasattr(membership, "value") else membership)
+
+    async def invite(self, room_id: str, user_id: str, reason: str) -> InviteAttempt:
+        api = self.client.api
+        url = api.base_url.with_path(
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/invite", encoded=True
+        )
+        headers = {"Authorization": f"Bearer {api.token}"}
+        body = {"user_id": user_id, "reason": reason}
+        try:
+            async with api.session.post(
+                url, json=body, headers=headers, timeout=self._timeout
+            ) as resp:
+                data = await _json_or_empty(resp)
+                retry_after = None
+                if resp.status == 429:
+                    retry_after = _retry_after(resp.headers.get("Retry-After"), data)
+                return InviteAttempt(
+                    status=resp.status,
+                    errcode=data.get("errcode"),
+                    error=data.get("error"),
+                    retry_after=retry_after,
+                )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            return InviteAttempt(status=0, errcode="TPI_HOMESERVER_UNREACHABLE", error=str(e))
+
+    async def room_info(self, room_id: str, *, fresh: bool = False) -> RoomInfo:
+        """Name, alias and power of a room the bot is in, cached for a minute."""
+        cached = self._info_cache.get(room_id)
+        if cached and not fresh and cached[0] > time.monotonic():
+            return cached[1]
+        lock = self._info_locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            cached = self._info_cache.get(room_id)
+            if cached and not fresh and cached[0] > time.monotonic():
+                return cached[1]
+            info = await self._fetch_room_info(room_id)
+            self._info_cache[room_id] = (time.monotonic() + _ROOM_INFO_TTL, info)
+            return info
+
+    def forget_room(self, room_id: str) -> None:
+        self._info_cache.pop(room_id, None)
+
+    async def _fetch_room_info(self, room_id: str) -> RoomInfo:
+        # The full state is read rather than single events because the m.room.create
+        # *sender* is needed (room v12 creators), which the single-event endpoint hides.
+        state = await self.client.api.request(
+            "GET", f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state"
+        )
+        by_type: dict[str, dict[str, Any]] = {}
+        for event in state:
+            if event.get("state_key") == "":
+                by_type[event.get("type", "")] = event
+        name = (by_type.get("m.room.name") or {}).get("content", {}).get("name")
+        alias = (by_type.get("m.room.canonical_alias") or {}).get("content", {}).get("alias")
+        power = RoomPower.from_state(
+            by_type.get("m.room.create"),
+            (by_type.get("m.room.power_levels") or {}).get("content"),
+        )
+        return RoomInfo(
+            room_id=room_id,
+            name=name if isinstance(name, str) and name else None,
+            canonical_alias=alias if isinstance(alias, str) and alias else None,
+            power=power,
+        )
+
+    async def resolve_room(self, room_ref: str) -> str:
+        """A room ID from a room ID or alias; raises MatrixRequestError when unknown."""
+        if room_ref.startswith("#"):
+            result = await self.client.resolve_room_alias(room_ref)
+            return str(result.room_id)
+        return room_ref
+
+    async def joined_rooms(self) -> list[str]:
+        return [str(r) for r in await self.client.get_joined_rooms()]
+
+    async def send_notice(self, room_id: str, markdown: str) -> None:
+        try:
+            await self.client.send_notice(RoomID(room_id), markdown)
+        except MatrixRequestError:
+            pass  # Reporting is best effort; the audit log keeps the record.
+
+    async def join(self, room_id: str) -> None:
+        await self.client.join_room_by_id(RoomID(room_id))
+
+    async def leave(self, room_id: str, reason: str) -> None:
+        await self.client.leave_room(RoomID(room_id), reason=reason)
+
+    def user_server(self, user_id: str) -> str:
+        return UserID(user_id).split(":", 1)[1]
+
+
+async def _json_or_empty(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    try:
+        data = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ClientError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _retry_after(header: str | None, body: dict[str, Any]) -> float:
+    """Seconds to wait after a 429: retry_after_ms is more precise than the header."""
+    ms = body.get("retry_after_ms")
+    if isinstance(ms, (int, float)) and ms >= 0:
+        return float(ms) / 1000
+    if header:
+        try:
+            return max(float(header), 0.0)
+        except ValueError:
+            pass
+    return 5.0

@@ -1,0 +1,43 @@
+"""Tells the audit log, and the room admins, what the bot did to membership."""
+
+from __future__ import annotations
+
+from .durations import now_ms
+from .matrix_ops import RoomOps
+from .storage import QueuedInvite, Storage
+
+
+class MembershipReporter:
+    def __init__(self, storage: Storage, rooms: RoomOps, admin_room: str) -> None:
+        self.storage = storage
+        self.rooms = rooms
+        self.admin_room = admin_room
+
+    async def invite_done(self, item: QueuedInvite, outcome: str) -> None:
+        await self.storage.audit.add(
+            now_ms(),
+            self.rooms.bot_user_id,
+            outcome,
+            item.room_id,
+            item.user_id,
+            f"grant {item.grant_id}",
+        )
+        if self.admin_room and outcome == "invited":
+            await self.rooms.send_notice(
+                self.admin_room, f"Invited {item.user_id} to {item.room_id}."
+            )
+
+    async def invite_failed(self, item: QueuedInvite, errcode: str, error: str) -> None:
+        await self.storage.audit.add(
+            now_ms(),
+            self.rooms.bot_user_id,
+            "invite_failed",
+            item.room_id,
+            item.user_id,
+            f"{errcode}: {error}",
+        )
+        # Without an admin room, the room itself is where its admins will see it.
+        await self.rooms.send_notice(
+            self.admin_room or item.room_id,
+            f"Could not invite {item.user_id} to {item.room_id}: {error}",
+        )

@@ -1,0 +1,50 @@
+"""The plugin's services, built once per start and shared by commands and web routes."""
+
+from __future__ import annotations
+
+import logging
+
+from yarl import URL
+
+from .config import Settings
+from .identity import OpenIDVerifier
+from .invite_queue import InviteQueue
+from .links import LinkService
+from .matrix_ops import RoomOps
+from .reporting import MembershipReporter
+from .storage import Storage
+from .web_sessions import DatabaseReplayGuard, WebSessionService
+
+
+class Services:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        rooms: RoomOps,
+        public_base_url: URL,
+        log: logging.Logger,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.rooms = rooms
+        self.public_base_url = public_base_url
+        self.links = LinkService(storage)
+        self.sessions = WebSessionService(storage, settings.web.session_lifetime)
+        self.verifier = OpenIDVerifier(settings.identity, DatabaseReplayGuard(storage))
+        self.reporter = MembershipReporter(storage, rooms, settings.admin_room)
+        self.queue = InviteQueue(
+            storage, rooms, settings.invites, self.reporter, log.getChild("queue")
+        )
+
+    def invite_url(self, token: str) -> str:
+        # The token travels in the fragment: browsers never send it to the server in the
+        # request line or a Referer, so it stays out of access logs.
+        return str(self.public_base_url / "invite") + "#" + token
+
+    async def start(self) -> None:
+        self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        await self.verifier.close()

@@ -1,0 +1,33 @@
+"""Storage: one store class per concept over maubot's plugin database."""
+
+from __future__ import annotations
+
+from mautrix.util.async_db import Database
+
+from .audit import AuditStore
+from .links import LinkStore
+from .migrations import upgrade_table
+from .queue import QueueStore
+from .records import AuditEntry, InviteLink, QueuedInvite, WebSession
+from .sessions import SessionStore
+
+
+class Storage:
+    """The stores, sharing one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.links = LinkStore(db)
+        self.queue = QueueStore(db)
+        self.sessions = SessionStore(db)
+        self.audit = AuditStore(db)
+
+
+__all__ = [
+    "AuditEntry",
+    "InviteLink",
+    "QueuedInvite",
+    "Storage",
+    "WebSession",
+    "upgrade_table",
+]

@@ -1,0 +1,147 @@
+"""JSON API under the plugin's web path; the pages in web/ are its only intended client.
+
+POST /api/session            OpenID token -> web session cookie
+GET|DELETE /api/session      who am I / sign out
+POST /api/links/inspect      what a link leads to, and whether it still works
+POST /api/links/claim        spend a use of the link and queue the invites
+GET /api/invites             the signed-in person's invites and how they went
+Described in web/openapi.json (served at /api/openapi.json) and docs/API.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from mautrix.errors import MatrixRequestError
+
+from .durations import now_ms
+from .errors import UserFacingError
+from .identity import IdentityError
+from .web_sessions import COOKIE_NAME
+from .web_support import OriginCheck, read_json_object, require_string
+
+if TYPE_CHECKING:
+    from .services import Services
+    from .storage import QueuedInvite, WebSession
+
+
+def matrix_to(room_id: str) -> str:
+    return f"https://matrix.to/#/{room_id}"
+
+
+class WebAPI:
+    def __init__(self, services: Services, log: logging.Logger) -> None:
+        self.services = services
+        self.log = log
+        web_settings = services.settings.web
+        self.max_body = web_settings.max_body_bytes
+        self.origin = OriginCheck(services.public_base_url, web_settings.trusted_origins)
+        self.secure_cookie = services.public_base_url.scheme == "https"
+        self.cookie_path = services.public_base_url.path or "/"
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/api/session", self.open_session)
+        router.add_get("/api/session", self.get_session)
+        router.add_delete("/api/session", self.close_session)
+        router.add_post("/api/links/inspect", self.inspect_link)
+        router.add_post("/api/links/claim", self.claim_link)
+        router.add_get("/api/invites", self.list_invites)
+
+    async def open_session(self, request: web.Request) -> web.Response:
+        self.origin.check(request)
+        data = await read_json_object(request, self.max_body)
+        token = require_string(data, "access_token")
+        server_name = require_string(data, "matrix_server_name", 255)
+        try:
+            user_id = await self.services.verifier.verify(token, server_name)
+        except IdentityError as e:
+            raise UserFacingError(e.errcode, e.message, e.http_status) from None
+        session_id, session = await self.services.sessions.open(user_id)
+        response = web.json_response({"user_id": user_id, "expires_at": session.expires_at})
+        response.set_cookie(
+            COOKIE_NAME,
+            session_id,
+            max_age=int((session.expires_at - session.created_at) / 1000),
+            path=self.cookie_path,
+            httponly=True,
+            samesite="Lax",
+            secure=self.secure_cookie,
+        )
+        return response
+
+    async def _session(self, request: web.Request) -> WebSession:
+        session = await self.services.sessions.get(request.cookies.get(COOKIE_NAME))
+        if session is None:
+            raise UserFacingError(
+                "M_MISSING_TOKEN",
+                "You are not signed in (or your session ended). Sign in with your Matrix "
+                "account again.",
+                401,
+            )
+        return session
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        session = await self._session(request)
+        return web.json_response({"user_id": session.user_id, "expires_at": session.expires_at})
+
+    async def close_session(self, request: web.Request) -> web.Response:
+        self.origin.check(request)
+        session_id = request.cookies.get(COOKIE_NAME)
+        if session_id:
+            await self.services.sessions.close(session_id)
+        response = web.json_response({})
+        response.del_cookie(COOKIE_NAME, path=self.cookie_path)
+        return response
+
+    async def inspect_link(self, request: web.Request) -> web.Response:
+        data = await read_json_object(request, self.max_body)
+        link = await self.services.links.inspect(require_string(data, "token", 128))
+        return web.json_response(
+            {
+                "status": link.unusable_reason(now_ms()) or "active",
+                "uses_left": link.uses_left(),
+                "expires_at": link.expires_at,
+                "rooms": [await self._room_summary(room_id) for room_id in link.rooms],
+            }
+        )
+
+    async def claim_link(self, request: web.Request) -> web.Response:
+        self.origin.check(request)
+        session = await self._session(request)
+        data = await read_json_object(request, self.max_body)
+        result = await self.services.links.claim(
+            require_string(data, "token", 128), session.user_id
+        )
+        self.services.queue.wake()
+        return web.json_response(
+            {
+                "grant_id": result.grant_id,
+                "first_claim": result.first_claim,
+                "rooms": [await self._room_summary(room_id) for room_id in result.link.rooms],
+            },
+            status=202,
+        )
+
+    async def list_invites(self, request: web.Request) -> web.Response:
+        session = await self._session(request)
+        items = await self.services.storage.queue.for_user(session.user_id)
+        return web.json_response({"invites": [await self._describe(item) for item in items]})
+
+    async def _room_summary(self, room_id: str) -> dict[str, Any]:
+        try:
+            name = (await self.services.rooms.room_info(room_id)).display_name
+        except MatrixRequestError:
+            name = room_id  # The bot left the room or cannot see it; the ID still works.
+        return {"room_id": room_id, "name": name, "matrix_to": matrix_to(room_id)}
+
+    async def _describe(self, item: QueuedInvite) -> dict[str, Any]:
+        return {
+            **await self._room_summary(item.room_id),
+            "state": item.state,
+            "outcome": item.outcome,
+            "errcode": item.errcode,
+            "error": item.error,
+            "updated_at": item.updated_at,
+        }
