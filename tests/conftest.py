@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 import logging
 import os
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
+import secrets
 
-import pytest
-import pytest_asyncio
 from maubot.lib.plugin_db import ProxyPostgresDatabase
 from mautrix.util.async_db import Database
+import pytest
+import pytest_asyncio
 
 from thirdparty_invite.storage import Storage, upgrade_table
 

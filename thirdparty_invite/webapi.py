@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from mautrix.errors import MatrixRequestError
+from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
 from .durations import now_ms
 from .errors import UserFacingError
@@ -132,8 +132,9 @@ class WebAPI:
     async def _room_summary(self, room_id: str) -> dict[str, Any]:
         try:
             name = (await self.services.rooms.room_info(room_id)).display_name
-        except MatrixRequestError:
-            name = room_id  # The bot left the room or cannot see it; the ID still works.
+        except (MatrixRequestError, MatrixConnectionError):
+            # The bot left the room, cannot see it, or its homeserver is down: the ID works.
+            name = room_id
         return {"room_id": room_id, "name": name, "matrix_to": matrix_to(room_id)}
 
     async def _describe(self, item: QueuedInvite) -> dict[str, Any]:

@@ -135,5 +135,3 @@ async def test_audit_log(storage: Storage) -> None:
     [entry] = await storage.audit.recent("!r")
     assert (entry.action, entry.target, entry.detail) == ("invited", "@u:x", "grant 1")
     assert len(await storage.audit.recent()) == 2
-
-
