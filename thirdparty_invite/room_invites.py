@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from maubot.handlers import event
@@ -29,12 +30,20 @@ def describe_invite_state(evt: StateEvent) -> tuple[str | None, str | None]:
 class BotInviteHandler:
     def __init__(self, services: Services) -> None:
         self.services = services
+        # maubot may hand the same invite over twice, and stripped invite events carry no
+        # event ID: remember rooms whose invite was handled in the last minute instead.
+        self._recent_invites: dict[str, float] = {}
 
     @event.on(EventType.ROOM_MEMBER)
     async def on_member(self, evt: StateEvent) -> None:
         rooms = self.services.rooms
         if evt.state_key != rooms.bot_user_id or evt.content.membership != Membership.INVITE:
             return
+        now = time.monotonic()
+        self._recent_invites = {r: t for r, t in self._recent_invites.items() if t > now - 60}
+        if str(evt.room_id) in self._recent_invites:
+            return
+        self._recent_invites[str(evt.room_id)] = now
         settings = self.services.settings
         room_id, inviter = str(evt.room_id), str(evt.sender)
         name, join_rule = describe_invite_state(evt)

@@ -1,0 +1,357 @@
+"""Run a throw-away Synapse homeserver on 127.0.0.1 for tests and the demo."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import os
+from pathlib import Path
+import secrets
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from devtools.matrix_user import MatrixRequestError, MatrixUser
+from devtools.ports import LOOPBACK, ProcessGroup, free_port, tail, wait_http_ok
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SYNAPSE_PYTHON = REPO_ROOT / ".venv-synapse" / "bin" / "python"
+
+# Generous enough that no test or demo ever sees a 429 unless it asks for one.
+_RELAXED = {"per_second": 10000, "burst_count": 100000}
+
+RELAXED_RATE_LIMITS: dict[str, Any] = {
+    "rc_message": _RELAXED,
+    "rc_registration": _RELAXED,
+    "rc_registration_token_validity": _RELAXED,
+    "rc_login": {"address": _RELAXED, "account": _RELAXED, "failed_attempts": _RELAXED},
+    "rc_admin_redaction": _RELAXED,
+    "rc_joins": {"local": _RELAXED, "remote": _RELAXED},
+    "rc_joins_per_room": _RELAXED,
+    "rc_3pid_validation": _RELAXED,
+    "rc_invites": {"per_room": _RELAXED, "per_user": _RELAXED, "per_issuer": _RELAXED},
+    "rc_third_party_invite": _RELAXED,
+    "rc_key_requests": _RELAXED,
+    "rc_media_create": _RELAXED,
+    "rc_presence": {"per_user": _RELAXED},
+    "rc_delayed_event_mgmt": _RELAXED,
+    "rc_room_creation": _RELAXED,
+    "rc_reports": _RELAXED,
+    "rc_user_directory": _RELAXED,
+    "rc_profile": _RELAXED,
+    "rc_federation": {
+        "window_size": 1000,
+        "sleep_limit": 10000,
+        "sleep_delay": 1,
+        "reject_limit": 100000,
+        "concurrent": 1000,
+    },
+    "federation_rr_transactions_per_room_per_second": 10000,
+}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of ``base`` with ``override`` merged in (nested dicts merge, the rest replaces)."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _unpadded_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+class SynapseServer:
+    """A Synapse on ``http://127.0.0.1:<port>`` with SQLite, no TLS and relaxed rate limits.
+
+    ``rc_invites`` (when given) replaces the relaxed invite limits verbatim, so sub-keys it
+    leaves out (``per_room``, ``per_user``, ``per_issuer``) fall back to Synapse's defaults.
+    ``extra_config`` is deep-merged over the generated homeserver config last.
+    """
+
+    startup_timeout = 60.0
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        server_name: str | None = None,
+        port: int | None = None,
+        rc_invites: dict | None = None,
+        extra_config: dict | None = None,
+        python: str | Path | None = None,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self._fixed_server_name = server_name
+        self._fixed_port = port
+        self.port: int = port or 0
+        self.server_name: str = server_name or ""
+        self.rc_invites = rc_invites
+        self.extra_config = extra_config or {}
+        self.python = str(python or os.environ.get("SYNAPSE_PYTHON") or DEFAULT_SYNAPSE_PYTHON)
+        self.registration_shared_secret = secrets.token_hex(32)
+        self._macaroon_secret_key = secrets.token_hex(32)
+        self._form_secret = secrets.token_hex(32)
+        self.config: dict[str, Any] = {}
+        self.startup_seconds: float | None = None
+        self._process: ProcessGroup | None = None
+        self._users: list[MatrixUser] = []
+
+    # -- paths and config ------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "homeserver.yaml"
+
+    @property
+    def log_path(self) -> Path:
+        """Synapse's own log (INFO)."""
+        return self.workdir / "homeserver.log"
+
+    @property
+    def stdout_path(self) -> Path:
+        """stdout/stderr of the process (start-up errors before logging is set up)."""
+        return self.workdir / "synapse.stdout.log"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.workdir / "signing.key"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.running
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def build_config(self) -> dict[str, Any]:
+        workdir = self.workdir
+        config: dict[str, Any] = {
+            "server_name": self.server_name,
+            "pid_file": str(workdir / "homeserver.pid"),
+            "public_baseurl": self.base_url + "/",
+            "listeners": [
+                {
+                    "port": self.port,
+                    "bind_addresses": [LOOPBACK],
+                    "type": "http",
+                    "tls": False,
+                    "x_forwarded": False,
+                    "resources": [
+                        {"names": ["client", "federation", "openid"], "compress": False}
+                    ],
+                }
+            ],
+            "database": {
+                "name": "sqlite3",
+                "args": {"database": str(workdir / "homeserver.db")},
+            },
+            "log_config": str(workdir / "log.config"),
+            "media_store_path": str(workdir / "media_store"),
+            "signing_key_path": str(self.signing_key_path),
+            "registration_shared_secret": self.registration_shared_secret,
+            "macaroon_secret_key": self._macaroon_secret_key,
+            "form_secret": self._form_secret,
+            "report_stats": False,
+            "enable_registration": False,
+            "enable_metrics": False,
+            "url_preview_enabled": False,
+            "suppress_key_server_warning": True,
+            "trusted_key_servers": [],
+            **copy.deepcopy(RELAXED_RATE_LIMITS),
+        }
+        if self.rc_invites is not None:
+            config["rc_invites"] = copy.deepcopy(self.rc_invites)
+        return deep_merge(config, self.extra_config)
+
+    def _log_config(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "formatters": {
+                "precise": {
+                    "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - "
+                    "%(request)s - %(message)s"
+                }
+            },
+            "handlers": {
+                "file": {
+                    "class": "logging.FileHandler",
+                    "formatter": "precise",
+                    "filename": str(self.log_path),
+                    "encoding": "utf8",
+                }
+            },
+            "loggers": {"synapse.storage.SQL": {"level": "INFO"}},
+            "root": {"level": "INFO", "handlers": ["file"]},
+            "disable_existing_loggers": False,
+        }
+
+    def _write_files(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "media_store").mkdir(exist_ok=True)
+        if not self.signing_key_path.exists():
+            # Synapse's key file format: "<algorithm> <version> <unpadded base64 seed>".
+            seed = _unpadded_b64(secrets.token_bytes(32))
+            self.signing_key_path.write_text(f"ed25519 a_{secrets.token_hex(2)} {seed}\n")
+        # JSON is valid YAML: no YAML library needed.
+        (self.workdir / "log.config").write_text(json.dumps(self._log_config(), indent=2))
+        self.config = self.build_config()
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> SynapseServer:
+        if self.running:
+            return self
+        attempts = 1 if self._fixed_port else 3
+        for attempt in range(1, attempts + 1):
+            self.port = self._fixed_port or free_port()
+            self.server_name = self._fixed_server_name or f"localhost:{self.port}"
+            self._write_files()
+            self._process = ProcessGroup(
+                [self.python, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
+                cwd=self.workdir,
+                log_path=self.stdout_path,
+            )
+            started = time.monotonic()
+            self._process.start()
+            try:
+                await wait_http_ok(
+                    f"{self.base_url}/_matrix/client/versions",
+                    timeout=self.startup_timeout,
+                    process=self._process,
+                    what=f"Synapse ({self.server_name})",
+                )
+            except (TimeoutError, RuntimeError) as e:
+                await self.stop()
+                address_in_use = "Address already in use" in (
+                    tail(self.stdout_path, 200) + tail(self.log_path, 200)
+                )
+                if address_in_use and attempt < attempts:
+                    log.warning("Synapse port %s was taken, retrying", self.port)
+                    continue
+                raise RuntimeError(
+                    f"{e}\n--- tail of {self.log_path} ---\n{tail(self.log_path)}"
+                ) from e
+            self.startup_seconds = time.monotonic() - started
+            log.info("Synapse %s up in %.1f s", self.base_url, self.startup_seconds)
+            # The database now belongs to this server name: later starts must keep it.
+            self._fixed_port, self._fixed_server_name = self.port, self.server_name
+            return self
+        raise AssertionError("unreachable")
+
+    async def stop(self) -> None:
+        """Close the users' sessions and stop the process (SIGTERM, then SIGKILL). Idempotent."""
+        for user in self._users:
+            await user.close()
+        self._users.clear()
+        if self._process is not None:
+            await self._process.stop()
+            self._process = None
+
+    async def restart(self) -> SynapseServer:
+        """Stop and start again with the same port, server name and database."""
+        await self.stop()
+        return await self.start()
+
+    async def __aenter__(self) -> SynapseServer:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- users -----------------------------------------------------------------------------
+
+    def user_id(self, localpart: str) -> str:
+        return f"@{localpart}:{self.server_name}"
+
+    async def register_user(
+        self, localpart: str, password: str | None = None, admin: bool = False
+    ) -> MatrixUser:
+        """Register via the shared-secret admin API; returns the new, logged-in user.
+
+        The user's aiohttp session is closed by ``stop()`` (or call ``user.close()``).
+        """
+        password = password or secrets.token_urlsafe(16)
+        url = f"{self.base_url}/_synapse/admin/v1/register"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as resp:
+                nonce = (await resp.json())["nonce"]
+            mac = hmac.new(self.registration_shared_secret.encode(), digestmod=hashlib.sha1)
+            for part in (nonce, localpart, password):
+                mac.update(part.encode())
+                mac.update(b"\x00")
+            mac.update(b"admin" if admin else b"notadmin")
+            body = {
+                "nonce": nonce,
+                "username": localpart,
+                "password": password,
+                "admin": admin,
+                "mac": mac.hexdigest(),
+            }
+            async with session.post(url, json=body) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status >= 300:
+                    raise MatrixRequestError("POST", url, resp.status, data)
+        user = MatrixUser(
+            self.base_url,
+            data["user_id"],
+            data["access_token"],
+            data.get("device_id"),
+            password=password,
+        )
+        self._users.append(user)
+        return user
+
+    async def login(self, localpart: str, password: str) -> MatrixUser:
+        """A new device for an existing user; its session is closed by ``stop()`` too."""
+        user = await MatrixUser.login(self.base_url, localpart, password)
+        self._users.append(user)
+        return user
+
+
+def main() -> None:  # pragma: no cover - manual helper
+    """``python -m devtools.synapse [workdir]``: run a Synapse until Ctrl-C."""
+    import asyncio
+    import tempfile
+
+    logging.basicConfig(level=logging.INFO)
+    workdir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp("-synapse"))
+
+    async def run() -> None:
+        async with SynapseServer(workdir) as server:
+            print(f"Synapse {server.server_name} at {server.base_url} (workdir {workdir})")
+            print(f"registration_shared_secret: {server.registration_shared_secret}")
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

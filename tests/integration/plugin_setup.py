@@ -1,0 +1,74 @@
+"""Puts the built .mbp into the session's maubot server as a running instance."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import attrs
+
+from devtools.matrix_user import MatrixUser
+from devtools.maubot_server import MaubotServer
+from devtools.synapse import SynapseServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_ID = "org.thirdparty_invite.bot"
+LINK_PATTERN = re.compile(r"(https?://\S+/invite)#([A-Za-z0-9_-]+)")
+
+
+def build_mbp() -> Path:
+    out = subprocess.run(
+        ["./build.sh"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    return REPO_ROOT / out.strip().splitlines()[-1]
+
+
+def instance_config(synapse: SynapseServer, operators: list[str], **extra: object) -> str:
+    config = {
+        "operators": operators,
+        # Synapse on loopback is reached through the operator mapping, never by discovery.
+        "identity": {"server_urls": {synapse.server_name: synapse.base_url}},
+        **extra,
+    }
+    return json.dumps(config)  # JSON is YAML
+
+
+@attrs.define
+class RunningPlugin:
+    maubot: MaubotServer
+    bot: MatrixUser
+    instance_id: str
+
+    @property
+    def web_url(self) -> str:
+        return self.maubot.instance_url(self.instance_id)
+
+    @property
+    def origin(self) -> str:
+        return self.maubot.base_url
+
+
+async def start_plugin(
+    maubot: MaubotServer,
+    synapse: SynapseServer,
+    bot: MatrixUser,
+    operators: list[str],
+    instance_id: str,
+    mbp: Path,
+    **config: object,
+) -> RunningPlugin:
+    await maubot.upload_plugin(mbp)
+    # autojoin off: the plugin itself decides which room invites to accept.
+    await maubot.create_client(bot, synapse.base_url, autojoin=False)
+    await maubot.create_instance(
+        instance_id, PLUGIN_ID, bot, instance_config(synapse, operators, **config)
+    )
+    return RunningPlugin(maubot, bot, instance_id)
+
+
+def find_link(body: str) -> tuple[str, str]:
+    match = LINK_PATTERN.search(body)
+    assert match, f"no invite link in: {body}"
+    return match.group(1), match.group(2)
