@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 import hashlib
 import mimetypes
 
@@ -25,7 +25,7 @@ _PAGES = {"/": "index.html", "/invite": "invite.html"}
 
 
 class StaticFiles:
-    def __init__(self, read_file: Callable[[str], bytes]) -> None:
+    def __init__(self, read_file: Callable[[str], Awaitable[bytes]]) -> None:
         self._read_file = read_file
         self._cache: dict[str, tuple[bytes, str]] = {}
 
@@ -35,17 +35,19 @@ class StaticFiles:
         router.add_get("/static/{name}", self.asset)
         router.add_get("/api/openapi.json", self.openapi)
 
-    def _load(self, name: str) -> tuple[bytes, str] | None:
+    async def _load(self, name: str) -> tuple[bytes, str] | None:
         if name not in self._cache:
             try:
-                data = self._read_file(f"web/{name}")
+                data = await self._read_file(f"web/{name}")
             except (KeyError, FileNotFoundError, OSError):
                 return None  # zip loader: KeyError; directory loader: FileNotFoundError
             self._cache[name] = (data, hashlib.sha256(data).hexdigest()[:16])
         return self._cache[name]
 
-    def _respond(self, request: web.Request, name: str, cache_control: str) -> web.Response:
-        loaded = self._load(name)
+    async def _respond(
+        self, request: web.Request, name: str, cache_control: str
+    ) -> web.Response:
+        loaded = await self._load(name)
         if loaded is None:
             raise web.HTTPNotFound(reason="No such file.")
         data, digest = loaded
@@ -66,13 +68,13 @@ class StaticFiles:
         return web.Response(body=data, headers=headers)
 
     async def page(self, request: web.Request) -> web.Response:
-        return self._respond(request, _PAGES[request.path], "no-cache")
+        return await self._respond(request, _PAGES[request.path], "no-cache")
 
     async def asset(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if "/" in name or name.startswith(".") or ".." in name:
             raise web.HTTPNotFound(reason="No such file.")
-        return self._respond(request, name, "public, max-age=300, must-revalidate")
+        return await self._respond(request, name, "public, max-age=300, must-revalidate")
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return self._respond(request, "openapi.json", "no-cache")
+        return await self._respond(request, "openapi.json", "no-cache")

@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const token = decodeURIComponent(location.hash.slice(1));
+const FETCH_TIMEOUT_MS = 15000;
 
 class StepError extends Error {
   constructor(message, { retry = true } = {}) {
@@ -35,6 +36,7 @@ async function matrix(baseUrl, path, { method = "GET", body, accessToken } = {})
   try {
     response = await fetch(new URL(path, baseUrl), {
       method, headers, body: body ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
     });
   } catch {
     throw new StepError(`Could not reach your homeserver at ${baseUrl}.`);
@@ -64,11 +66,13 @@ function isLocal(serverName) {
 
 async function discoverHomeserver(serverName, override) {
   if (override) return override.replace(/\/+$/, "") + "/";
-  // Browsers allow plain http to loopback only, which is what local test servers use.
-  const schemes = isLocal(serverName) ? ["https", "http"] : ["https"];
+  // Plain http is tried only for loopback names, where local test servers live.
+  const schemes = isLocal(serverName) ? ["http", "https"] : ["https"];
   for (const scheme of schemes) {
     try {
-      const response = await fetch(`${scheme}://${serverName}/.well-known/matrix/client`);
+      const response = await fetch(`${scheme}://${serverName}/.well-known/matrix/client`, {
+        signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+      });
       if (response.ok) {
         const data = await response.json();
         const base = data?.["m.homeserver"]?.base_url;
@@ -80,7 +84,7 @@ async function discoverHomeserver(serverName, override) {
       // No .well-known here: fall through to the server name itself.
     }
   }
-  return `${schemes[schemes.length - 1]}://${serverName}/`;
+  return `${schemes[0]}://${serverName}/`;
 }
 
 function setSteps(names) {

@@ -215,3 +215,17 @@ async def test_bot_declines_invites_from_non_operators(world, make_user) -> None
     bot: MatrixUser = world["bot"]
     room_id = await stranger.create_room("Stranger's room", invite=[bot.user_id])
     await stranger.wait_for_membership(room_id, bot.user_id, "leave")
+
+
+async def test_pages_are_served_from_the_mbp(world) -> None:
+    plugin: RunningPlugin = world["plugin"]
+    async with aiohttp.ClientSession(base_url=plugin.web_url) as http:
+        for path, kind in (
+            ("invite", "text/html"),
+            ("static/invite.js", "text/javascript"),
+            ("static/style.css", "text/css"),
+            ("api/openapi.json", "application/json"),
+        ):
+            async with http.get(path) as resp:
+                assert resp.status == 200, path
+                assert resp.headers["Content-Type"].startswith(kind), path

@@ -64,7 +64,10 @@ async def serve_plugin_web(
     services = Services(settings, storage, RoomOps(bot.client), base, log)
     plugin_app.add_middleware(error_middleware(log))
     WebAPI(services, log).register(plugin_app)
-    StaticFiles(lambda name: (ROOT / name).read_bytes()).register(plugin_app)
+    async def read_file(name: str) -> bytes:  # maubot's loaders read files asynchronously
+        return (ROOT / name).read_bytes()
+
+    StaticFiles(read_file).register(plugin_app)
     origin = f"http://127.0.0.1:{server.port}"
     async with aiohttp.ClientSession(
         base_url=f"{origin}{PREFIX}/",

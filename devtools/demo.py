@@ -1,0 +1,112 @@
+"""`./dev demo`: the plugin for real on this machine, with a link to try in a browser.
+
+Starts a Synapse on loopback and a full maubot server running the built .mbp on SQLite,
+creates an admin, a bot and a demo account, a room the bot manages, and asks the bot
+for an invite link exactly as a room admin would (`!invitebot link`). Prints the link
+and the account to sign in with, then runs until Ctrl-C. State lives in .demo/ and is
+started afresh on every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from devtools.maubot_server import MaubotServer
+from devtools.ports import free_port
+from devtools.synapse import SynapseServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_ID = "org.thirdparty_invite.bot"
+LINK = re.compile(r"https?://\S+/invite#[A-Za-z0-9_-]+")
+
+
+def build_mbp() -> Path:
+    out = subprocess.run(
+        [str(ROOT / "build.sh")], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    return ROOT / out.strip().splitlines()[-1]
+
+
+async def run(state_dir: Path, password: str) -> None:
+    if state_dir.exists():
+        shutil.rmtree(state_dir)  # a fresh start every time: no stale ports or tokens
+    port = free_port()
+    synapse = SynapseServer(
+        state_dir / "synapse",
+        port=port,
+        # The invite page finds the homeserver through .well-known, as for any server.
+        extra_config={"serve_client_wellknown": True},
+    )
+    maubot = MaubotServer(state_dir / "maubot", homeserver_url=synapse.base_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        print("Starting Synapse and maubot on 127.0.0.1 ...", flush=True)
+        await synapse.start()
+        await maubot.start()
+        admin = await synapse.register_user("demo-admin", password)
+        bot = await synapse.register_user("invitebot")
+        user = await synapse.register_user("demo-user", password)
+        await maubot.upload_plugin(build_mbp())
+        await maubot.create_client(bot, synapse.base_url, autojoin=False)
+        config = {
+            "operators": [admin.user_id],
+            "identity": {"server_urls": {synapse.server_name: synapse.base_url}},
+        }
+        await maubot.create_instance("invitebot", PLUGIN_ID, bot, json.dumps(config))
+        room_id = await admin.create_room(
+            "Demo room",
+            invite=[bot.user_id],
+            power_level_content_override={"invite": 50, "users": {bot.user_id: 50}},
+        )
+        await admin.wait_for_membership(room_id, bot.user_id, "join")
+        await admin.send_text(room_id, "!invitebot link --uses 10 --expires 1d")
+        reply = await admin.wait_for_message(
+            room_id, lambda c: bool(LINK.search(c.get("body", ""))), sender=bot.user_id
+        )
+        link = LINK.search(reply["body"]).group(0)
+        print(
+            f"""
+thirdparty_invite demo is running.
+
+  Invite link (open it in a browser):
+    {link}
+
+  Sign in on that page with:
+    Matrix ID  {user.user_id}
+    Password   {password}
+
+  Homeserver        {synapse.base_url}   (room admin: {admin.user_id}, same password)
+  maubot manager    {maubot.base_url}/_matrix/maubot   (user {maubot.admin.username},
+                    password {maubot.admin.password})
+  Logs              {state_dir}/synapse/homeserver.log, {state_dir}/maubot/maubot.log
+
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        print("\nStopping ...", flush=True)
+        await maubot.stop()
+        await synapse.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--state-dir", type=Path, default=ROOT / ".demo")
+    parser.add_argument("--password", default="demo-password-1")
+    args = parser.parse_args()
+    asyncio.run(run(args.state_dir, args.password))
+
+
+if __name__ == "__main__":
+    main()
