@@ -20,6 +20,7 @@ _COPIED_KEYS = (
     "web.trusted_origins",
     "identity.server_urls",
     "identity.allow_private_addresses",
+    "identity.allowed_networks",
     "identity.homeserver_allow",
     "identity.homeserver_deny",
     "identity.timeout",
@@ -119,6 +120,7 @@ def read_settings(config: Any) -> Settings:
             timeout=float(config["identity.timeout"]),
             seen_token_ttl=_duration(config, "identity.seen_token_lifetime"),
             dns_nameservers=_strings(config, "identity.dns_nameservers"),
+            allowed_networks=_strings(config, "identity.allowed_networks"),
         ),
         links=LinkSettings(
             default_expiry=_duration(config, "links.default_expiry", allow_empty=True),

@@ -1,0 +1,375 @@
+"""Prove who a user is from an OpenID token their homeserver issued.
+
+The browser sends `{access_token, matrix_server_name}`. Both are untrusted: a hostile homeserver
+can answer anything, so the answer's `sub` must belong to the server we asked, and we must have
+reached that server through proper discovery (or an operator-configured URL). Each token is
+accepted once. The token is a credential: it never appears in a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
+import hashlib
+import json
+import logging
+import re
+import ssl
+import time
+from types import MappingProxyType
+from typing import Protocol
+
+import aiohttp
+import attrs
+import dns.asyncresolver
+import dns.exception
+import yarl
+
+from .discovery import (
+    DiscoveryError,
+    InvalidServerName,
+    ResolvedServer,
+    ServerResolver,
+    format_server_name,
+    normalize_server_name,
+    parse_server_name,
+)
+from .netguard import (
+    AddressPolicy,
+    ForbiddenAddress,
+    ResponseTooLarge,
+    check_url_host,
+    make_dns_resolver,
+    make_guarded_session,
+    read_body_limited,
+)
+
+log = logging.getLogger(__name__)
+
+USERINFO_PATH = "_matrix/federation/v1/openid/userinfo"
+USERINFO_BODY_LIMIT = 64 * 1024
+# SRV records may list several servers; try a few when the first cannot be connected to.
+MAX_CONNECT_ATTEMPTS = 3
+_TOKEN = re.compile(r"[\x21-\x7e]{1,512}\Z")
+# Historical user IDs allow any printable ASCII in the localpart except ':'.
+_LOCALPART = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")
+
+
+def _frozen_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class IdentitySettings:
+    """How the verifier reaches homeservers.
+
+    `server_urls` maps server names to base URLs (`http://127.0.0.1:8008`) that skip discovery and
+    the address policy: the operator vouches for them. `homeserver_allow`/`homeserver_deny` are
+    fnmatch globs matched against the server name and against its host alone; deny wins, and an
+    empty allow list allows every server. `allowed_networks` opens specific private networks
+    (CIDR) without `allow_private_addresses` opening them all."""
+
+    server_urls: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+    allow_private_addresses: bool = False
+    homeserver_allow: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    homeserver_deny: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    timeout: float = 10.0
+    seen_token_ttl: float = 3600.0
+    dns_nameservers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    allowed_networks: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    discovery_failure_ttl: float = 3600.0
+
+
+class IdentityError(Exception):
+    """Verification failed. `message` is meant for the user; it never contains the token."""
+
+    def __init__(self, errcode: str, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.errcode = errcode
+        self.message = message
+        self.http_status = http_status
+
+
+class ReplayGuard(Protocol):
+    async def mark_seen(self, token_hash: bytes, expires_at_ms: int) -> bool:
+        """Record a token; True when it had not been seen (atomically: one caller wins)."""
+        ...
+
+
+def parse_user_id(user_id: object) -> tuple[str, str]:
+    """Split `@localpart:server` into (localpart, normalized server name); ValueError if not a
+    valid Matrix user ID."""
+    if not isinstance(user_id, str) or not user_id.startswith("@") or len(user_id) > 255:
+        raise ValueError("not a Matrix user ID")
+    localpart, colon, server_name = user_id[1:].partition(":")
+    if not colon or not _LOCALPART.match(localpart):
+        raise ValueError("not a Matrix user ID")
+    return localpart, normalize_server_name(server_name)
+
+
+@attrs.frozen
+class _Target:
+    """One place to send the userinfo request."""
+
+    base_url: yarl.URL
+    host_header: str | None = None
+    tls_server_name: str | None = None
+    guarded: bool = True  # False for operator-configured URLs
+
+
+class _ConnectFailed(Exception):
+    """Nothing was sent (no connection): the next candidate may be tried."""
+
+
+def _unreachable(server_name: str, reason: str) -> IdentityError:
+    return IdentityError(
+        "TPI_SERVER_UNREACHABLE",
+        f"Could not check your sign-in with your homeserver {server_name}: {reason}. "
+        "Try again in a few minutes; if it keeps failing, ask your homeserver's administrator "
+        "whether its federation API is reachable.",
+        502,
+    )
+
+
+def _forbidden(server_name: str) -> IdentityError:
+    return IdentityError(
+        "TPI_SERVER_FORBIDDEN_ADDRESS",
+        f"Your homeserver {server_name} is only reachable at private or local network addresses, "
+        "which this service does not contact. Ask its operator to add it to the server "
+        "settings if it is meant to be used here.",
+        403,
+    )
+
+
+class OpenIDVerifier:
+    """Verifies OpenID tokens against the issuing homeserver. Create one and share it; call
+    `close()` on shutdown. `resolver` replaces server discovery (the caller then owns it);
+    `ssl_context` replaces the system trust store (tests)."""
+
+    def __init__(
+        self,
+        settings: IdentitySettings,
+        replay_guard: ReplayGuard,
+        *,
+        resolver: ServerResolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._settings = settings
+        self._replay_guard = replay_guard
+        self._policy = AddressPolicy(
+            allow_private=settings.allow_private_addresses,
+            allowed_networks=settings.allowed_networks,
+        )
+        self._server_urls = {
+            normalize_server_name(name): yarl.URL(url)
+            for name, url in settings.server_urls.items()
+        }
+        self._resolver = resolver
+        self._owns_resolver = resolver is None
+        self._ssl_context = ssl_context
+        self._dns: dns.asyncresolver.Resolver | None = None
+        self._guarded: aiohttp.ClientSession | None = None
+        self._direct: aiohttp.ClientSession | None = None
+
+    async def verify(self, access_token: str, matrix_server_name: str) -> str:
+        """Return the Matrix user ID the token belongs to, or raise `IdentityError`."""
+        if not isinstance(access_token, str) or not _TOKEN.match(access_token):
+            raise IdentityError(
+                "TPI_BAD_TOKEN",
+                "The OpenID token is malformed (expected 1 to 512 printable characters). "
+                "Sign in again.",
+                400,
+            )
+        try:
+            host, port = parse_server_name(matrix_server_name)
+        except InvalidServerName as error:
+            raise IdentityError(
+                "TPI_BAD_SERVER_NAME", f"The homeserver name is not valid: {error}.", 400
+            ) from None
+        server_name = format_server_name(host, port)
+        self._check_lists(server_name, host)
+        user_id = await self._ask_homeserver(access_token, server_name)
+        # Marked only now, so a forged or failed attempt cannot burn someone's token.
+        token_hash = hashlib.sha256(f"{server_name}\0{access_token}".encode()).digest()
+        expires_at_ms = int((time.time() + self._settings.seen_token_ttl) * 1000)
+        if not await self._replay_guard.mark_seen(token_hash, expires_at_ms):
+            log.info("Refused a replayed OpenID token for %s", user_id)
+            raise IdentityError(
+                "TPI_TOKEN_REPLAYED",
+                "This sign-in was already used. Sign in again to get a fresh one.",
+                401,
+            )
+        log.debug("Verified %s through its homeserver", user_id)
+        return user_id
+
+    async def close(self) -> None:
+        if self._resolver is not None and self._owns_resolver:
+            await self._resolver.close()
+        for session in (self._guarded, self._direct):
+            if session is not None:
+                await session.close()
+        # Usable again afterwards: everything is rebuilt lazily on the next verify().
+        self._guarded = self._direct = self._dns = None
+        if self._owns_resolver:
+            self._resolver = None
+
+    def _check_lists(self, server_name: str, host: str) -> None:
+        names = (server_name, host)
+
+        def matches(patterns: tuple[str, ...]) -> bool:
+            return any(
+                fnmatchcase(name, pattern.lower()) for pattern in patterns for name in names
+            )
+
+        allow, deny = self._settings.homeserver_allow, self._settings.homeserver_deny
+        if matches(deny) or (allow and not matches(allow)):
+            log.info("Refused an OpenID token from %s (homeserver allow/deny lists)", server_name)
+            raise IdentityError(
+                "TPI_SERVER_NOT_ALLOWED",
+                f"Accounts on {server_name} are not accepted here. Sign in with an account on "
+                "another homeserver, or ask the operator of this service.",
+                403,
+            )
+
+    async def _ask_homeserver(self, token: str, server_name: str) -> str:
+        mapped = self._server_urls.get(server_name)
+        if mapped is not None:
+            targets = [_Target(mapped, guarded=False)]
+        else:
+            targets = [
+                _Target(found.base_url, found.host_header, found.tls_server_name)
+                for found in await self._discover(server_name)
+            ]
+        refused = 0
+        reason = "no address to connect to"
+        for target in targets[:MAX_CONNECT_ATTEMPTS]:
+            try:
+                return await self._userinfo(target, token, server_name)
+            except ForbiddenAddress as error:
+                log.info("Not contacting %s for %s: %s", target.base_url, server_name, error)
+                refused += 1
+            except _ConnectFailed as error:
+                reason = str(error)
+                log.info(
+                    "Could not connect to %s for %s: %s", target.base_url, server_name, reason
+                )
+        if refused and refused == min(len(targets), MAX_CONNECT_ATTEMPTS):
+            raise _forbidden(server_name)
+        raise _unreachable(server_name, reason)
+
+    async def _discover(self, server_name: str) -> list[ResolvedServer]:
+        try:
+            resolver = self._server_resolver()
+            return await resolver.resolve_candidates(server_name)
+        except ForbiddenAddress as error:
+            log.info("Not contacting %s: %s", server_name, error)
+            raise _forbidden(server_name) from None
+        except (DiscoveryError, InvalidServerName) as error:
+            log.info("Could not locate %s: %s", server_name, error)
+            raise _unreachable(server_name, str(error)) from None
+        except dns.exception.DNSException as error:  # e.g. no resolver configuration
+            log.error("DNS is not usable: %s", error)
+            raise _unreachable(server_name, "DNS is not available here") from None
+
+    async def _userinfo(self, target: _Target, token: str, server_name: str) -> str:
+        url = (target.base_url / USERINFO_PATH).with_query(access_token=token)
+        if target.guarded:
+            check_url_host(self._policy, url)
+        headers = {"Host": target.host_header} if target.host_header else None
+        try:
+            session = self._guarded_session() if target.guarded else self._direct_session()
+            # No redirects: a redirect could take the token anywhere.
+            async with session.get(
+                url,
+                headers=headers,
+                allow_redirects=False,
+                server_hostname=target.tls_server_name if url.scheme == "https" else None,
+            ) as response:
+                status = response.status
+                body = await read_body_limited(response, USERINFO_BODY_LIMIT)
+        except ForbiddenAddress:
+            raise
+        except aiohttp.ClientConnectorCertificateError:
+            raise _ConnectFailed(f"its TLS certificate is not valid for {server_name}") from None
+        except aiohttp.ClientConnectorDNSError:
+            raise _ConnectFailed("its address could not be looked up in DNS") from None
+        except aiohttp.ClientConnectorError:
+            raise _ConnectFailed("the connection failed") from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise _unreachable(server_name, "it did not answer in time") from None
+        except ResponseTooLarge:
+            raise _unreachable(server_name, "its answer was too large") from None
+        except dns.exception.DNSException as error:  # e.g. no resolver configuration
+            log.error("DNS is not usable: %s", error)
+            raise _unreachable(server_name, "DNS is not available here") from None
+        except (aiohttp.ClientError, OSError) as error:
+            # aiohttp's messages may quote the URL, token included: only the type is kept.
+            log.info("Userinfo request to %s failed: %s", server_name, type(error).__name__)
+            raise _unreachable(server_name, "the request failed") from None
+        return self._read_answer(status, body, server_name)
+
+    def _read_answer(self, status: int, body: bytes, server_name: str) -> str:
+        if status == 401:
+            log.info("%s does not know the OpenID token (unknown or expired)", server_name)
+            raise IdentityError(
+                "M_UNKNOWN_TOKEN",
+                f"{server_name} does not recognise this sign-in (unknown or expired). "
+                "Sign in again.",
+                401,
+            )
+        if status != 200:
+            raise _unreachable(server_name, f"it answered with HTTP status {status}")
+        try:
+            answer = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+            raise _unreachable(server_name, "its answer was not JSON") from None
+        sub = answer.get("sub") if isinstance(answer, dict) else None
+        try:
+            _, sub_server = parse_user_id(sub)
+        except (ValueError, InvalidServerName):
+            sub_server = None
+        if sub_server != server_name:
+            # The heart of the check: a homeserver may only vouch for its own users.
+            log.warning("%s answered for a user that is not its own; refused", server_name)
+            raise IdentityError(
+                "TPI_SUB_MISMATCH",
+                f"{server_name} did not confirm a user of its own, so the sign-in cannot be "
+                "trusted. Sign in again with an account on that homeserver.",
+                403,
+            )
+        assert isinstance(sub, str)
+        return sub
+
+    def _server_resolver(self) -> ServerResolver:
+        if self._resolver is None:
+            session = self._guarded_session()
+            assert self._dns is not None
+            self._resolver = ServerResolver(
+                session,
+                self._dns,
+                self._policy,
+                failure_ttl=self._settings.discovery_failure_ttl,
+            )
+        return self._resolver
+
+    def _guarded_session(self) -> aiohttp.ClientSession:
+        if self._guarded is None:
+            self._dns = make_dns_resolver(self._settings.dns_nameservers, self._settings.timeout)
+            self._guarded = make_guarded_session(
+                self._policy, self._dns, self._settings.timeout, ssl_context=self._ssl_context
+            )
+        return self._guarded
+
+    def _direct_session(self) -> aiohttp.ClientSession:
+        if self._direct is None:
+            # Operator-configured URLs: no address policy, but the same hygiene otherwise.
+            self._direct = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    ssl=self._ssl_context if self._ssl_context is not None else True
+                ),
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+        return self._direct
