@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 import re
 import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 from devtools.maubot_server import MaubotServer
 from devtools.ports import free_port
@@ -35,8 +35,8 @@ def build_mbp() -> Path:
 
 
 async def run(state_dir: Path, password: str) -> None:
-    if state_dir.exists():
-        shutil.rmtree(state_dir)  # a fresh start every time: no stale ports or tokens
+    # A fresh start every time: no stale ports or tokens.
+    shutil.rmtree(state_dir, ignore_errors=True)  # noqa: ASYNC240 - before anything runs
     port = free_port()
     synapse = SynapseServer(
         state_dir / "synapse",

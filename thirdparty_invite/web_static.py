@@ -44,9 +44,7 @@ class StaticFiles:
             self._cache[name] = (data, hashlib.sha256(data).hexdigest()[:16])
         return self._cache[name]
 
-    async def _respond(
-        self, request: web.Request, name: str, cache_control: str
-    ) -> web.Response:
+    async def _respond(self, request: web.Request, name: str, cache_control: str) -> web.Response:
         loaded = await self._load(name)
         if loaded is None:
             raise web.HTTPNotFound(reason="No such file.")

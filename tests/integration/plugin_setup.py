@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 import subprocess
-from pathlib import Path
 
 import attrs
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
+import secrets
 
 import aiohttp
+from plugin_setup import RunningPlugin, build_mbp, find_link, start_plugin
 import pytest
 import pytest_asyncio
 
 from devtools.matrix_user import MatrixUser
-from plugin_setup import RunningPlugin, build_mbp, find_link, start_plugin
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,7 @@ async def test_concurrent_claims_make_exactly_the_allowed_invites(world, make_us
 
     statuses = await asyncio.gather(*(claim(http) for http in sessions))
     assert sorted(statuses) == [202] * 4 + [410] * 8
-    winners = [s for s, status in zip(sessions, statuses) if status == 202]
+    winners = [s for s, status in zip(sessions, statuses, strict=True) if status == 202]
     for http in winners:
         assert (await wait_invites(http, room_id))["outcome"] == "invited"
     for http in sessions:

@@ -64,6 +64,7 @@ async def serve_plugin_web(
     services = Services(settings, storage, RoomOps(bot.client), base, log)
     plugin_app.add_middleware(error_middleware(log))
     WebAPI(services, log).register(plugin_app)
+
     async def read_file(name: str) -> bytes:  # maubot's loaders read files asynchronously
         return (ROOT / name).read_bytes()
 

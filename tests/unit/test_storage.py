@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
-import pytest
 from mautrix.util.async_db import Database
+import pytest
 
 from thirdparty_invite.durations import now_ms
 from thirdparty_invite.links import LinkService
