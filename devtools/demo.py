@@ -36,7 +36,7 @@ def build_mbp() -> Path:
 
 async def run(state_dir: Path, password: str) -> None:
     # A fresh start every time: no stale ports or tokens.
-    shutil.rmtree(state_dir, ignore_errors=True)  # noqa: ASYNC240 - before anything runs
+    shutil.rmtree(state_dir, ignore_errors=True)  # before anything runs
     port = free_port()
     synapse = SynapseServer(
         state_dir / "synapse",
