@@ -67,14 +67,24 @@ class AdminCommands:
     async def invitebot(self, evt: MessageEvent) -> None:
         pass  # require_subcommand: maubot answers with the help text.
 
-    @invitebot.subcommand("help", help="Show this help.")
+    @invitebot.subcommand("help", help="This list.")
     async def help(self, evt: MessageEvent) -> None:
-        await evt.reply(self.invitebot.__mb_full_help__, allow_html=True)
+        await evt.reply(self.help_text())
+
+    def help_text(self) -> str:
+        """The command list, generated from the subcommand definitions below."""
+        lines = ["**!invitebot** manages who the bot invites into this room:", ""]
+        for sub in self.invitebot.__mb_subcommands__:
+            usage = f"!invitebot {sub.__mb_name__} {sub.__mb_usage_args__}".strip()
+            lines.append(f"* `{usage}`: {sub.__mb_help__}")
+        return "\n".join(lines)
 
     @invitebot.subcommand(
-        "link", help="Create an invite link: [--uses N] [--expires 7d|never] [room ...]"
+        "link", help="A new invite link to this room (or the rooms named); shown once."
     )
-    @command.argument("args", required=False, pass_raw=True)
+    @command.argument(
+        "args", label="--uses N] [--expires 7d|never] [room ...", required=False, pass_raw=True
+    )
     async def link(self, evt: MessageEvent, args: str = "") -> None:
         try:
             uses, expires, room_refs = parse_link_args(args)
@@ -95,7 +105,7 @@ class AdminCommands:
             f"Revoke it with `!invitebot revoke {link.id}`."
         )
 
-    @invitebot.subcommand("links", help="List this room's invite links.")
+    @invitebot.subcommand("links", help="This room's invite links, uses left and expiry.")
     async def links(self, evt: MessageEvent) -> None:
         try:
             await self._require_manager(evt, str(evt.room_id))
@@ -115,7 +125,7 @@ class AdminCommands:
             )
         await evt.reply("Invite links of this room:\n\n" + "\n".join(lines))
 
-    @invitebot.subcommand("revoke", help="Revoke an invite link: <id>")
+    @invitebot.subcommand("revoke", help="Revoke an invite link: it admits nobody any more.")
     @command.argument("link_id", label="id", required=True)
     async def revoke(self, evt: MessageEvent, link_id: str) -> None:
         link = None
@@ -135,7 +145,7 @@ class AdminCommands:
         else:
             await evt.reply(f"Invite link #{link.id} was already revoked.")
 
-    @invitebot.subcommand("status", help="Show what the bot can do here and its invite queue.")
+    @invitebot.subcommand("status", help="What the bot may do here, links and invites.")
     async def status(self, evt: MessageEvent) -> None:
         room_id = str(evt.room_id)
         try:

@@ -206,8 +206,8 @@ async def test_under_powered_people_and_bot(world, make_user) -> None:
 async def test_help_is_generated_from_the_commands(world) -> None:
     room_id = await room_with_bot(world, None)
     reply = await command(world, room_id, "!invitebot help")
-    for sub in ("link", "links", "revoke", "status", "help"):
-        assert f"* {sub}" in reply or f"{sub} " in reply
+    for usage in ("link [--uses N]", "links", "revoke <id>", "status", "help"):
+        assert f"`!invitebot {usage}" in reply
 
 
 async def test_bot_declines_invites_from_non_operators(world, make_user) -> None:
@@ -229,3 +229,19 @@ async def test_pages_are_served_from_the_mbp(world) -> None:
             async with http.get(path) as resp:
                 assert resp.status == 200, path
                 assert resp.headers["Content-Type"].startswith(kind), path
+
+
+async def test_one_link_for_two_rooms(world, make_user) -> None:
+    room_a = await room_with_bot(world, None)
+    room_b = await room_with_bot(world, "10")
+    reply = await command(world, room_a, f"!invitebot link --uses 1 {room_a} {room_b}")
+    assert "Room vdefault, Room v10" in reply
+    _, token = find_link(reply)
+    user = await make_user("both")
+    async with await open_session(world["plugin"], user) as http:
+        async with http.post("api/links/claim", json={"token": token}) as resp:
+            assert resp.status == 202
+        for room_id in (room_a, room_b):
+            assert (await wait_invites(http, room_id))["outcome"] == "invited"
+    for room_id in (room_a, room_b):
+        assert await world["admin"].membership(room_id, user.user_id) == "invite"

@@ -1,0 +1,81 @@
+"""The plugin class under maubot's own pytest fixtures (TestBot, plugin db, config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mautrix.types import MessageType
+import pytest
+
+from thirdparty_invite.bot import InviteBot
+from thirdparty_invite.config import Config
+from thirdparty_invite.invite_queue import classify_refusal
+from thirdparty_invite.matrix_ops import InviteAttempt
+from thirdparty_invite.storage import upgrade_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def maubot_plugin_path() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def maubot_plugin_class() -> type[InviteBot]:
+    return InviteBot
+
+
+@pytest.fixture
+def maubot_plugin_config_class() -> type[Config]:
+    return Config
+
+
+@pytest.fixture
+def maubot_upgrade_table():
+    return upgrade_table
+
+
+@pytest.fixture
+def maubot_plugin_config_overrides() -> dict:
+    return {"operators": ["@op:example.com"]}
+
+
+async def test_plugin_starts_and_answers_help(maubot_plugin, maubot_test_bot) -> None:
+    assert maubot_plugin.services is not None
+    assert maubot_plugin.services.settings.operators == frozenset({"@op:example.com"})
+    await maubot_test_bot.send("!invitebot help")
+    [reply] = maubot_test_bot.responded
+    body = reply.content.body
+    assert "!invitebot link [--uses N] [--expires 7d|never] [room ...]" in body
+    assert "!invitebot revoke <id>" in body
+    for sub in ("help", "links", "status"):
+        assert f"!invitebot {sub}" in body
+    assert reply.content.msgtype == MessageType.NOTICE
+    await maubot_plugin.internal_stop()
+
+
+async def test_bad_link_arguments_are_explained(maubot_plugin, maubot_test_bot) -> None:
+    await maubot_test_bot.send("!invitebot link --uses lots")
+    assert "--uses takes a number" in maubot_test_bot.responded[0].content.body
+    await maubot_test_bot.send("!invitebot link --expires soon")
+    assert "--expires takes a duration" in maubot_test_bot.responded[1].content.body
+    await maubot_plugin.internal_stop()
+
+
+@pytest.mark.parametrize(
+    ("attempt", "errcode"),
+    [
+        (InviteAttempt(403, "M_INVITE_BLOCKED", "Invites blocked"), "TPI_INVITE_BLOCKED"),
+        (InviteAttempt(403, "M_FORBIDDEN", "user is banned from the room"), "TPI_USER_BANNED"),
+        (
+            InviteAttempt(403, "M_FORBIDDEN", "You don't have permission to invite users"),
+            "TPI_BOT_LACKS_POWER",
+        ),
+        (InviteAttempt(404, "M_NOT_FOUND", "Unknown room"), "TPI_ROOM_UNKNOWN"),
+        (InviteAttempt(403, "M_FORBIDDEN", "Something else"), "M_FORBIDDEN"),
+    ],
+)
+def test_refusals_are_classified(attempt: InviteAttempt, errcode: str) -> None:
+    code, message = classify_refusal(attempt, "@u:x")
+    assert (code == errcode and message.endswith(".")) or "refused" in message
