@@ -16,7 +16,7 @@ import aiohttp
 import attrs
 from mautrix.client import Client
 from mautrix.errors import MatrixRequestError, MNotFound
-from mautrix.types import EventType, RoomID, UserID
+from mautrix.types import EventType, RoomID
 
 from .power import RoomPower
 
@@ -68,10 +68,8 @@ class RoomOps:
             )
         except MNotFound:
             return None
-        membership = content.get("membership") if hasattr(content, "get") else None
-        if membership is None:
-            membership = getattr(content, "membership", None)
-        return str(membership.value if hasattr(membership, "value") else membership)
+        # mautrix hands back MemberStateEventContent, whose membership is an enum.
+        return str(content.membership.value)
 
     async def invite(self, room_id: str, user_id: str, reason: str) -> InviteAttempt:
         api = self.client.api
@@ -144,9 +142,6 @@ class RoomOps:
             return str(result.room_id)
         return room_ref
 
-    async def joined_rooms(self) -> list[str]:
-        return [str(r) for r in await self.client.get_joined_rooms()]
-
     async def send_notice(self, room_id: str, markdown: str) -> None:
         try:
             await self.client.send_notice(RoomID(room_id), markdown)
@@ -158,9 +153,6 @@ class RoomOps:
 
     async def leave(self, room_id: str, reason: str) -> None:
         await self.client.leave_room(RoomID(room_id), reason=reason)
-
-    def user_server(self, user_id: str) -> str:
-        return UserID(user_id).split(":", 1)[1]
 
 
 async def _json_or_empty(resp: aiohttp.ClientResponse) -> dict[str, Any]:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from .durations import now_ms
 from .matrix_ops import RoomOps
 from .storage import QueuedInvite, Storage
+
+# One notice per room and kind of failure in this window: when the bot loses its power,
+# every queued invite fails the same way and the admins need to hear it once.
+_NOTICE_WINDOW = 600.0
 
 
 class MembershipReporter:
@@ -12,6 +18,7 @@ class MembershipReporter:
         self.storage = storage
         self.rooms = rooms
         self.admin_room = admin_room
+        self._last_notice: dict[tuple[str, str], float] = {}
 
     async def invite_done(self, item: QueuedInvite, outcome: str) -> None:
         await self.storage.audit.add(
@@ -36,6 +43,10 @@ class MembershipReporter:
             item.user_id,
             f"{errcode}: {error}",
         )
+        key, now = (item.room_id, errcode), time.monotonic()
+        if now - self._last_notice.get(key, -_NOTICE_WINDOW) < _NOTICE_WINDOW:
+            return
+        self._last_notice[key] = now
         # Without an admin room, the room itself is where its admins will see it.
         await self.rooms.send_notice(
             self.admin_room or item.room_id,

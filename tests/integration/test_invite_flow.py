@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import secrets
 
 import aiohttp
-from plugin_setup import RunningPlugin, build_mbp, find_link, start_plugin
+from plugin_setup import RunningPlugin, build_mbp, find_link, instance_config, start_plugin
 import pytest
 import pytest_asyncio
 
@@ -245,3 +245,16 @@ async def test_one_link_for_two_rooms(world, make_user) -> None:
             assert (await wait_invites(http, room_id))["outcome"] == "invited"
     for room_id in (room_a, room_b):
         assert await world["admin"].membership(room_id, user.user_id) == "invite"
+
+
+async def test_config_change_applies_without_restart(world) -> None:
+    plugin: RunningPlugin = world["plugin"]
+    synapse = world["synapse"]
+    room_id = await room_with_bot(world, None)
+    assert "expires in" in await command(world, room_id, "!invitebot link")
+    changed = instance_config(synapse, [world["admin"].user_id], links={"default_expiry": ""})
+    await plugin.maubot.set_instance_config(plugin.instance_id, changed)
+    assert "never expires" in await command(world, room_id, "!invitebot link")
+    await plugin.maubot.set_instance_config(
+        plugin.instance_id, instance_config(synapse, [world["admin"].user_id])
+    )
