@@ -73,14 +73,24 @@ class InviteQueue:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._paused_until = 0  # ms; set by a 429 for every invite, not only that one
+        self._stopping = False
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="thirdparty_invite-queue")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop after the invite in flight: cancelling it mid-request would leave an invite
+        the server made but the queue never recorded (harmless, but the audit log lies)."""
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+        except asyncio.TimeoutError:
             task.cancel()
             try:
                 await task
@@ -91,7 +101,7 @@ class InviteQueue:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.run_once()
                 delay = await self._seconds_until_due()
@@ -116,12 +126,12 @@ class InviteQueue:
     async def run_once(self) -> int:
         """Work every invite that is due now; returns how many were attempted."""
         attempted = 0
-        while now_ms() >= self._paused_until:
+        while now_ms() >= self._paused_until and not self._stopping:
             due = await self.storage.queue.due(now_ms(), _BATCH)
             if not due:
                 break
             for item in due:
-                if now_ms() < self._paused_until:
+                if now_ms() < self._paused_until or self._stopping:
                     return attempted
                 await self._deliver(item)
                 attempted += 1
@@ -144,12 +154,15 @@ class InviteQueue:
                 f"{item.user_id} is banned from the room; unban them first.",
             )
             return
+        sent_at = now_ms()
         attempt = await self.rooms.invite(item.room_id, item.user_id, self.settings.reason)
         if attempt.ok:
             await self._finish(item, "invited")
         elif attempt.status == 429:
-            wait = attempt.retry_after or 5.0
-            self._paused_until = now_ms() + int(wait * 1000)
+            # The server computes the wait when the request arrives (and Synapse holds its
+            # 429 answers back for half a second), so count from sending, not answering.
+            wait = attempt.retry_after if attempt.retry_after is not None else 5.0
+            self._paused_until = max(now_ms(), sent_at + int(wait * 1000))
             await self.storage.queue.retry_later(
                 item.id,
                 self._paused_until,

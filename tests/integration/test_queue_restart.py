@@ -1,0 +1,206 @@
+"""The durable invite queue across a maubot restart, under a strict invite rate limit.
+
+This module starts its own Synapse (invites limited to 1/s with a burst of 1, per room and per
+issuer) and its own maubot: the session servers have relaxed rate limits, so nothing would
+ever queue up there. No assertion here is about speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+import contextlib
+from pathlib import Path
+import re
+import secrets
+import sqlite3
+import subprocess
+import time
+from urllib.parse import quote
+
+import aiohttp
+from plugin_setup import REPO_ROOT, RunningPlugin, find_link, start_plugin
+import pytest
+
+from devtools.matrix_user import MatrixUser
+from devtools.maubot_server import MaubotServer
+from devtools.synapse import SynapseServer
+
+pytestmark = pytest.mark.integration
+
+USERS = 8
+LIMITED = {"per_second": 1, "burst_count": 1}
+RELAXED = {"per_second": 10000, "burst_count": 100000}
+# Synapse's access-log line for a rate-limited invite request.
+INVITE_429 = re.compile(r'Processed request: .* 429 "POST [^"]*/invite ')
+
+
+@pytest.fixture
+async def limited_synapse(tmp_path: Path) -> AsyncIterator[SynapseServer]:
+    server = SynapseServer(
+        tmp_path / "synapse",
+        rc_invites={"per_room": LIMITED, "per_issuer": LIMITED, "per_user": RELAXED},
+    )
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def own_maubot(
+    tmp_path: Path, limited_synapse: SynapseServer
+) -> AsyncIterator[MaubotServer]:
+    server = MaubotServer(tmp_path / "maubot", homeserver_url=limited_synapse.base_url)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+
+
+def build_mbp_in(directory: Path) -> Path:
+    """The plugin packed into ``directory`` (dist/ may be rebuilt by another run meanwhile)."""
+    out = directory / "thirdparty_invite.mbp"
+    mbc = REPO_ROOT / ".venv" / "bin" / "mbc"
+    subprocess.run(
+        [str(mbc) if mbc.exists() else "mbc", "build", "-o", str(out), str(REPO_ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+async def open_session(plugin: RunningPlugin, user: MatrixUser) -> aiohttp.ClientSession:
+    http = aiohttp.ClientSession(
+        base_url=plugin.web_url,
+        headers={"Origin": plugin.origin},
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+    )
+    async with http.post("api/session", json=await user.request_openid_token()) as resp:
+        assert resp.status == 200, await resp.text()
+    return http
+
+
+async def invite_of(http: aiohttp.ClientSession, room_id: str) -> dict:
+    """The signed-in person's queue item for the room (as GET api/invites shows it)."""
+    async with http.get("api/invites") as resp:
+        assert resp.status == 200, await resp.text()
+        items = [i for i in (await resp.json())["invites"] if i["room_id"] == room_id]
+    assert len(items) == 1, items
+    return items[0]
+
+
+async def invited(admin: MatrixUser, room_id: str, users: list[MatrixUser]) -> set[str]:
+    members = await admin.members(room_id)
+    return {u.user_id for u in users if members.get(u.user_id) == "invite"}
+
+
+async def wait_web_api(plugin: RunningPlugin, timeout: float = 60) -> None:
+    """Until the plugin's routes answer again after the restart (401: not signed in)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(plugin.web_url + "api/session") as resp:
+                    if resp.status == 401:
+                        return
+            assert time.monotonic() < deadline, "plugin web API did not come back"
+            await asyncio.sleep(0.1)
+
+
+async def test_pending_invites_survive_a_restart_and_are_sent_once(
+    tmp_path: Path, limited_synapse: SynapseServer, own_maubot: MaubotServer
+) -> None:
+    synapse, maubot = limited_synapse, own_maubot
+    admin = await synapse.register_user(f"admin-{secrets.token_hex(3)}")
+    bot = await synapse.register_user(f"bot-{secrets.token_hex(3)}")
+    instance_id = f"tpiq{secrets.token_hex(3)}"
+    plugin = await start_plugin(
+        maubot, synapse, bot, [admin.user_id], instance_id, build_mbp_in(tmp_path)
+    )
+    room_id = await admin.create_room(
+        "Restart room",
+        invite=[bot.user_id],
+        power_level_content_override={"invite": 50, "users": {bot.user_id: 50}},
+    )
+    await admin.wait_for_membership(room_id, bot.user_id, "join")
+    await admin.send_text(room_id, f"!invitebot link --uses {USERS}")
+    reply = await admin.wait_for_message(
+        room_id, lambda c: "m.in_reply_to" in c.get("m.relates_to", {}), sender=bot.user_id
+    )
+    _, token = find_link(reply["body"])
+
+    users = [await synapse.register_user(f"q{i}-{secrets.token_hex(3)}") for i in range(USERS)]
+    sessions = [await open_session(plugin, user) for user in users]
+    try:
+
+        async def claim(http: aiohttp.ClientSession) -> int:
+            async with http.post("api/links/claim", json={"token": token}) as resp:
+                return resp.status
+
+        assert await asyncio.gather(*(claim(http) for http in sessions)) == [202] * USERS
+
+        # Restart while the queue is being worked: some invites sent, some still waiting.
+        deadline = time.monotonic() + 60
+        while len(await invited(admin, room_id, users)) < 2:
+            assert time.monotonic() < deadline, "the first invites never arrived"
+            await asyncio.sleep(0.1)
+        before = [await invite_of(http, room_id) for http in sessions]
+        pending = [item for item in before if item["state"] == "pending"]
+        assert len(pending) >= 3, before
+        await maubot.restart()
+        await wait_web_api(plugin)
+
+        deadline = time.monotonic() + 60
+        while len(await invited(admin, room_id, users)) < USERS:
+            assert time.monotonic() < deadline, "not everyone was invited after the restart"
+            await asyncio.sleep(0.2)
+        after = [await invite_of(http, room_id) for http in sessions]
+    finally:
+        for http in sessions:
+            await http.close()
+
+    # The web API: every claim finished, none failed.
+    assert {(i["state"], i["outcome"]) for i in after} == {("done", "invited")}, after
+    # The homeserver: one invite event per person, all sent by the bot.
+    members = await admin.members(room_id)
+    assert all(members[u.user_id] == "invite" for u in users)
+    events = await admin.request(
+        "GET",
+        f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/messages",
+        params={"dir": "b", "limit": "200", "filter": '{"types": ["m.room.member"]}'},
+    )
+    invite_events = Counter(
+        e["state_key"]
+        for e in events["chunk"]
+        if e["content"].get("membership") == "invite" and e["sender"] == bot.user_id
+    )
+    assert invite_events == Counter({u.user_id: 1 for u in users}), invite_events
+
+    # The plugin's own records, read with maubot stopped.
+    await maubot.stop()
+    db_path = maubot.workdir / "plugin_dbs" / f"{instance_id}.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        queue = db.execute("SELECT user_id, state, outcome FROM invite_queue").fetchall()
+        audit = db.execute(
+            "SELECT action, target FROM audit_log WHERE room_id = ?", (room_id,)
+        ).fetchall()
+    assert sorted(user for user, _, _ in queue) == sorted(u.user_id for u in users)
+    assert all(state == "done" for _, state, _ in queue), queue
+    actions = Counter(
+        (action, target)
+        for action, target in audit
+        if action in ("invited", "already_invited", "already_joined", "invite_failed")
+    )
+    # Exactly one record of the bot inviting each person: the queue lets the invite in
+    # flight finish before it stops, so the restart neither repeats nor loses one.
+    assert actions == Counter({("invited", u.user_id): 1 for u in users}), actions
+
+    # The rate limit was hit and obeyed: Synapse refused invites with 429 (far more than one
+    # burst was asked for), and the queue waited them out instead of failing anyone.
+    refused = len(INVITE_429.findall(synapse.log_text()))
+    assert refused >= 1
+    assert refused <= 3 * USERS, f"{refused} refused invites: the queue did not wait"
