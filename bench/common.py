@@ -7,12 +7,11 @@ stops every process the stack started (call it in a ``finally``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 import contextlib
 from pathlib import Path
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,31 +21,13 @@ import aiohttp
 from aiohttp.abc import AbstractCookieJar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-for _path in (REPO_ROOT, REPO_ROOT / "tests" / "integration"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from plugin_setup import RunningPlugin, find_link, start_plugin  # noqa: E402
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 from devtools.matrix_user import MatrixUser  # noqa: E402
 from devtools.maubot_server import MaubotServer  # noqa: E402
+from devtools.plugin import RunningPlugin, build_mbp, find_link, start_plugin  # noqa: E402
 from devtools.synapse import SynapseServer  # noqa: E402
-
-MBC = REPO_ROOT / ".venv" / "bin" / "mbc"
-
-
-def build_mbp_into(directory: Path) -> Path:
-    """Pack the plugin into ``directory`` (not dist/, which other runs may be rewriting)."""
-    out = directory / "thirdparty_invite-bench.mbp"
-    mbc = str(MBC) if MBC.exists() else (shutil.which("mbc") or "mbc")
-    subprocess.run(
-        [mbc, "build", "-o", str(out), str(REPO_ROOT)],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -110,7 +91,7 @@ class Stack:
         return self.plugin.origin
 
     async def start(self) -> Stack:
-        mbp = await asyncio.to_thread(build_mbp_into, self.workdir)
+        mbp = await asyncio.to_thread(build_mbp, self.workdir)
         await self.synapse.start()
         self.maubot = MaubotServer(self.workdir / "maubot", homeserver_url=self.synapse.base_url)
         await self.maubot.start()
@@ -181,3 +162,11 @@ class Stack:
                 if time.monotonic() - started > timeout:
                     raise TimeoutError(f"plugin web API not back within {timeout:.0f} s")
                 await asyncio.sleep(0.05)
+
+
+def run_main(run: Callable[[Any], Awaitable[None]], args: Any) -> None:
+    """Run a bench's coroutine; Ctrl-C ends it after its finally blocks stopped the servers."""
+    try:
+        asyncio.run(run(args))
+    except KeyboardInterrupt:
+        print("interrupted; everything was stopped", file=sys.stderr)

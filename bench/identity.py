@@ -34,7 +34,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Stack, figure, gather_limited, percentile, progress
+from bench.common import Stack, figure, gather_limited, percentile, progress, run_main
 from devtools.matrix_user import MatrixUser
 
 TARGET_RATIO = 0.9
@@ -269,11 +269,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    args = parse_args()
-    try:
-        asyncio.run(run(args))
-    except KeyboardInterrupt:
-        print("interrupted; everything was stopped", file=sys.stderr)
+    run_main(run, parse_args())
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Stack, figure, gather_limited, progress
+from bench.common import Stack, figure, gather_limited, progress, run_main
 from devtools.matrix_user import MatrixUser
 
 RELAXED = {"per_second": 10000, "burst_count": 100000}
@@ -217,11 +217,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    args = parse_args()
-    try:
-        asyncio.run(run(args))
-    except KeyboardInterrupt:
-        print("interrupted; everything was stopped", file=sys.stderr)
+    run_main(run, parse_args())
 
 
 if __name__ == "__main__":

@@ -11,27 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from pathlib import Path
-import re
 import shutil
 import signal
-import subprocess
 
 from devtools.maubot_server import MaubotServer
+from devtools.plugin import build_mbp, find_link, start_plugin
 from devtools.ports import free_port
 from devtools.synapse import SynapseServer
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGIN_ID = "org.thirdparty_invite.bot"
-LINK = re.compile(r"https?://\S+/invite#[A-Za-z0-9_-]+")
-
-
-def build_mbp() -> Path:
-    out = subprocess.run(
-        [str(ROOT / "build.sh")], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
-    return ROOT / out.strip().splitlines()[-1]
 
 
 async def run(state_dir: Path, password: str) -> None:
@@ -56,13 +45,7 @@ async def run(state_dir: Path, password: str) -> None:
         admin = await synapse.register_user("demo-admin", password)
         bot = await synapse.register_user("invitebot")
         user = await synapse.register_user("demo-user", password)
-        await maubot.upload_plugin(build_mbp())
-        await maubot.create_client(bot, synapse.base_url, autojoin=False)
-        config = {
-            "operators": [admin.user_id],
-            "identity": {"server_urls": {synapse.server_name: synapse.base_url}},
-        }
-        await maubot.create_instance("invitebot", PLUGIN_ID, bot, json.dumps(config))
+        await start_plugin(maubot, synapse, bot, [admin.user_id], "invitebot", build_mbp())
         room_id = await admin.create_room(
             "Demo room",
             invite=[bot.user_id],
@@ -71,9 +54,10 @@ async def run(state_dir: Path, password: str) -> None:
         await admin.wait_for_membership(room_id, bot.user_id, "join")
         await admin.send_text(room_id, "!invitebot link --uses 10 --expires 1d")
         reply = await admin.wait_for_message(
-            room_id, lambda c: bool(LINK.search(c.get("body", ""))), sender=bot.user_id
+            room_id, lambda c: "/invite#" in c.get("body", ""), sender=bot.user_id
         )
-        link = LINK.search(reply["body"]).group(0)
+        url, token = find_link(reply["body"])
+        link = f"{url}#{token}"
         print(
             f"""
 thirdparty_invite demo is running.

@@ -16,7 +16,7 @@ import aiohttp
 import attrs
 
 from devtools.matrix_user import MatrixUser
-from devtools.ports import LOOPBACK, ProcessGroup, free_port, wait_http_ok
+from devtools.ports import LOOPBACK, ManagedServer, ProcessGroup, free_port, wait_http_ok
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class AdminCredentials:
     password: str
 
 
-class MaubotServer:
+class MaubotServer(ManagedServer):
     """A maubot server in its own process group, its state in ``workdir``.
 
     ``plugin_postgres_url`` sets ``plugin_databases.postgres`` (e.g.
@@ -247,21 +247,6 @@ class MaubotServer:
         if self._process is not None:
             await self._process.stop()
             self._process = None
-
-    async def restart(self) -> MaubotServer:
-        """Stop and start again on the same port with the same state."""
-        await self.stop()
-        return await self.start()
-
-    async def __aenter__(self) -> MaubotServer:
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- management API --------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import IO
+from typing import IO, Self
 
 import aiohttp
 
@@ -162,3 +162,29 @@ async def wait_http_ok(
                     f"--- log tail ---\n{log_tail}"
                 )
             await asyncio.sleep(0.1)
+
+
+class ManagedServer:
+    """Lifecycle shared by the servers the harness runs: subclasses define start() and
+    stop() (idempotent); restart and `async with` come from here."""
+
+    async def start(self) -> Self:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def restart(self) -> Self:
+        """Stop and start again with the same port and state."""
+        await self.stop()
+        return await self.start()
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

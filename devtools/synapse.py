@@ -18,7 +18,14 @@ from typing import Any
 import aiohttp
 
 from devtools.matrix_user import MatrixRequestError, MatrixUser
-from devtools.ports import LOOPBACK, ProcessGroup, free_port, tail, wait_http_ok
+from devtools.ports import (
+    LOOPBACK,
+    ManagedServer,
+    ProcessGroup,
+    free_port,
+    tail,
+    wait_http_ok,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ def _unpadded_b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii").rstrip("=")
 
 
-class SynapseServer:
+class SynapseServer(ManagedServer):
     """A Synapse on ``http://127.0.0.1:<port>`` with SQLite, no TLS and relaxed rate limits.
 
     ``rc_invites`` (when given) replaces the relaxed invite limits verbatim, so sub-keys it
@@ -267,21 +274,6 @@ class SynapseServer:
         if self._process is not None:
             await self._process.stop()
             self._process = None
-
-    async def restart(self) -> SynapseServer:
-        """Stop and start again with the same port, server name and database."""
-        await self.stop()
-        return await self.start()
-
-    async def __aenter__(self) -> SynapseServer:
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- users -----------------------------------------------------------------------------
 

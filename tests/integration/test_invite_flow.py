@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import secrets
 
 import aiohttp
-from plugin_setup import RunningPlugin, build_mbp, find_link, instance_config, start_plugin
 import pytest
 import pytest_asyncio
 
 from devtools.matrix_user import MatrixUser
+from devtools.plugin import RunningPlugin, build_mbp, find_link, instance_config, start_plugin
 
 pytestmark = pytest.mark.integration
 

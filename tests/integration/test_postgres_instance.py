@@ -7,10 +7,10 @@ import secrets
 
 import aiohttp
 import asyncpg
-from plugin_setup import build_mbp, find_link, start_plugin
 import pytest
 
 from devtools.maubot_server import MaubotServer
+from devtools.plugin import build_mbp, find_link, start_plugin
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -28,7 +28,7 @@ async def test_invite_with_instance_database_on_postgres(synapse, tmp_path) -> N
     try:
         await maubot.start()
         plugin = await start_plugin(
-            maubot, synapse, bot, [admin.user_id], instance_id, build_mbp()
+            maubot, synapse, bot, [admin.user_id], instance_id, build_mbp(tmp_path)
         )
         room_id = await admin.create_room(
             "Postgres room",

@@ -15,16 +15,15 @@ from pathlib import Path
 import re
 import secrets
 import sqlite3
-import subprocess
 import time
 from urllib.parse import quote
 
 import aiohttp
-from plugin_setup import REPO_ROOT, RunningPlugin, find_link, start_plugin
 import pytest
 
 from devtools.matrix_user import MatrixUser
 from devtools.maubot_server import MaubotServer
+from devtools.plugin import RunningPlugin, build_mbp, find_link, start_plugin
 from devtools.synapse import SynapseServer
 
 pytestmark = pytest.mark.integration
@@ -59,18 +58,6 @@ async def own_maubot(
         yield server
     finally:
         await server.stop()
-
-
-def build_mbp_in(directory: Path) -> Path:
-    """The plugin packed into ``directory`` (dist/ may be rebuilt by another run meanwhile)."""
-    out = directory / "thirdparty_invite.mbp"
-    mbc = REPO_ROOT / ".venv" / "bin" / "mbc"
-    subprocess.run(
-        [str(mbc) if mbc.exists() else "mbc", "build", "-o", str(out), str(REPO_ROOT)],
-        check=True,
-        capture_output=True,
-    )
-    return out
 
 
 async def open_session(plugin: RunningPlugin, user: MatrixUser) -> aiohttp.ClientSession:
@@ -119,7 +106,7 @@ async def test_pending_invites_survive_a_restart_and_are_sent_once(
     bot = await synapse.register_user(f"bot-{secrets.token_hex(3)}")
     instance_id = f"tpiq{secrets.token_hex(3)}"
     plugin = await start_plugin(
-        maubot, synapse, bot, [admin.user_id], instance_id, build_mbp_in(tmp_path)
+        maubot, synapse, bot, [admin.user_id], instance_id, build_mbp(tmp_path)
     )
     room_id = await admin.create_room(
         "Restart room",

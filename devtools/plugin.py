@@ -1,10 +1,11 @@
-"""Puts the built .mbp into the session's maubot server as a running instance."""
+"""The plugin as the tests, benches and demo install it: built, uploaded, configured."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 import re
+import shutil
 import subprocess
 
 import attrs
@@ -13,16 +14,26 @@ from devtools.matrix_user import MatrixUser
 from devtools.maubot_server import MaubotServer
 from devtools.synapse import SynapseServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ID = "org.thirdparty_invite.bot"
 LINK_PATTERN = re.compile(r"(https?://\S+/invite)#([A-Za-z0-9_-]+)")
 
 
-def build_mbp() -> Path:
-    out = subprocess.run(
-        ["./build.sh"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
-    ).stdout
-    return REPO_ROOT / out.strip().splitlines()[-1]
+def build_mbp(directory: Path | None = None) -> Path:
+    """Pack the plugin with mbc into `directory` (default .tmp/build, leaving dist/ to
+    build.sh). Callers that may run alongside another build pass a directory of their own."""
+    directory = directory or REPO_ROOT / ".tmp" / "build"
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"{PLUGIN_ID}.mbp"
+    venv_mbc = REPO_ROOT / ".venv" / "bin" / "mbc"
+    mbc = str(venv_mbc) if venv_mbc.exists() else (shutil.which("mbc") or "mbc")
+    subprocess.run(
+        [mbc, "build", "-o", str(out), str(REPO_ROOT)],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return out
 
 
 def instance_config(synapse: SynapseServer, operators: list[str], **extra: object) -> str:
