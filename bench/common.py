@@ -26,7 +26,13 @@ if str(REPO_ROOT) not in sys.path:
 
 from devtools.matrix_user import MatrixUser  # noqa: E402
 from devtools.maubot_server import MaubotServer  # noqa: E402
-from devtools.plugin import RunningPlugin, build_mbp, find_link, start_plugin  # noqa: E402
+from devtools.plugin import (  # noqa: E402
+    RunningPlugin,
+    ask_for_link,
+    build_mbp,
+    room_managed_by_bot,
+    start_plugin,
+)
 from devtools.synapse import SynapseServer  # noqa: E402
 
 
@@ -115,26 +121,12 @@ class Stack:
     async def room_with_bot(self, name: str) -> str:
         """A room (Synapse's default version) where the bot has joined and may invite."""
         assert self.admin is not None and self.bot is not None
-        room_id = await self.admin.create_room(
-            name,
-            invite=[self.bot.user_id],
-            # Room v12: the creator must not be listed in "users".
-            power_level_content_override={"invite": 50, "users": {self.bot.user_id: 50}},
-        )
-        await self.admin.wait_for_membership(room_id, self.bot.user_id, "join", timeout=60)
-        return room_id
+        return await room_managed_by_bot(self.admin, self.bot, name)
 
     async def make_link(self, room_id: str, uses: int) -> str:
         """``!invitebot link --uses N`` in the room; returns the link's token."""
         assert self.admin is not None and self.bot is not None
-        await self.admin.send_text(room_id, f"!invitebot link --uses {uses}")
-        content = await self.admin.wait_for_message(
-            room_id,
-            lambda c: "m.in_reply_to" in c.get("m.relates_to", {}),
-            sender=self.bot.user_id,
-            timeout=60,
-        )
-        return find_link(content["body"])[1]
+        return (await ask_for_link(self.admin, self.bot, room_id, f"--uses {uses}"))[1]
 
     def web_session(self, *, cookies: bool = True, limit: int = 100) -> aiohttp.ClientSession:
         """A browser-like client of the plugin's web API (Origin header, own cookie jar)."""

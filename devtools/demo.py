@@ -16,7 +16,7 @@ import shutil
 import signal
 
 from devtools.maubot_server import MaubotServer
-from devtools.plugin import build_mbp, find_link, start_plugin
+from devtools.plugin import ask_for_link, build_mbp, room_managed_by_bot, start_plugin
 from devtools.ports import free_port
 from devtools.synapse import SynapseServer
 
@@ -46,17 +46,8 @@ async def run(state_dir: Path, password: str) -> None:
         bot = await synapse.register_user("invitebot")
         user = await synapse.register_user("demo-user", password)
         await start_plugin(maubot, synapse, bot, [admin.user_id], "invitebot", build_mbp())
-        room_id = await admin.create_room(
-            "Demo room",
-            invite=[bot.user_id],
-            power_level_content_override={"invite": 50, "users": {bot.user_id: 50}},
-        )
-        await admin.wait_for_membership(room_id, bot.user_id, "join")
-        await admin.send_text(room_id, "!invitebot link --uses 10 --expires 1d")
-        reply = await admin.wait_for_message(
-            room_id, lambda c: "/invite#" in c.get("body", ""), sender=bot.user_id
-        )
-        url, token = find_link(reply["body"])
+        room_id = await room_managed_by_bot(admin, bot, "Demo room")
+        url, token = await ask_for_link(admin, bot, room_id, "--uses 10 --expires 1d")
         link = f"{url}#{token}"
         print(
             f"""

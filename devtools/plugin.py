@@ -25,6 +25,7 @@ def build_mbp(directory: Path | None = None) -> Path:
     directory = directory or REPO_ROOT / ".tmp" / "build"
     directory.mkdir(parents=True, exist_ok=True)
     out = directory / f"{PLUGIN_ID}.mbp"
+    out.unlink(missing_ok=True)  # mbc would stop to ask whether to overwrite it
     venv_mbc = REPO_ROOT / ".venv" / "bin" / "mbc"
     mbc = str(venv_mbc) if venv_mbc.exists() else (shutil.which("mbc") or "mbc")
     subprocess.run(
@@ -83,3 +84,29 @@ def find_link(body: str) -> tuple[str, str]:
     match = LINK_PATTERN.search(body)
     assert match, f"no invite link in: {body}"
     return match.group(1), match.group(2)
+
+
+async def room_managed_by_bot(admin: MatrixUser, bot: MatrixUser, name: str) -> str:
+    """A room (Synapse's default version) the bot has joined with power to invite."""
+    room_id = await admin.create_room(
+        name,
+        invite=[bot.user_id],
+        # Room v12: the creator must not be listed in "users".
+        power_level_content_override={"invite": 50, "users": {bot.user_id: 50}},
+    )
+    await admin.wait_for_membership(room_id, bot.user_id, "join", timeout=60)
+    return room_id
+
+
+async def ask_for_link(
+    admin: MatrixUser, bot: MatrixUser, room_id: str, args: str = ""
+) -> tuple[str, str]:
+    """`!invitebot link ARGS` typed by the admin; the link's (page URL, token)."""
+    await admin.send_text(room_id, f"!invitebot link {args}".strip())
+    reply = await admin.wait_for_message(
+        room_id,
+        lambda c: "m.in_reply_to" in c.get("m.relates_to", {}),
+        sender=bot.user_id,
+        timeout=60,
+    )
+    return find_link(reply["body"])

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from devtools.maubot_server import MaubotServer
-from devtools.plugin import build_mbp, find_link, start_plugin
+from devtools.plugin import ask_for_link, build_mbp, room_managed_by_bot, start_plugin
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -30,17 +30,8 @@ async def test_invite_with_instance_database_on_postgres(synapse, tmp_path) -> N
         plugin = await start_plugin(
             maubot, synapse, bot, [admin.user_id], instance_id, build_mbp(tmp_path)
         )
-        room_id = await admin.create_room(
-            "Postgres room",
-            invite=[bot.user_id],
-            power_level_content_override={"invite": 50, "users": {bot.user_id: 50}},
-        )
-        await admin.wait_for_membership(room_id, bot.user_id, "join")
-        await admin.send_text(room_id, "!invitebot link --uses 1")
-        reply = await admin.wait_for_message(
-            room_id, lambda c: "/invite#" in c.get("body", ""), sender=bot.user_id
-        )
-        _, token = find_link(reply["body"])
+        room_id = await room_managed_by_bot(admin, bot, "Postgres room")
+        _, token = await ask_for_link(admin, bot, room_id, "--uses 1")
         async with aiohttp.ClientSession(
             base_url=plugin.web_url,
             headers={"Origin": plugin.origin},

@@ -23,7 +23,13 @@ import pytest
 
 from devtools.matrix_user import MatrixUser
 from devtools.maubot_server import MaubotServer
-from devtools.plugin import RunningPlugin, build_mbp, find_link, start_plugin
+from devtools.plugin import (
+    RunningPlugin,
+    ask_for_link,
+    build_mbp,
+    room_managed_by_bot,
+    start_plugin,
+)
 from devtools.synapse import SynapseServer
 
 pytestmark = pytest.mark.integration
@@ -108,17 +114,8 @@ async def test_pending_invites_survive_a_restart_and_are_sent_once(
     plugin = await start_plugin(
         maubot, synapse, bot, [admin.user_id], instance_id, build_mbp(tmp_path)
     )
-    room_id = await admin.create_room(
-        "Restart room",
-        invite=[bot.user_id],
-        power_level_content_override={"invite": 50, "users": {bot.user_id: 50}},
-    )
-    await admin.wait_for_membership(room_id, bot.user_id, "join")
-    await admin.send_text(room_id, f"!invitebot link --uses {USERS}")
-    reply = await admin.wait_for_message(
-        room_id, lambda c: "m.in_reply_to" in c.get("m.relates_to", {}), sender=bot.user_id
-    )
-    _, token = find_link(reply["body"])
+    room_id = await room_managed_by_bot(admin, bot, "Restart room")
+    _, token = await ask_for_link(admin, bot, room_id, f"--uses {USERS}")
 
     users = [await synapse.register_user(f"q{i}-{secrets.token_hex(3)}") for i in range(USERS)]
     sessions = [await open_session(plugin, user) for user in users]
