@@ -108,10 +108,6 @@ class MaubotServer(ManagedServer):
     def stdout_path(self) -> Path:
         return self.workdir / "maubot.stdout.log"
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
     def instance_url(self, instance_id: str) -> str:
         """Public web base of an instance, with a trailing slash."""
         return f"{self.base_url}/_matrix/maubot/plugin/{instance_id}/"
@@ -127,9 +123,6 @@ class MaubotServer(ManagedServer):
             if text.strip():
                 parts.append(text)
         return "\n".join(parts)
-
-    def log_tail(self, lines: int = 80) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def build_config(self) -> dict[str, Any]:
         wd = self.workdir

@@ -165,8 +165,21 @@ async def wait_http_ok(
 
 
 class ManagedServer:
-    """Lifecycle shared by the servers the harness runs: subclasses define start() and
-    stop() (idempotent); restart and `async with` come from here."""
+    """Lifecycle shared by the servers the harness runs: subclasses define start(), stop()
+    (idempotent) and log_text(), and keep their process in `_process`; restart, `async
+    with`, `running` and `log_tail` come from here."""
+
+    _process: ProcessGroup | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.running
+
+    def log_text(self) -> str:
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     async def start(self) -> Self:
         raise NotImplementedError

@@ -140,10 +140,6 @@ class SynapseServer(ManagedServer):
     def signing_key_path(self) -> Path:
         return self.workdir / "signing.key"
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")

@@ -109,9 +109,6 @@ class RoomOps:
             self._info_cache[room_id] = (time.monotonic() + _ROOM_INFO_TTL, info)
             return info
 
-    def forget_room(self, room_id: str) -> None:
-        self._info_cache.pop(room_id, None)
-
     async def _fetch_room_info(self, room_id: str) -> RoomInfo:
         # The full state is read rather than single events because the m.room.create
         # *sender* is needed (room v12 creators), which the single-event endpoint hides.

@@ -32,7 +32,7 @@ _log_sources: dict[str, Callable[[], str]] = {}
 @pytest.fixture(scope="session")
 async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SynapseServer]:
     server = SynapseServer(tmp_path_factory.mktemp("synapse"))
-    _log_sources["synapse log tail"] = lambda: "\n".join(server.log_text().splitlines()[-40:])
+    _log_sources["synapse log tail"] = lambda: server.log_tail(40)
     try:
         await server.start()
         yield server
