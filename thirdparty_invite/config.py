@@ -18,6 +18,8 @@ _COPIED_KEYS = (
     "web.session_lifetime",
     "web.max_body_bytes",
     "web.trusted_origins",
+    "web.client_name",
+    "web.client_room_url",
     "identity.server_urls",
     "identity.allow_private_addresses",
     "identity.allowed_networks",
@@ -50,6 +52,10 @@ class WebSettings:
     session_lifetime: float
     max_body_bytes: int
     trusted_origins: tuple[str, ...]
+    # A web client offered next to matrix.to on the result page: its name and a URL
+    # template with {room_id}; empty name: none offered.
+    client_name: str = ""
+    client_room_url: str = ""
 
 
 @attrs.frozen
@@ -99,6 +105,11 @@ def read_settings(config: Any) -> Settings:
     for name, url in server_urls.items():
         if not str(url).startswith(("http://", "https://")):
             raise ConfigError(f"identity.server_urls[{name}] must be an http(s) URL")
+    client_room_url = str(config["web.client_room_url"] or "")
+    if client_room_url and (
+        not client_room_url.startswith("https://") or "{room_id}" not in client_room_url
+    ):
+        raise ConfigError("web.client_room_url must be an https:// URL containing {room_id}")
     max_body = int(config["web.max_body_bytes"])
     if not 1024 <= max_body <= 1_048_576:
         raise ConfigError("web.max_body_bytes must be between 1024 and 1048576")
@@ -111,6 +122,8 @@ def read_settings(config: Any) -> Settings:
             session_lifetime=_duration(config, "web.session_lifetime"),
             max_body_bytes=max_body,
             trusted_origins=_strings(config, "web.trusted_origins"),
+            client_name=str(config["web.client_name"] or "") if client_room_url else "",
+            client_room_url=client_room_url,
         ),
         identity=IdentitySettings(
             server_urls={str(k): str(v) for k, v in server_urls.items()},

@@ -43,6 +43,7 @@ class RoomInfo:
     name: str | None
     canonical_alias: str | None
     power: RoomPower
+    topic: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -121,6 +122,7 @@ class RoomOps:
                 by_type[event.get("type", "")] = event
         name = (by_type.get("m.room.name") or {}).get("content", {}).get("name")
         alias = (by_type.get("m.room.canonical_alias") or {}).get("content", {}).get("alias")
+        topic = (by_type.get("m.room.topic") or {}).get("content", {}).get("topic")
         power = RoomPower.from_state(
             by_type.get("m.room.create"),
             (by_type.get("m.room.power_levels") or {}).get("content"),
@@ -130,6 +132,7 @@ class RoomOps:
             name=name if isinstance(name, str) and name else None,
             canonical_alias=alias if isinstance(alias, str) and alias else None,
             power=power,
+            topic=topic if isinstance(topic, str) and topic else None,
         )
 
     async def resolve_room(self, room_ref: str) -> str:

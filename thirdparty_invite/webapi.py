@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from aiohttp import web
 from mautrix.errors import MatrixConnectionError, MatrixRequestError
@@ -27,8 +28,21 @@ if TYPE_CHECKING:
     from .storage import QueuedInvite, WebSession
 
 
-def matrix_to(room_id: str) -> str:
-    return f"https://matrix.to/#/{room_id}"
+def matrix_to(entity_id: str, via: str | None = None) -> str:
+    # `via` lets clients join rooms whose ID names no server (room version 12).
+    suffix = f"?via={quote(via, safe=':')}" if via else ""
+    return f"https://matrix.to/#/{quote(entity_id, safe='!@#:')}{suffix}"
+
+
+def matrix_uri(room_id: str, via: str | None = None) -> str:
+    """The `matrix:` URI (spec: "Matrix URI scheme"): opens the user's own installed app."""
+    opaque = quote(room_id.removeprefix("!"), safe=":")
+    query = f"?action=join&via={quote(via, safe=':')}" if via else "?action=join"
+    return f"matrix:roomid/{opaque}{query}"
+
+
+def server_of(user_id: str) -> str:
+    return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
 class WebAPI:
@@ -98,12 +112,15 @@ class WebAPI:
     async def inspect_link(self, request: web.Request) -> web.Response:
         data = await read_json_object(request, self.max_body)
         link = await self.services.links.inspect(require_string(data, "token", 128))
+        bot_user_id = self.services.rooms.bot_user_id
         return web.json_response(
             {
                 "status": link.unusable_reason(now_ms()) or "active",
                 "uses_left": link.uses_left(),
                 "expires_at": link.expires_at,
                 "rooms": [await self._room_summary(room_id) for room_id in link.rooms],
+                # For "message the bot instead": a DM with `!invitebot claim <token>`.
+                "bot": {"user_id": bot_user_id, "matrix_to": matrix_to(bot_user_id)},
             }
         )
 
@@ -130,12 +147,27 @@ class WebAPI:
         return web.json_response({"invites": [await self._describe(item) for item in items]})
 
     async def _room_summary(self, room_id: str) -> dict[str, Any]:
+        name, topic = room_id, None
         try:
-            name = (await self.services.rooms.room_info(room_id)).display_name
+            info = await self.services.rooms.room_info(room_id)
+            name, topic = info.display_name, info.topic
         except (MatrixRequestError, MatrixConnectionError):
-            # The bot left the room, cannot see it, or its homeserver is down: the ID works.
-            name = room_id
-        return {"room_id": room_id, "name": name, "matrix_to": matrix_to(room_id)}
+            pass  # The bot left the room, cannot see it, or its homeserver is down: the ID works.
+        via = server_of(self.services.rooms.bot_user_id)
+        summary = {
+            "room_id": room_id,
+            "name": name,
+            "topic": topic,
+            "matrix_to": matrix_to(room_id, via),
+            "matrix_uri": matrix_uri(room_id, via),
+        }
+        web_settings = self.services.settings.web
+        if web_settings.client_room_url:
+            summary["client"] = {
+                "name": web_settings.client_name or "your web client",
+                "url": web_settings.client_room_url.replace("{room_id}", quote(room_id, safe="")),
+            }
+        return summary
 
     async def _describe(self, item: QueuedInvite) -> dict[str, Any]:
         return {

@@ -143,7 +143,14 @@ async def test_link_inspect_and_claim(web) -> None:
         info = await resp.json()
     assert info["status"] == "active" and info["uses_left"] == 1
     assert info["rooms"][0]["room_id"] == "!room:hs.test"
-    assert info["rooms"][0]["matrix_to"] == "https://matrix.to/#/!room:hs.test"
+    [room] = info["rooms"]
+    assert room["matrix_to"] == "https://matrix.to/#/!room:hs.test?via=hs.test"
+    assert room["matrix_uri"] == "matrix:roomid/room:hs.test?action=join&via=hs.test"
+    assert "client" not in room  # no web client configured
+    assert info["bot"] == {
+        "user_id": "@bot:hs.test",
+        "matrix_to": "https://matrix.to/#/@bot:hs.test",
+    }
 
     async with http.post("api/links/claim", json={"token": token}) as resp:
         assert await error_of(resp) == (401, "M_MISSING_TOKEN")
@@ -212,3 +219,31 @@ async def test_database_outage_is_a_clear_503(postgres_database, homeserver) -> 
         await postgres_database._underlying_pool.stop()  # the database goes away
         async with http.post("api/links/inspect", json={"token": "A" * 32}) as resp:
             assert await error_of(resp) == (503, "TPI_DATABASE_UNAVAILABLE")
+
+
+async def test_configured_web_client_is_offered(storage: Storage, homeserver) -> None:
+    overrides = {
+        "identity": {"server_urls": {"hs.test": homeserver.url}},
+        "web": {
+            "client_name": "Element",
+            "client_room_url": "https://app.example/#/room/{room_id}",
+        },
+    }
+    async with serve_plugin_web(storage, overrides) as (http, services, _):
+        _, token = await services.links.create("@admin:hs.test", ("!r:hs.test",), 1, 3600)
+        async with http.post("api/links/inspect", json={"token": token}) as resp:
+            [room] = (await resp.json())["rooms"]
+    assert room["client"] == {
+        "name": "Element",
+        "url": "https://app.example/#/room/%21r%3Ahs.test",
+    }
+
+
+@pytest.mark.parametrize("url", ["http://app.example/{room_id}", "https://app.example/"])
+def test_web_client_url_must_be_https_with_a_room_placeholder(url: str) -> None:
+    from support.plugin_web import load_settings
+
+    from thirdparty_invite.config import ConfigError
+
+    with pytest.raises(ConfigError, match="client_room_url"):
+        load_settings({"web": {"client_room_url": url}})
