@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 import logging
 import os
 from pathlib import Path
@@ -12,6 +12,7 @@ from maubot.lib.plugin_db import ProxyPostgresDatabase
 from mautrix.util.async_db import Database
 import pytest
 import pytest_asyncio
+from support import server_logs
 
 from thirdparty_invite.storage import Storage, upgrade_table
 
@@ -77,3 +78,13 @@ async def postgres_database() -> AsyncIterator[Database]:
 @pytest.fixture
 def storage(database: Database) -> Storage:
     return Storage(database)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and call.when in ("setup", "call"):
+        report.sections.extend(server_logs.sections())
+    return report
