@@ -1,0 +1,215 @@
+"""Run the test OpenID Connect provider (devtools/oidc/server.mjs) on 127.0.0.1.
+
+Synapse logs users in through it (SSO) in the browser tests. One confidential client
+(Synapse) and a list of test accounts; the login page checks their passwords.
+
+    async with OIDCProvider(workdir) as provider:
+        alice = provider.add_account("alice", "correct horse")
+        synapse = SynapseServer(..., extra_config={"oidc_providers": [
+            oidc_provider_config(provider, idp_id="test")]})
+        await synapse.start()
+        provider.allow_redirect_uri(synapse.oidc_callback_url)
+
+The server reads the client and the accounts from its config file whenever it needs them,
+so ``add_account`` and ``allow_redirect_uri`` work on a running provider. The redirect URI
+is added after Synapse started because Synapse's port is only known then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+import secrets
+import time
+from typing import Any
+
+import attrs
+
+from devtools.ports import (
+    LOOPBACK,
+    ManagedServer,
+    ProcessGroup,
+    free_port,
+    tail,
+    wait_http_ok,
+)
+
+log = logging.getLogger(__name__)
+
+OIDC_DIR = Path(__file__).resolve().parent / "oidc"
+
+
+@attrs.frozen
+class OIDCAccount:
+    """A user of the test provider: ``preferred_username`` (what the login form takes, as
+    does ``email``) becomes the Matrix localpart through Synapse's user mapping."""
+
+    sub: str
+    preferred_username: str
+    name: str
+    email: str
+    password: str
+
+
+class OIDCProvider(ManagedServer):
+    """``node devtools/oidc/server.mjs`` on ``http://127.0.0.1:<port>``, state in memory.
+
+    Needs ``devtools/oidc/node_modules`` (``./dev test`` runs ``npm ci`` there).
+    """
+
+    startup_timeout = 30.0
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        client_id: str = "synapse",
+        client_secret: str | None = None,
+        client_name: str = "Synapse",
+        redirect_uris: list[str] | None = None,
+        port: int | None = None,
+        node: str | None = None,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self._fixed_port = port
+        self.port: int = port or 0
+        self.client_id = client_id
+        self.client_secret = client_secret or secrets.token_urlsafe(24)
+        self.client_name = client_name
+        self.redirect_uris: list[str] = list(redirect_uris or [])
+        self.accounts: list[OIDCAccount] = []
+        self.node = node or os.environ.get("NODE") or "node"
+        self.startup_seconds: float | None = None
+        self._process: ProcessGroup | None = None
+
+    # -- addresses, config, logs -----------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the OIDC provider has no port before its first start()")
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        """The issuer URL (no trailing slash), as Synapse's ``issuer`` option wants it."""
+        return self.base_url
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "oidc-provider.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "oidc-provider.log"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "issuer": self.issuer,
+            "client": {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "client_name": self.client_name,
+                "redirect_uris": self.redirect_uris,
+            },
+            "accounts": [attrs.asdict(account) for account in self.accounts],
+        }
+
+    def _write_config(self) -> None:
+        if not self.port:  # not started yet: start() writes it
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # The running server reads this file on every login: replace it in one step so
+        # it never sees half a file.
+        partial = self.config_path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(self._config(), indent=2))
+        partial.replace(self.config_path)
+
+    # -- accounts and the client -----------------------------------------------------------
+
+    def add_account(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        name: str | None = None,
+        email: str | None = None,
+        sub: str | None = None,
+    ) -> OIDCAccount:
+        """Add a user who can sign in with ``username`` and ``password`` (random if None).
+
+        Works before and after start(). ``username`` is the ``preferred_username`` claim.
+        """
+        if any(account.preferred_username == username for account in self.accounts):
+            raise ValueError(f"the OIDC provider already has an account {username!r}")
+        account = OIDCAccount(
+            sub=sub or f"sub-{username}-{secrets.token_hex(4)}",
+            preferred_username=username,
+            name=name or username.capitalize(),
+            email=email or f"{username}@example.test",
+            password=password or secrets.token_urlsafe(12),
+        )
+        self.accounts.append(account)
+        self._write_config()
+        return account
+
+    def allow_redirect_uri(self, uri: str) -> None:
+        """Register one more redirect URI for the client (e.g. ``synapse.oidc_callback_url``)."""
+        if uri not in self.redirect_uris:
+            self.redirect_uris.append(uri)
+            self._write_config()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> OIDCProvider:
+        if self.running:
+            return self
+        if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
+            raise RuntimeError(
+                f"{OIDC_DIR}/node_modules is missing: run ./dev test (it runs npm ci there)."
+            )
+        attempts = 1 if self._fixed_port else 3
+        for attempt in range(1, attempts + 1):
+            self.port = self._fixed_port or free_port()
+            self._write_config()
+            self._process = ProcessGroup(
+                [self.node, str(OIDC_DIR / "server.mjs"), str(self.config_path)],
+                cwd=OIDC_DIR,
+                log_path=self.log_path,
+            )
+            started = time.monotonic()
+            self._process.start()
+            try:
+                await wait_http_ok(
+                    f"{self.base_url}/.well-known/openid-configuration",
+                    timeout=self.startup_timeout,
+                    process=self._process,
+                    what="OIDC provider",
+                )
+            except (TimeoutError, RuntimeError):
+                await self.stop()
+                if "EADDRINUSE" in tail(self.log_path, 20) and attempt < attempts:
+                    log.warning("OIDC provider port %s was taken, retrying", self.port)
+                    continue
+                raise
+            self.startup_seconds = time.monotonic() - started
+            log.info("OIDC provider %s up in %.1f s", self.issuer, self.startup_seconds)
+            # Synapse's config names this issuer: later starts keep the port.
+            self._fixed_port = self.port
+            return self
+        raise AssertionError("unreachable")
+
+    async def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL). Idempotent. Sessions are lost."""
+        if self._process is not None:
+            await self._process.stop()
+            self._process = None
