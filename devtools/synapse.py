@@ -13,7 +13,7 @@ from pathlib import Path
 import secrets
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -26,6 +26,9 @@ from devtools.ports import (
     tail,
     wait_http_ok,
 )
+
+if TYPE_CHECKING:
+    from devtools.oidc_provider import OIDCProvider
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,45 @@ def deep_merge(base: dict, override: dict) -> dict:
     return result
 
 
+OIDC_CALLBACK_PATH = "/_synapse/client/oidc/callback"
+
+
+def oidc_provider_config(
+    provider: OIDCProvider, *, idp_id: str = "test", idp_name: str = "Test OpenID Provider"
+) -> dict[str, Any]:
+    """One ``oidc_providers`` entry for SSO through ``provider`` (a started OIDCProvider).
+
+    Pass it as ``extra_config={"oidc_providers": [entry]}``; once Synapse runs, call
+    ``provider.allow_redirect_uri(synapse.oidc_callback_url)``. Synapse names the identity
+    provider ``oidc-<idp_id>``: ``/_matrix/client/v3/login/sso/redirect/oidc-<idp_id>``.
+    The ``preferred_username`` claim becomes the localpart, and signing in as an existing
+    user's localpart logs into that user.
+
+    No TLS is needed for the browser: Synapse sets its OIDC session cookies with ``Secure``
+    (and ``SameSite=None``) even over http, and Chromium keeps ``Secure`` cookies from
+    ``http://127.0.0.1`` because loopback counts as a potentially trustworthy origin. On
+    any other plain-http host the callback would fail with "No session cookie found".
+    """
+    return {
+        "idp_id": idp_id,
+        "idp_name": idp_name,
+        "issuer": provider.issuer,
+        "client_id": provider.client_id,
+        "client_secret": provider.client_secret,
+        "scopes": ["openid", "profile", "email"],
+        # Synapse insists on an https issuer unless verification is skipped; this one is
+        # plain http on loopback. Discovery and ID token signatures are still checked.
+        "skip_verification": True,
+        "allow_existing_users": True,
+        "user_mapping_provider": {
+            "config": {
+                "localpart_template": "{{ user.preferred_username }}",
+                "display_name_template": "{{ user.name }}",
+            }
+        },
+    }
+
+
 def _unpadded_b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii").rstrip("=")
 
@@ -121,6 +163,11 @@ class SynapseServer(ManagedServer):
     @property
     def base_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def oidc_callback_url(self) -> str:
+        """Where OIDC providers send users back to (``public_baseurl`` + the callback)."""
+        return self.base_url + OIDC_CALLBACK_PATH
 
     @property
     def config_path(self) -> Path:
