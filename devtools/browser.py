@@ -25,9 +25,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-async def launch_chromium(playwright: Playwright, **options: object) -> Browser:
+def chromium_path() -> str:
     if not CHROMIUM.exists():
         raise RuntimeError(f"{CHROMIUM} is missing: run ./dev test, which installs it.")
+    return str(CHROMIUM)
+
+
+async def launch_chromium(playwright: Playwright, **options: object) -> Browser:
     return await playwright.chromium.launch(
-        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, **options
+        executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True, **options
     )

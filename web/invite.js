@@ -1,249 +1,440 @@
-// The invite page: proves the visitor's Matrix ID with an OpenID token obtained from
-// their own homeserver, then claims the invite link. The user's password and access
-// token stay in this page; the plugin only ever receives the OpenID token.
+// The invite page: explains the link, proves the visitor's Matrix ID with an OpenID token
+// from their own homeserver (password or SSO), claims the link and shows how the invite
+// went. Every failure lands in a state that says what happened and what to do next.
 
-const $ = (id) => document.getElementById(id);
-const token = decodeURIComponent(location.hash.slice(1));
-const FETCH_TIMEOUT_MS = 15000;
+import * as hs from "./homeserver.js";
+import * as plugin from "./plugin-api.js";
+import {
+  $, announce, el, formatDate, holdButton, setBusy, setFieldError, showState,
+} from "./ui.js";
 
-class StepError extends Error {
-  constructor(message, { retry = true } = {}) {
-    super(message);
-    this.retry = retry;
-  }
+const SSO_KEY = "thirdparty_invite.sso";  // sessionStorage: where an SSO sign-in started
+const SSO_MAX_AGE_MS = 30 * 60 * 1000;
+const INVITE_WAIT_SECONDS = 60;
+
+const page = {
+  token: "", link: null, userId: "", serverName: "", baseUrl: "", retry: null, back: null,
+  cancelHold: null,
+};
+
+// ---- link summary -------------------------------------------------------------------
+
+function roomList(rooms, extra = () => []) {
+  return rooms.map((room) => el("li", { class: "room" },
+    el("strong", { class: "room-name" }, room.name),
+    room.topic ? el("span", { class: "room-topic" }, room.topic) : null,
+    ...extra(room)));
 }
 
-async function api(path, { method = "GET", body } = {}) {
-  const response = await fetch(path, {
-    method,
-    credentials: "same-origin",
-    headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    throw new StepError(data.error || `The invite service answered ${response.status}.`, {
-      retry: response.status >= 500 || response.status === 429,
-    });
-  }
-  return data;
+function limitsText(link) {
+  const uses = link.uses_left === null ? "" :
+    link.uses_left === 1 ? "once more" : `${link.uses_left} more times`;
+  const until = link.expires_at ? `until ${formatDate(link.expires_at)}` : "";
+  if (uses && until) return `This link works ${uses}, ${until}.`;
+  if (uses) return `This link works ${uses}; it does not expire.`;
+  if (until) return `This link works for anyone who has it, ${until}.`;
+  return "This link has no use limit and does not expire.";
 }
 
-async function matrix(baseUrl, path, { method = "GET", body, accessToken } = {}) {
-  const headers = body ? { "Content-Type": "application/json" } : {};
-  if (accessToken) headers.Authorization = `Bearer ${accessToken}`;
-  let response;
+function renderLink(link) {
+  const names = link.rooms.map((room) => room.name);
+  const title = names.length === 1 ? `Join ${names[0]}` : `Join ${names.length} Matrix rooms`;
+  $("title").textContent = title;
+  document.title = title;
+  $("link-rooms").replaceChildren(...roomList(link.rooms));
+  $("link-requirement").textContent = "You need a Matrix account, on any homeserver. " +
+    "Whoever holds this link may join: nothing else is checked.";
+  $("link-limits").textContent = limitsText(link);
+  $("link-loading").hidden = true;
+  $("link-details").hidden = false;
+  const bot = link.bot;
+  $("bot-link").textContent = bot.user_id;
+  $("bot-link").href = bot.matrix_to;
+  $("claim-command").textContent = `!invitebot claim ${page.token}`;
+  $("bot-alternative").hidden = false;
+}
+
+function showLinkProblem(message) {
+  $("link-loading").hidden = true;
+  // What the link would have needed and allowed no longer matters: only the rooms stay.
+  $("link-requirement").hidden = true;
+  $("link-limits").hidden = true;
+  $("link-problem-text").textContent = message;
+  $("bot-alternative").hidden = true;
+  showState("state-link-problem");
+  announce(message);
+}
+
+// ---- problems -----------------------------------------------------------------------
+
+function showProblem(title, text, { advice = "", rooms = [], retry = null, retryLabel = "Try again",
+  back = askForMatrixId, waitSeconds = null, suggestBot = false, hideBot = false } = {}) {
+  page.cancelHold?.();
+  page.cancelHold = null;
+  $("problem-title").textContent = title;
+  $("problem-text").textContent = text;
+  $("problem-advice").textContent = advice;
+  $("problem-rooms").replaceChildren(...roomList(rooms, (room) => [
+    el("span", { class: "error" }, room.error || "The invite did not go through.")]));
+  for (const item of $("problem-rooms").children) item.classList.add("failed");
+  page.retry = retry;
+  page.back = back;
+  const retryButton = $("problem-retry");
+  retryButton.hidden = !retry;
+  retryButton.textContent = retryLabel;
+  $("problem-back").hidden = !back;
+  if (suggestBot && !$("bot-alternative").hidden) $("bot-alternative").open = true;
+  if (hideBot) $("bot-alternative").hidden = true;  // the bot would meet the same refusal
+  showState("state-problem");
+  announce(`${title}. ${text}`);
+  if (retry && waitSeconds) page.cancelHold = holdButton(retryButton, waitSeconds, retryLabel);
+}
+
+function showUnexpected(error, retry) {
+  if (plugin.isLinkProblem(error)) return showLinkProblem(error.message);
+  if (error instanceof plugin.PluginError && error.status === 429) {
+    return showProblem("Too many attempts", error.message,
+      { retry, waitSeconds: error.waitSeconds || 10 });
+  }
+  if (error instanceof hs.HomeserverError && error.kind === "rate_limited") {
+    return showProblem("Your homeserver asks us to slow down", error.message,
+      { retry, waitSeconds: error.waitSeconds });
+  }
+  return showProblem("Something stopped us", error.message || String(error), { retry });
+}
+
+// ---- step 1: the Matrix ID ----------------------------------------------------------
+
+function askForMatrixId({ openHomeserver = false } = {}) {
+  $("homeserver-details").open = openHomeserver || Boolean($("homeserver").value);
+  showState("state-mxid", openHomeserver ? "homeserver" : "mxid");
+}
+
+async function onMatrixIdSubmit(event) {
+  event.preventDefault();
+  setFieldError("mxid", "mxid-error", "");
+  let parsed;
   try {
-    response = await fetch(new URL(path, baseUrl), {
-      method, headers, body: body ? JSON.stringify(body) : undefined,
-      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-    });
-  } catch {
-    throw new StepError(`Could not reach your homeserver at ${baseUrl}.`);
-  }
-  const data = await response.json().catch(() => ({}));
-  if (response.status === 429) {
-    const wait = Math.ceil((data.retry_after_ms || 5000) / 1000);
-    throw new StepError(`Your homeserver asks us to slow down. Try again in ${wait} s.`);
-  }
-  if (!response.ok) {
-    const error = new StepError(data.error || `Your homeserver answered ${response.status}.`);
-    error.errcode = data.errcode;
-    throw error;
-  }
-  return data;
-}
-
-function parseMatrixId(mxid) {
-  const match = /^@([^:\s]+):([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/.exec(mxid.trim());
-  if (!match) throw new StepError("That is not a Matrix ID. It looks like @alice:example.org.");
-  return { userId: match[0], serverName: match[2] + (match[3] || "") };
-}
-
-function isLocal(serverName) {
-  return /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(serverName);
-}
-
-async function discoverHomeserver(serverName, override) {
-  if (override) return override.replace(/\/+$/, "") + "/";
-  // Plain http is tried only for loopback names, where local test servers live.
-  const schemes = isLocal(serverName) ? ["http", "https"] : ["https"];
-  for (const scheme of schemes) {
-    try {
-      const response = await fetch(`${scheme}://${serverName}/.well-known/matrix/client`, {
-        signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-      });
-      if (response.ok) {
-        const data = await response.json();
-        const base = data?.["m.homeserver"]?.base_url;
-        if (typeof base === "string" && /^https?:\/\//.test(base)) {
-          return base.replace(/\/+$/, "") + "/";
-        }
-      }
-    } catch {
-      // No .well-known here: fall through to the server name itself.
-    }
-  }
-  return `${schemes[0]}://${serverName}/`;
-}
-
-function setSteps(names) {
-  const list = $("steps");
-  list.replaceChildren(...names.map((name) => {
-    const li = document.createElement("li");
-    li.textContent = name;
-    return li;
-  }));
-  return [...list.children];
-}
-
-async function step(item, action) {
-  item.setAttribute("aria-current", "step");
-  try {
-    const result = await action();
-    item.classList.add("done");
-    return result;
+    parsed = hs.parseMatrixId($("mxid").value);
   } catch (error) {
-    item.classList.add("failed");
-    throw error;
-  } finally {
-    item.removeAttribute("aria-current");
+    setFieldError("mxid", "mxid-error", error.message);
+    $("mxid").focus();
+    return;
+  }
+  Object.assign(page, parsed);
+  const done = setBusy($("mxid-continue"), `Looking for ${parsed.serverName}…`);
+  announce(`Looking for your homeserver, ${parsed.serverName}.`);
+  try {
+    page.baseUrl = await hs.discoverHomeserver(parsed.serverName, $("homeserver").value.trim());
+    const options = await hs.loginOptions(page.baseUrl);
+    done();
+    showSignIn(options);
+  } catch (error) {
+    done();
+    onHomeserverProblem(error);
   }
 }
 
-async function proveIdentity(items, mxid, password, override) {
-  const { userId, serverName } = parseMatrixId(mxid);
-  const baseUrl = await step(items[0], () => discoverHomeserver(serverName, override));
-  const login = await step(items[1], async () => {
-    const flows = await matrix(baseUrl, "_matrix/client/v3/login");
-    if (!(flows.flows || []).some((f) => f.type === "m.login.password")) {
-      throw new StepError("Your homeserver does not offer password sign-in.", { retry: false });
-    }
-    try {
-      return await matrix(baseUrl, "_matrix/client/v3/login", {
-        method: "POST",
-        body: {
-          type: "m.login.password",
-          identifier: { type: "m.id.user", user: userId },
-          password,
-          initial_device_display_name: "Invite link check (signs itself out)",
-        },
-      });
-    } catch (error) {
-      if (error.errcode === "M_FORBIDDEN") throw new StepError("Wrong Matrix ID or password.");
-      throw error;
-    }
-  });
+function onHomeserverProblem(error) {
+  const fix = "Check your Matrix ID for typos. If your homeserver has its own address, " +
+    "enter it under “My homeserver has a different address”.";
+  const retry = () => askForMatrixId({ openHomeserver: true });
+  switch (error.kind) {
+    case "bad_mxid":
+      setFieldError("mxid", "mxid-error", error.message);
+      return askForMatrixId();
+    case "unreachable":
+      return showProblem("We could not reach your homeserver", error.message,
+        { advice: fix, retry, retryLabel: "Check the address", back: null });
+    case "not_matrix":
+      return showProblem("That is not a Matrix homeserver", error.message,
+        { advice: fix, retry, retryLabel: "Check the address", back: null });
+    case "no_login":
+      return showProblem("Your homeserver does not allow signing in here", error.message,
+        { advice: "You can still join: message the bot instead (see below).", suggestBot: true });
+    default:
+      return showUnexpected(error, () => askForMatrixId());
+  }
+}
+
+// ---- step 2: sign in ----------------------------------------------------------------
+
+function showSignIn(options) {
+  $("signin-user").textContent = page.userId;
+  $("signin-server").textContent = new URL(page.baseUrl).host;
+  $("password-block").hidden = !options.password;
+  $("password").value = "";
+  setFieldError("password", "password-error", "");
+  $("sso-block").hidden = !options.sso;
+  $("sso-intro").textContent = options.password ? "Or sign in through:" :
+    "Your homeserver signs you in through:";
+  $("sso-buttons").replaceChildren(...(options.sso || []).map((idp) => el("button", {
+    type: "button", class: options.password ? "secondary" : "", onclick: () => startSso(idp),
+  }, `Continue with ${idp.name}`)));
+  showState("state-signin", options.password ? "password" : null);
+}
+
+async function onPasswordSubmit(event) {
+  event.preventDefault();
+  if ($("password-submit").disabled) return;
+  const password = $("password").value;
+  if (!password) {
+    setFieldError("password", "password-error", "Enter your password.");
+    $("password").focus();
+    return;
+  }
+  setFieldError("password", "password-error", "");
+  const steps = progress(["Signing in to your homeserver", ...PROOF_STEPS, ...CLAIM_STEPS]);
+  let login;
   try {
-    return await step(items[2], () => matrix(
-      login.well_known?.["m.homeserver"]?.base_url || baseUrl,
-      `_matrix/client/v3/user/${encodeURIComponent(login.user_id)}/openid/request_token`,
-      { method: "POST", body: {}, accessToken: login.access_token },
-    ));
-  } finally {
-    // Sign the temporary session out whatever happened: no device is left behind.
-    await matrix(baseUrl, "_matrix/client/v3/logout", {
-      method: "POST", body: {}, accessToken: login.access_token,
-    }).catch(() => {});
+    login = await steps.run(() => hs.passwordLogin(page.baseUrl, page.userId, password));
+  } catch (error) {
+    $("password").value = "";
+    return onSignInProblem(error);
+  }
+  $("password").value = "";
+  await proveAndClaim(login, steps);
+}
+
+function onSignInProblem(error) {
+  if (error.kind === "wrong_password" || error.kind === "rate_limited") {
+    showState("state-signin", "password");
+    const message = error.kind === "wrong_password"
+      ? "Wrong password for this Matrix ID. Check it and try again."
+      : `Too many sign-in attempts. Your homeserver asks you to wait ${error.waitSeconds} s.`;
+    setFieldError("password", "password-error", message);
+    if (error.kind === "rate_limited") {
+      page.cancelHold?.();
+      page.cancelHold = holdButton($("password-submit"), error.waitSeconds, "Sign in and join");
+    }
+    return;
+  }
+  if (error.kind === "unreachable") return onHomeserverProblem(error);
+  showUnexpected(error, () => askForMatrixId());
+}
+
+function startSso(idp) {
+  const returnUrl = location.origin + location.pathname;  // no fragment: the link stays here
+  sessionStorage.setItem(SSO_KEY, JSON.stringify({
+    token: page.token, baseUrl: page.baseUrl, userId: page.userId, at: Date.now(),
+  }));
+  announce(`Going to ${idp.name} to sign in.`);
+  location.assign(hs.ssoRedirectUrl(page.baseUrl, idp.id, returnUrl));
+}
+
+// The homeserver sent the browser back here with ?loginToken=…: pick up where we left.
+function takeSsoReturn() {
+  const params = new URLSearchParams(location.search);
+  const loginToken = params.get("loginToken");
+  if (!loginToken) return null;
+  const saved = JSON.parse(sessionStorage.getItem(SSO_KEY) || "null");
+  sessionStorage.removeItem(SSO_KEY);
+  const fresh = saved && Date.now() - saved.at < SSO_MAX_AGE_MS;
+  // Out of the address bar and the history: the login token must not be reused or shared.
+  history.replaceState(null, "", location.pathname + (fresh ? `#${saved.token}` : location.hash));
+  return fresh ? { loginToken, ...saved } : { loginToken, lost: true };
+}
+
+async function continueSso(sso) {
+  Object.assign(page, { baseUrl: sso.baseUrl, userId: sso.userId });
+  const steps = progress(["Finishing single sign-on", ...PROOF_STEPS, ...CLAIM_STEPS]);
+  let login;
+  try {
+    login = await steps.run(() => hs.tokenLogin(sso.baseUrl, sso.loginToken));
+  } catch (error) {
+    return showUnexpected(error, () => askForMatrixId());
+  }
+  await proveAndClaim(login, steps);
+}
+
+// ---- steps 3-4: proof, claim, result ------------------------------------------------
+
+const PROOF_STEPS = [
+  "Getting a one-time proof of your Matrix ID", "Signing out the temporary session",
+  "Checking the proof",
+];
+const CLAIM_STEPS = ["Claiming your invite", "Waiting for the invite"];
+
+function progress(names) {
+  const items = names.map((name) => el("li", {}, name));
+  $("steps").replaceChildren(...items);
+  showState("state-progress");
+  let next = 0;
+  return {
+    async run(action) {
+      const item = items[next++];
+      item.setAttribute("aria-current", "step");
+      announce(item.textContent);
+      try {
+        const result = await action();
+        item.classList.add("done");
+        return result;
+      } catch (error) {
+        item.classList.add("failed");
+        throw error;
+      } finally {
+        item.removeAttribute("aria-current");
+      }
+    },
+  };
+}
+
+async function proveAndClaim(login, steps) {
+  page.userId = login.user_id || page.userId;
+  let openid;
+  try {
+    openid = await steps.run(() => hs.requestOpenIdToken(page.baseUrl, login));
+  } catch (error) {
+    await hs.logout(page.baseUrl, login).catch(() => {});
+    return showUnexpected(error, () => askForMatrixId());
+  }
+  // Signed out before anything else happens: no device is left behind on their account.
+  await steps.run(() => hs.logout(page.baseUrl, login)).catch(() => {});
+  try {
+    await steps.run(() => plugin.openSession(openid));
+  } catch (error) {
+    return showUnexpected(error, () => askForMatrixId());
+  }
+  await claimAndWait(steps);
+}
+
+async function claimAndWait(steps = progress(CLAIM_STEPS)) {
+  try {
+    const claim = await steps.run(() => plugin.claimLink(page.token));
+    const roomIds = claim.rooms.map((room) => room.room_id);
+    const invites = await steps.run(() => waitForInvites(roomIds));
+    showOutcome(invites);
+  } catch (error) {
+    if (error instanceof plugin.PluginError && error.errcode === "M_MISSING_TOKEN") {
+      return askForMatrixId();  // the web session ended: prove the Matrix ID again
+    }
+    showUnexpected(error, () => claimAndWait());
   }
 }
 
 async function waitForInvites(roomIds) {
-  for (let i = 0; i < 120; i++) {
-    const { invites } = await api("api/invites");
+  const deadline = Date.now() + INVITE_WAIT_SECONDS * 1000;
+  for (;;) {
+    const { invites } = await plugin.listInvites();
     const mine = invites.filter((invite) => roomIds.includes(invite.room_id));
-    if (mine.length && mine.every((invite) => invite.state !== "pending")) return mine;
+    const settled = mine.length && mine.every((invite) => invite.state !== "pending");
+    if (settled || Date.now() > deadline) return mine;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  throw new StepError("Your invite is queued but taking long. Check your Matrix client soon.");
 }
 
-function showResult(title, text, { rooms = [], retry = false, failed = false } = {}) {
-  $("result").hidden = false;
-  $("result-title").textContent = title;
-  $("result-text").textContent = text;
-  $("result-text").className = failed ? "error" : "";
-  $("result-rooms").replaceChildren(...rooms.map((room) => {
-    const li = document.createElement("li");
-    if (room.state === "failed") {
-      li.textContent = `${room.name}: ${room.error}`;
-      li.className = "error";
-    } else {
-      const a = document.createElement("a");
-      a.href = room.matrix_to;
-      a.className = "button";
-      a.textContent = `Open ${room.name}`;
-      li.append(a);
+function openLinks(room) {
+  const links = [el("a", { class: "button", href: room.matrix_to, rel: "noopener" },
+    "Open with matrix.to")];
+  links.push(el("a", { class: "button secondary", href: room.matrix_uri },
+    "Open in my Matrix app"));
+  if (room.client) {
+    links.push(el("a", { class: "button secondary", href: room.client.url, rel: "noopener" },
+      `Open in ${room.client.name}`));
+  }
+  return [el("span", { class: "room-note" }, OUTCOME_NOTES[room.outcome] || ""),
+    el("div", { class: "actions" }, ...links)];
+}
+
+const OUTCOME_NOTES = {
+  invited: "Invite sent.",
+  already_invited: "You already had an invite.",
+  already_joined: "You are already a member.",
+};
+
+// What a refused invite means for the person on this page (the admins get their own text).
+const REFUSALS = {
+  TPI_USER_BANNED: "You are banned from this room. Only its admins can lift the ban.",
+  TPI_INVITE_BLOCKED: "Your account refuses invites. Allow invites in your Matrix app's " +
+    "settings, then try again.",
+  TPI_BOT_LACKS_POWER: "The bot is not allowed to invite people to this room yet.",
+  TPI_ROOM_UNKNOWN: "The room no longer exists, or the bot has left it.",
+};
+
+function showOutcome(invites) {
+  const failed = invites.filter((invite) => invite.state === "failed")
+    .map((invite) => ({ ...invite, error: REFUSALS[invite.errcode] || invite.error }));
+  if (failed.length) {
+    return showProblem("The invite did not go through",
+      failed.length === 1 ? "The bot could not invite you:" : "The bot could not invite you to:",
+      { rooms: failed, advice: "The room's admins have been told. Once they have fixed it, " +
+          "try again: it does not use up the link.", retry: () => claimAndWait(), back: null,
+        hideBot: true });
+  }
+  const pending = invites.some((invite) => invite.state !== "done");
+  const joined = invites.every((invite) => invite.outcome === "already_joined");
+  $("done-title").textContent = pending ? "Your invite is on its way" :
+    joined ? "You are already in" : "You are invited";
+  $("done-text").textContent = pending
+    ? "The bot has queued your invite; it will appear in your Matrix app within minutes."
+    : `Accept the invite from ${page.link.bot.user_id} in your Matrix app, ` +
+      "or open the room from here:";
+  $("done-rooms").replaceChildren(...roomList(invites, openLinks));
+  $("done-check").hidden = !pending;
+  $("bot-alternative").hidden = true;
+  $("link-details").hidden = true;  // the result lists the rooms again, with ways to open them
+  showState("state-done");
+  announce(`${$("done-title").textContent}. ${$("done-text").textContent}`);
+}
+
+// ---- start --------------------------------------------------------------------------
+
+async function start() {
+  $("state-mxid").addEventListener("submit", onMatrixIdSubmit);
+  $("state-signin").addEventListener("submit", onPasswordSubmit);
+  $("signin-back").addEventListener("click", () => askForMatrixId());
+  $("problem-retry").addEventListener("click", () => page.retry?.());
+  $("problem-back").addEventListener("click", () => page.back?.());
+  $("done-check").addEventListener("click", () => claimAndWait());
+  $("session-join").addEventListener("click", () => claimAndWait());
+  $("session-switch").addEventListener("click", async () => {
+    await plugin.closeSession().catch(() => {});
+    askForMatrixId();
+  });
+  $("copy-claim").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("claim-command").textContent);
+      announce("Copied. Paste it into a direct chat with the bot.");
+      $("copy-claim").textContent = "Copied";
+    } catch {
+      announce("Copying is not allowed here: select the message and copy it yourself.");
     }
-    return li;
-  }));
-  $("retry").hidden = !retry;
-  $("result-title").focus?.();
-}
+  });
 
-async function onSubmit(event) {
-  event.preventDefault();
-  const button = $("signin-button");
-  button.disabled = true;
-  $("result").hidden = true;
-  $("progress").hidden = false;
-  const items = setSteps([
-    "Finding your homeserver", "Signing in", "Getting a one-time proof of your Matrix ID",
-    "Checking the proof", "Claiming the invite", "Waiting for the invite",
-  ]);
+  const sso = takeSsoReturn();
+  if (sso?.lost) {
+    return showLinkProblem("The sign-in came back, but this page lost track of it. " +
+      "Open your invite link again.");
+  }
+  page.token = sso?.token || decodeURIComponent(location.hash.slice(1));
+  if (!page.token) {
+    return showLinkProblem("This page needs the whole invite link, including the part after #.");
+  }
   try {
-    const openid = await proveIdentity(items, $("mxid").value, $("password").value,
-      $("homeserver").value.trim());
-    $("password").value = "";
-    await step(items[3], () => api("api/session", {
-      method: "POST",
-      body: { access_token: openid.access_token, matrix_server_name: openid.matrix_server_name },
-    }));
-    const claim = await step(items[4], () => api("api/links/claim", {
-      method: "POST", body: { token },
-    }));
-    const rooms = await step(items[5], () => waitForInvites(claim.rooms.map((r) => r.room_id)));
-    const failed = rooms.filter((room) => room.state === "failed");
-    if (failed.length) {
-      showResult("The invite did not go through", "The room admins have been told.", {
-        rooms, failed: true, retry: true,
-      });
-    } else {
-      showResult("You are invited", "Accept the invite in your Matrix client, or open the room:", {
-        rooms,
-      });
-      $("signin").hidden = true;
-    }
+    page.link = await plugin.inspectLink(page.token);
   } catch (error) {
-    showResult("Something stopped us", error.message, { retry: error.retry, failed: true });
-  } finally {
-    button.disabled = false;
+    return error instanceof plugin.PluginError && error.status >= 500
+      ? showUnexpected(error, () => location.reload())
+      : showLinkProblem(error.message);
   }
+  if (page.link.status !== "active") {
+    const why = {
+      expired: "This invite link has expired.",
+      revoked: "This invite link was withdrawn by a room admin.",
+      used_up: "This invite link has been used as many times as it allows.",
+    };
+    renderLink(page.link);
+    return showLinkProblem(why[page.link.status] || "This invite link no longer works.");
+  }
+  renderLink(page.link);
+  if (sso) return continueSso(sso);
+  const session = await plugin.currentSession().catch(() => null);
+  if (session) {
+    page.userId = session.user_id;
+    $("session-user").textContent = session.user_id;
+    return showState("state-session", "session-join");
+  }
+  askForMatrixId();
 }
 
-async function init() {
-  $("retry").addEventListener("click", () => { $("result").hidden = true; $("mxid").focus(); });
-  if (!token) {
-    $("link-summary").textContent = "This page needs an invite link. Ask a room admin for one.";
-    return;
-  }
-  try {
-    const link = await api("api/links/inspect", { method: "POST", body: { token } });
-    const names = link.rooms.map((room) => room.name).join(", ");
-    if (link.status !== "active") {
-      const why = { expired: "has expired", revoked: "was revoked", used_up: "is used up" };
-      $("link-summary").textContent = `This invite link to ${names} ${why[link.status]}. ` +
-        "Ask a room admin for a new one.";
-      $("link-summary").className = "error";
-      return;
-    }
-    $("link-summary").textContent = `This link invites you to: ${names}.`;
-    $("signin").hidden = false;
-    $("signin").addEventListener("submit", onSubmit);
-  } catch (error) {
-    $("link-summary").textContent = error.message;
-    $("link-summary").className = "error";
-  }
-}
-
-init();
+start();

@@ -1,0 +1,130 @@
+"""Browser tests: Debian's Chromium, driven by Playwright, through the real invite pages.
+
+One Synapse (with .well-known, a tight failed-login limit, and a local OpenID provider for
+SSO) and one full maubot server running the built .mbp serve the whole session; each test
+gets a fresh browser context, its own users and its own room.
+
+Every test saves screenshots of the states it passes through under
+test-artifacts/screenshots/<test name>/ and fails if the page reached anything but
+loopback, threw a script error, or broke its Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+import re
+import secrets
+
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
+import pytest
+import pytest_asyncio
+from support import server_logs
+from support.browser_pages import PageWatch, Screenshots
+from support.invite_site import IDP_NAME, PASSWORD, Site
+
+from devtools.browser import launch_chromium
+from devtools.maubot_server import MaubotServer
+from devtools.oidc_provider import OIDCProvider
+from devtools.plugin import build_mbp, start_plugin
+from devtools.synapse import SynapseServer, oidc_provider_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+# Per account: three wrong passwords, then Synapse answers 429 for about ten seconds.
+FAILED_LOGIN_LIMIT = {"per_second": 0.1, "burst_count": 3}
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    oidc = OIDCProvider(tmp_path_factory.mktemp("browser-oidc"))
+    synapse: SynapseServer | None = None
+    maubot: MaubotServer | None = None
+    server_logs.attach("OIDC provider log tail", lambda: oidc.log_tail(30))
+    try:
+        await oidc.start()
+        synapse = SynapseServer(
+            tmp_path_factory.mktemp("browser-synapse"),
+            extra_config={
+                # The page finds the homeserver from the Matrix ID, as it would anywhere.
+                "serve_client_wellknown": True,
+                "rc_login": {"failed_attempts": FAILED_LOGIN_LIMIT},
+                "oidc_providers": [oidc_provider_config(oidc, idp_id="idp", idp_name=IDP_NAME)],
+            },
+        )
+        server_logs.attach("synapse log tail", lambda: synapse.log_tail(40))
+        await synapse.start()
+        oidc.allow_redirect_uri(synapse.oidc_callback_url)
+        maubot = MaubotServer(
+            tmp_path_factory.mktemp("browser-maubot"), homeserver_url=synapse.base_url
+        )
+        server_logs.attach("maubot log tail", maubot.log_tail)
+        await maubot.start()
+        admin = await synapse.register_user(f"admin-{secrets.token_hex(3)}", PASSWORD)
+        bot = await synapse.register_user(f"bot-{secrets.token_hex(3)}")
+        plugin = await start_plugin(
+            maubot, synapse, bot, [admin.user_id], f"web{secrets.token_hex(3)}", build_mbp()
+        )
+        yield Site(synapse, maubot, plugin, admin, bot, oidc)
+    finally:
+        if maubot is not None:
+            await maubot.stop()
+        if synapse is not None:
+            await synapse.stop()
+        await oidc.stop()
+        for title in ("OIDC provider", "synapse", "maubot"):
+            server_logs.detach(f"{title} log tail")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def _abort(route: Route) -> None:
+    await route.abort()
+
+
+def _test_directory_name(request: pytest.FixtureRequest) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser_context(
+    chromium: Browser, site: Site
+) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
+    """``await open_page(**context_options)``: a page in a fresh context (no cookies)."""
+    contexts: list[BrowserContext] = []
+    watches: list[PageWatch] = []
+
+    async def open_page(**options: object) -> Page:
+        context = await chromium.new_context(
+            **({"viewport": {"width": 1024, "height": 800}} | options)
+        )
+        context.set_default_timeout(30_000)
+        # Nothing beyond loopback is reachable from here anyway: fail such loads at once.
+        await context.route(re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])"), _abort)
+        contexts.append(context)
+        page = await context.new_page()
+        watch = PageWatch(site.plugin.origin)
+        watch.attach(page)
+        watches.append(watch)
+        return page
+
+    try:
+        yield open_page
+    finally:
+        for context in contexts:
+            await context.close()
+    for watch in watches:
+        watch.assert_clean()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Screenshots:
+    return Screenshots(SCREENSHOTS / _test_directory_name(request))

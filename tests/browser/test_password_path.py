@@ -1,0 +1,49 @@
+"""From invite link to real invite with a password, in Chromium, against real servers."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+import pytest
+from support.browser_pages import InvitePage
+from support.invite_site import PASSWORD, Site
+
+pytestmark = pytest.mark.browser
+
+
+async def device_ids(user) -> set[str]:
+    return {device["device_id"] for device in await user.devices()}
+
+
+async def test_password_sign_in_gets_a_real_invite(site: Site, browser_context, screenshots):
+    room_id = await site.room("Gardening club", topic="Seeds, soil and the odd slug.")
+    link = await site.link(room_id, "--uses 5")
+    user = await site.user()
+    devices_before = await device_ids(user)
+    page = InvitePage(await browser_context(), screenshots)
+
+    await page.open(link)
+    await page.wait_for("state-mxid")
+    await expect(page.page.locator("h1")).to_have_text("Join Gardening club")
+    await expect(page.page.locator("#link-rooms")).to_contain_text("Seeds, soil and the odd slug.")
+    await expect(page.page.locator("#link-limits")).to_contain_text("5 more times")
+    assert await page.focused_id() == "mxid"
+    await page.shot("link-page")
+
+    await page.enter_matrix_id(user.user_id)
+    await page.wait_for("state-signin")
+    await expect(page.page.locator("#signin-user")).to_have_text(user.user_id)
+    await page.shot("sign-in")
+    await page.sign_in_with_password(PASSWORD)
+
+    done = await page.wait_for("state-done")
+    await expect(done.locator("#done-title")).to_have_text("You are invited")
+    await page.shot("invited")
+    open_link = done.get_by_role("link", name="Open with matrix.to")
+    assert room_id in await open_link.get_attribute("href")
+    app_link = done.get_by_role("link", name="Open in my Matrix app")
+    assert (await app_link.get_attribute("href")).startswith("matrix:roomid/")
+
+    # The invite is real, and the temporary sign-in left no device behind.
+    await user.wait_for_invite(room_id)
+    assert await device_ids(user) == devices_before
+    assert await page.page.evaluate("document.cookie") == ""  # the session cookie is HttpOnly

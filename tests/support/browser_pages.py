@@ -1,0 +1,129 @@
+"""Browser test helpers: screenshots, a watch on what a page did, and the invite page as a
+person uses it (what they see, type and click)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import shutil
+from urllib.parse import urlsplit
+
+import attrs
+from playwright.async_api import ConsoleMessage, Locator, Page, Request, expect
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class Screenshots:
+    """Numbered full-page screenshots of one test, in the order the states were reached."""
+
+    def __init__(self, directory: Path) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        self.directory = directory
+        self.count = 0
+
+    async def take(self, page: Page, state: str) -> Path:
+        self.count += 1
+        path = self.directory / f"{self.count:02d}-{state}.png"
+        await page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+# Not slotted: Playwright stores its wrappers on the objects whose methods it calls back.
+@attrs.define(slots=False)
+class PageWatch:
+    """What our pages (those under `own_origin`) did that they must not: load anything from
+    beyond loopback, throw, or break their CSP. Other sites' pages (the homeserver's SSO
+    confirmation, the OpenID provider) are theirs to judge, not ours."""
+
+    own_origin: str
+    foreign_requests: list[str] = attrs.Factory(list)
+    errors: list[str] = attrs.Factory(list)
+
+    def attach(self, page: Page) -> None:
+        page.on("request", self._on_request)
+        page.on("pageerror", self._on_page_error)
+        page.on("console", self._on_console)
+
+    def _ours(self, page_or_frame_url: str) -> bool:
+        return page_or_frame_url.startswith(self.own_origin + "/")
+
+    def _on_request(self, request: Request) -> None:
+        parts = urlsplit(request.url)
+        foreign = parts.scheme in ("http", "https") and parts.hostname not in LOOPBACK_HOSTS
+        if foreign and self._ours(request.frame.url):
+            self.foreign_requests.append(request.url)
+
+    def _on_page_error(self, error: Exception) -> None:
+        self.errors.append(f"script error: {error}")
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        # Failed loads (the 401 of "am I signed in?") and CORS refusals (a server that is no
+        # Matrix homeserver) are expected; CSP violations and anything else are not.
+        text = message.text
+        expected = text.startswith("Failed to load resource") or "blocked by CORS policy" in text
+        page_url = message.page.url if message.page else ""
+        if message.type == "error" and not expected and self._ours(page_url):
+            self.errors.append(f"console: {text}")
+
+    def assert_clean(self) -> None:
+        assert not self.foreign_requests, f"left loopback: {self.foreign_requests}"
+        assert not self.errors, self.errors
+
+
+STATES = (
+    "state-link-problem",
+    "state-session",
+    "state-mxid",
+    "state-signin",
+    "state-progress",
+    "state-done",
+    "state-problem",
+)
+
+
+class InvitePage:
+    def __init__(self, page: Page, shots: Screenshots) -> None:
+        self.page = page
+        self.shots = shots
+
+    async def open(self, url: str) -> None:
+        await self.page.goto(url)
+
+    async def shot(self, name: str) -> None:
+        await self.shots.take(self.page, name)
+
+    def state(self, state_id: str) -> Locator:
+        return self.page.locator(f"#{state_id}")
+
+    async def wait_for(self, state_id: str, timeout: float = 60_000) -> Locator:
+        """Wait until `state_id` is the one visible state; returns it."""
+        locator = self.state(state_id)
+        await expect(locator).to_be_visible(timeout=timeout)
+        for other in STATES:
+            if other != state_id:
+                await expect(self.state(other)).to_be_hidden()
+        return locator
+
+    async def enter_matrix_id(self, user_id: str, homeserver: str = "") -> None:
+        await self.wait_for("state-mxid")
+        await self.page.get_by_label("Your Matrix ID").fill(user_id)
+        if homeserver:
+            await self.page.get_by_text("My homeserver has a different address").click()
+            await self.page.get_by_label("Homeserver address").fill(homeserver)
+        await self.page.get_by_role("button", name="Continue").click()
+
+    async def sign_in_with_password(self, password: str) -> None:
+        await self.wait_for("state-signin")
+        await self.page.get_by_label("Password").fill(password)
+        await self.page.get_by_role("button", name="Sign in and join").click()
+
+    async def problem(self) -> tuple[str, str]:
+        state = await self.wait_for("state-problem")
+        return (
+            await state.locator("#problem-title").inner_text(),
+            await state.locator("#problem-text").inner_text(),
+        )
+
+    async def focused_id(self) -> str:
+        return await self.page.evaluate("document.activeElement && document.activeElement.id")

@@ -1,0 +1,64 @@
+// The invite bot's own web API (described in api/openapi.json), relative to this page.
+
+export class PluginError extends Error {
+  constructor(errcode, message, status, waitSeconds = null) {
+    super(message);
+    this.errcode = errcode;
+    this.status = status;
+    this.waitSeconds = waitSeconds;
+  }
+}
+
+const LINK_ERRCODES = new Set([
+  "TPI_LINK_UNKNOWN", "TPI_LINK_EXPIRED", "TPI_LINK_REVOKED", "TPI_LINK_USED_UP",
+]);
+
+export function isLinkProblem(error) {
+  return error instanceof PluginError && LINK_ERRCODES.has(error.errcode);
+}
+
+async function api(path, { method = "GET", body } = {}) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(20000),
+    });
+  } catch {
+    throw new PluginError("TPI_NETWORK", "The invite service could not be reached. " +
+      "Check your connection and try again.", 0);
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const seconds = Number(response.headers.get("Retry-After"));
+    throw new PluginError(data.errcode || "TPI_HTTP",
+      data.error || `The invite service answered with status ${response.status}.`,
+      response.status, response.status === 429 && seconds > 0 ? seconds : null);
+  }
+  return data;
+}
+
+export const inspectLink = (token) => api("api/links/inspect", { method: "POST", body: { token } });
+
+export const openSession = (openid) => api("api/session", {
+  method: "POST",
+  body: { access_token: openid.access_token, matrix_server_name: openid.matrix_server_name },
+});
+
+export async function currentSession() {
+  try {
+    return await api("api/session");
+  } catch (error) {
+    if (error.status === 401) return null;
+    throw error;
+  }
+}
+
+export const closeSession = () => api("api/session", { method: "DELETE" });
+
+export const claimLink = (token) => api("api/links/claim", { method: "POST", body: { token } });
+
+export const listInvites = () => api("api/invites");
