@@ -99,10 +99,12 @@ class AdminCommands:
         )
         names = ", ".join(info.display_name for info in infos)
         url = self.services.invite_url(token)
-        await evt.reply(
+        await self.services.rooms.reply_with_secret(
+            str(evt.room_id),
+            str(evt.event_id),
             f"Invite link **#{link.id}** to {names} ({describe_limits(link, now_ms())}):\n\n"
             f"{url}\n\nAnyone holding this link can join; it is shown only now. "
-            f"Revoke it with `!invitebot revoke {link.id}`."
+            f"Revoke it with `!invitebot revoke {link.id}`.",
         )
 
     @invitebot.subcommand("links", help="This room's invite links, uses left and expiry.")

@@ -14,9 +14,17 @@ from urllib.parse import quote
 
 import aiohttp
 import attrs
+from maubot.matrix import parse_formatted
 from mautrix.client import Client
 from mautrix.errors import MatrixRequestError, MNotFound
-from mautrix.types import EventType, RoomID
+from mautrix.types import (
+    EventID,
+    EventType,
+    Format,
+    MessageType,
+    RoomID,
+    TextMessageEventContent,
+)
 
 from .power import RoomPower
 
@@ -143,10 +151,25 @@ class RoomOps:
         return room_ref
 
     async def send_notice(self, room_id: str, markdown: str) -> None:
+        # Rendered like maubot renders replies: clients show no stray ** or backticks.
+        text, html = await parse_formatted(markdown)
         try:
-            await self.client.send_notice(RoomID(room_id), markdown)
+            await self.client.send_notice(RoomID(room_id), text, html=html)
         except MatrixRequestError:
             pass  # Reporting is best effort; the audit log keeps the record.
+
+    async def reply_with_secret(self, room_id: str, event_id: str, markdown: str) -> None:
+        """A notice replying to an event, kept out of the logs: mautrix logs the body of
+        every request at DEBUG (maubot's default level) unless it is marked sensitive."""
+        text, html = await parse_formatted(markdown)
+        content = TextMessageEventContent(
+            msgtype=MessageType.NOTICE, body=text, format=Format.HTML, formatted_body=html
+        )
+        content.set_reply(EventID(event_id))
+        await self.client.send_message_event(
+            RoomID(room_id), EventType.ROOM_MESSAGE, content, sensitive=True
+        )
+
 
     async def join(self, room_id: str) -> None:
         await self.client.join_room_by_id(RoomID(room_id))
