@@ -380,6 +380,8 @@ function showOutcome(invites) {
 // ---- start --------------------------------------------------------------------------
 
 async function start() {
+  // Another link pasted into this tab changes only the fragment: start over for it.
+  window.addEventListener("hashchange", () => location.reload());
   $("state-mxid").addEventListener("submit", onMatrixIdSubmit);
   $("state-signin").addEventListener("submit", onPasswordSubmit);
   $("signin-back").addEventListener("click", () => askForMatrixId());
