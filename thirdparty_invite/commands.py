@@ -209,11 +209,19 @@ class AdminCommands:
     ) -> RoomInfo:
         """The room's info if the sender may manage invites there and the bot can act."""
         try:
+            direct_chat = await self.services.direct_chats.is_direct_chat(room_id)
             info = await self.services.rooms.room_info(room_id, fresh=True)
         except MatrixRequestError:
             raise CommandError(
                 f"I am not in {room_id}, so I cannot manage it. Invite me there first."
             ) from None
+        if direct_chat:
+            # Anyone may open a direct chat with the bot: it is no room an operator vetted.
+            where = "This room" if room_id == str(evt.room_id) else room_id
+            raise CommandError(
+                f"{where} is a direct chat with me: room admin commands work only in rooms "
+                "an operator invited me to."
+            )
         sender_missing = info.power.missing(str(evt.sender), ("invite",))
         if sender_missing:
             raise CommandError(

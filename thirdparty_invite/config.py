@@ -13,6 +13,7 @@ from .identity import IdentitySettings
 _COPIED_KEYS = (
     "operators",
     "accept_invites_from_anyone",
+    "accept_direct_messages",
     "admin_room",
     "web.public_url",
     "web.session_lifetime",
@@ -75,6 +76,7 @@ class InviteSettings:
 class Settings:
     operators: frozenset[str]
     accept_invites_from_anyone: bool
+    accept_direct_messages: bool
     admin_room: str
     web: WebSettings
     identity: IdentitySettings
@@ -116,6 +118,7 @@ def read_settings(config: Any) -> Settings:
     return Settings(
         operators=frozenset(_strings(config, "operators")),
         accept_invites_from_anyone=bool(config["accept_invites_from_anyone"]),
+        accept_direct_messages=bool(config["accept_direct_messages"]),
         admin_room=str(config["admin_room"] or ""),
         web=WebSettings(
             public_url=str(config["web.public_url"] or "").rstrip("/"),

@@ -31,6 +31,11 @@ from .power import RoomPower
 _ROOM_INFO_TTL = 60.0
 
 
+def matrix_to(room_id: str) -> str:
+    """A link that opens the room in the person's own client."""
+    return f"https://matrix.to/#/{room_id}"
+
+
 @attrs.frozen
 class InviteAttempt:
     """What the homeserver answered to one invite."""
@@ -158,6 +163,47 @@ class RoomOps:
         except MatrixRequestError:
             pass  # Reporting is best effort; the audit log keeps the record.
 
+    async def joined_members(self, room_id: str) -> frozenset[str]:
+        return frozenset(
+            str(user) for user in await self.client.get_joined_members(RoomID(room_id))
+        )
+
+    async def members(self, room_id: str) -> dict[str, str]:
+        """Membership (join, invite, leave, ...) by user ID, for everyone the room knows."""
+        events = await self.client.get_members(RoomID(room_id))
+        return {str(evt.state_key): str(evt.content.membership.value) for evt in events}
+
+    async def is_encrypted(self, room_id: str) -> bool:
+        try:
+            await self.client.get_state_event(RoomID(room_id), EventType.ROOM_ENCRYPTION)
+        except MNotFound:
+            return False
+        return True
+
+    @property
+    def can_decrypt(self) -> bool:
+        return bool(self.client.crypto_enabled)
+
+    async def redact(self, room_id: str, event_id: str, reason: str) -> None:
+        await self.client.redact(RoomID(room_id), EventID(event_id), reason=reason)
+
+    async def direct_chats(self) -> dict[str, list[str]]:
+        """The bot's m.direct account data: person -> rooms, as Matrix clients keep it."""
+        try:
+            content = await self.client.get_account_data(EventType.DIRECT)
+        except MNotFound:
+            return {}
+        if not isinstance(content, dict):
+            return {}
+        return {
+            str(user): [str(room) for room in rooms if isinstance(room, str)]
+            for user, rooms in content.items()
+            if isinstance(rooms, list)
+        }
+
+    async def set_direct_chats(self, chats: dict[str, list[str]]) -> None:
+        await self.client.set_account_data(EventType.DIRECT, chats)
+
     async def reply_with_secret(self, room_id: str, event_id: str, markdown: str) -> None:
         """A notice replying to an event, kept out of the logs: mautrix logs the body of
         every request at DEBUG (maubot's default level) unless it is marked sensitive."""
@@ -169,7 +215,6 @@ class RoomOps:
         await self.client.send_message_event(
             RoomID(room_id), EventType.ROOM_MESSAGE, content, sensitive=True
         )
-
 
     async def join(self, room_id: str) -> None:
         await self.client.join_room_by_id(RoomID(room_id))

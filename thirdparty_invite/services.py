@@ -7,6 +7,7 @@ import logging
 from yarl import URL
 
 from .config import Settings
+from .direct_chats import DirectChats
 from .identity import OpenIDVerifier
 from .invite_queue import InviteQueue
 from .links import LinkService
@@ -36,6 +37,7 @@ class Services:
         self.queue = InviteQueue(
             storage, rooms, settings.invites, self.reporter, log.getChild("queue")
         )
+        self.direct_chats = DirectChats(rooms)
 
     def invite_url(self, token: str) -> str:
         # The token travels in the fragment: browsers never send it to the server in the
