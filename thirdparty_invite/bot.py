@@ -7,7 +7,7 @@ from mautrix.util.async_db import UpgradeTable
 from mautrix.util.config import BaseProxyConfig
 from yarl import URL
 
-from .commands import AdminCommands
+from .commands import InviteBotCommands
 from .config import Config, read_settings
 from .durations import now_ms
 from .matrix_ops import RoomOps
@@ -34,7 +34,7 @@ class InviteBot(Plugin):
 
     async def start(self) -> None:
         self.config.load_and_update()
-        self._commands = AdminCommands(None)
+        self._commands = InviteBotCommands(None)
         self._bot_invites = BotInviteHandler(None)
         self.register_handler_class(self._commands)
         self.register_handler_class(self._bot_invites)

@@ -1,4 +1,5 @@
-"""`!invitebot ...` commands, typed by room admins in the room they act on."""
+"""`!invitebot ...` commands: `claim` for anyone (in a direct chat with the bot), the rest
+for room admins, typed in the room they act on."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 MAX_LINK_USES = 100_000
 MAX_ROOMS_PER_LINK = 20
+# Subcommands anyone may use; every other one checks the sender's power in the room.
+FOR_EVERYONE = ("claim", "help")
 
 
 class CommandError(Exception):
@@ -59,11 +62,11 @@ def parse_link_args(args: str) -> tuple[int | None, str | None, list[str]]:
     return uses, expires, rooms
 
 
-class AdminCommands:
+class InviteBotCommands:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @command.new("invitebot", help="Invite people who qualify into this room.")
+    @command.new("invitebot", help="Invites people who qualify into rooms.")
     async def invitebot(self, evt: MessageEvent) -> None:
         pass  # require_subcommand: maubot answers with the help text.
 
@@ -73,11 +76,23 @@ class AdminCommands:
 
     def help_text(self) -> str:
         """The command list, generated from the subcommand definitions below."""
-        lines = ["**!invitebot** manages who the bot invites into this room:", ""]
-        for sub in self.invitebot.__mb_subcommands__:
-            usage = f"!invitebot {sub.__mb_name__} {sub.__mb_usage_args__}".strip()
-            lines.append(f"* `{usage}`: {sub.__mb_help__}")
+        subs = self.invitebot.__mb_subcommands__
+        lines = ["**!invitebot** invites people who qualify into rooms.", "", "For everyone:"]
+        lines += [_help_line(sub) for sub in subs if sub.__mb_name__ in FOR_EVERYONE]
+        lines += ["", "For room admins (who may invite in the room), typed in that room:"]
+        lines += [_help_line(sub) for sub in subs if sub.__mb_name__ not in FOR_EVERYONE]
         return "\n".join(lines)
+
+    @invitebot.subcommand(
+        "claim", help="Send me an invite link in a direct message, and I invite you."
+    )
+    @command.argument("code", label="link", required=True, pass_raw=True)
+    async def claim(self, evt: MessageEvent, code: str = "") -> None:
+        # Never log `code`: it admits people. The service checks where it was sent.
+        reply = await self.services.direct_claims.claim(
+            str(evt.room_id), str(evt.event_id), str(evt.sender), code
+        )
+        await evt.reply(reply)
 
     @invitebot.subcommand(
         "link", help="A new invite link to this room (or the rooms named); shown once."
@@ -235,3 +250,8 @@ class AdminCommands:
                 "Raise my power level and try again."
             )
         return info
+
+
+def _help_line(sub: command.CommandHandler) -> str:
+    usage = f"!invitebot {sub.__mb_name__} {sub.__mb_usage_args__}".strip()
+    return f"* `{usage}`: {sub.__mb_help__}"

@@ -8,6 +8,7 @@ from yarl import URL
 
 from .config import Settings
 from .direct_chats import DirectChats
+from .direct_claims import DirectClaims
 from .identity import OpenIDVerifier
 from .invite_queue import InviteQueue
 from .links import LinkService
@@ -38,6 +39,9 @@ class Services:
             storage, rooms, settings.invites, self.reporter, log.getChild("queue")
         )
         self.direct_chats = DirectChats(rooms)
+        self.direct_claims = DirectClaims(
+            self.links, storage, rooms, self.queue, log.getChild("direct_claims")
+        )
 
     def invite_url(self, token: str) -> str:
         # The token travels in the fragment: browsers never send it to the server in the
@@ -48,5 +52,6 @@ class Services:
         self.queue.start()
 
     async def stop(self) -> None:
+        await self.direct_claims.stop()
         await self.queue.stop()
         await self.verifier.close()

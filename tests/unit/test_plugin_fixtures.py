@@ -51,7 +51,17 @@ async def test_plugin_starts_and_answers_help(maubot_plugin, maubot_test_bot) ->
     assert "!invitebot revoke <id>" in body
     for sub in ("help", "links", "status"):
         assert f"!invitebot {sub}" in body
+    # claim is for anyone; the admin commands are introduced as such, after it.
+    everyone, admins = body.split("For room admins")
+    assert "`!invitebot claim <link>`" in everyone and "!invitebot link " in admins
     assert reply.content.msgtype == MessageType.NOTICE
+    await maubot_plugin.internal_stop()
+
+
+async def test_direct_messages_are_accepted_by_default(maubot_plugin, maubot_test_bot) -> None:
+    assert maubot_plugin.services.settings.accept_direct_messages is True
+    await maubot_test_bot.send("!invitebot claim")
+    assert "`!invitebot claim <link>`" in maubot_test_bot.responded[0].content.body
     await maubot_plugin.internal_stop()
 
 
