@@ -31,6 +31,9 @@ from devtools.synapse import SynapseServer, oidc_provider_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+# The web client the operator offers on the result page, next to matrix.to.
+WEB_CLIENT = "Element"
+WEB_CLIENT_ROOM_URL = "https://app.element.io/#/room/{room_id}"
 # Per account: three wrong passwords, then Synapse answers 429 for about ten seconds.
 FAILED_LOGIN_LIMIT = {"per_second": 0.1, "burst_count": 3}
 
@@ -63,7 +66,13 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
         admin = await synapse.register_user(f"admin-{secrets.token_hex(3)}", PASSWORD)
         bot = await synapse.register_user(f"bot-{secrets.token_hex(3)}")
         plugin = await start_plugin(
-            maubot, synapse, bot, [admin.user_id], f"web{secrets.token_hex(3)}", build_mbp()
+            maubot,
+            synapse,
+            bot,
+            [admin.user_id],
+            f"web{secrets.token_hex(3)}",
+            build_mbp(),
+            web={"client_name": WEB_CLIENT, "client_room_url": WEB_CLIENT_ROOM_URL},
         )
         yield Site(synapse, maubot, plugin, admin, bot, oidc)
     finally:

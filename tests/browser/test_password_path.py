@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from playwright.async_api import expect
 import pytest
 from support.browser_pages import InvitePage
@@ -42,6 +44,10 @@ async def test_password_sign_in_gets_a_real_invite(site: Site, browser_context, 
     assert room_id in await open_link.get_attribute("href")
     app_link = done.get_by_role("link", name="Open in my Matrix app")
     assert (await app_link.get_attribute("href")).startswith("matrix:roomid/")
+    client_link = done.get_by_role("link", name="Open in Element")  # the operator's choice
+    assert await client_link.get_attribute("href") == (
+        "https://app.element.io/#/room/" + quote(room_id, safe="")
+    )
 
     # The invite is real, and the temporary sign-in left no device behind.
     await user.wait_for_invite(room_id)
