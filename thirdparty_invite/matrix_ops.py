@@ -31,9 +31,24 @@ from .power import RoomPower
 _ROOM_INFO_TTL = 60.0
 
 
-def matrix_to(room_id: str) -> str:
-    """A link that opens the room in the person's own client."""
-    return f"https://matrix.to/#/{room_id}"
+def server_of(user_id: str) -> str:
+    return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def matrix_to(entity_id: str, via: str | None = None) -> str:
+    """A link that opens a room or user in the person's own client, through matrix.to.
+
+    `via` (a server in the room) lets clients join rooms whose ID names no server (v12).
+    """
+    suffix = f"?via={quote(via, safe=':')}" if via else ""
+    return f"https://matrix.to/#/{quote(entity_id, safe='!@#:')}{suffix}"
+
+
+def matrix_uri(room_id: str, via: str | None = None) -> str:
+    """The `matrix:` URI (spec: "Matrix URI scheme"): opens the user's own installed app."""
+    opaque = quote(room_id.removeprefix("!"), safe=":")
+    query = f"?action=join&via={quote(via, safe=':')}" if via else "?action=join"
+    return f"matrix:roomid/{opaque}{query}"
 
 
 @attrs.frozen

@@ -20,29 +20,13 @@ from mautrix.errors import MatrixConnectionError, MatrixRequestError
 from .durations import now_ms
 from .errors import UserFacingError
 from .identity import IdentityError
+from .matrix_ops import matrix_to, matrix_uri, server_of
 from .web_sessions import COOKIE_NAME
 from .web_support import OriginCheck, read_json_object, require_string
 
 if TYPE_CHECKING:
     from .services import Services
     from .storage import QueuedInvite, WebSession
-
-
-def matrix_to(entity_id: str, via: str | None = None) -> str:
-    # `via` lets clients join rooms whose ID names no server (room version 12).
-    suffix = f"?via={quote(via, safe=':')}" if via else ""
-    return f"https://matrix.to/#/{quote(entity_id, safe='!@#:')}{suffix}"
-
-
-def matrix_uri(room_id: str, via: str | None = None) -> str:
-    """The `matrix:` URI (spec: "Matrix URI scheme"): opens the user's own installed app."""
-    opaque = quote(room_id.removeprefix("!"), safe=":")
-    query = f"?action=join&via={quote(via, safe=':')}" if via else "?action=join"
-    return f"matrix:roomid/{opaque}{query}"
-
-
-def server_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
 class WebAPI:
@@ -120,7 +104,12 @@ class WebAPI:
                 "expires_at": link.expires_at,
                 "rooms": [await self._room_summary(room_id) for room_id in link.rooms],
                 # For "message the bot instead": a DM with `!invitebot claim <token>`.
-                "bot": {"user_id": bot_user_id, "matrix_to": matrix_to(bot_user_id)},
+                "bot": {
+                    "user_id": bot_user_id,
+                    "matrix_to": matrix_to(bot_user_id),
+                    # Without it, a DM with encryption on (many clients' default) is unread.
+                    "reads_encrypted_chats": self.services.rooms.can_decrypt,
+                },
             }
         )
 

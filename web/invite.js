@@ -51,6 +51,7 @@ function renderLink(link) {
   $("bot-link").textContent = bot.user_id;
   $("bot-link").href = bot.matrix_to;
   $("claim-command").textContent = `!invitebot claim ${page.token}`;
+  $("bot-unencrypted").hidden = bot.reads_encrypted_chats !== false;
   $("bot-alternative").hidden = false;
 }
 

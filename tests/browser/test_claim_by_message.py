@@ -24,6 +24,8 @@ async def test_message_the_bot_instead(site: Site, browser_context, screenshots)
     assert await browser.locator("#bot-link").get_attribute("href") == (
         f"https://matrix.to/#/{site.bot.user_id}"
     )
+    # This bot's client has no encryption set up: the page says to start a plain chat.
+    await expect(browser.locator("#bot-unencrypted")).to_be_visible()
     await browser.get_by_role("button", name="Copy").click()
     await expect(browser.get_by_role("button", name="Copied")).to_be_visible()
     await page.shot("message-the-bot")

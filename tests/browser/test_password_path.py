@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from playwright.async_api import expect
+from playwright.async_api import Request, Response, expect
 import pytest
 from support.browser_pages import InvitePage
 from support.invite_site import PASSWORD, Site
@@ -22,6 +22,16 @@ async def test_password_sign_in_gets_a_real_invite(site: Site, browser_context, 
     user = await site.user()
     devices_before = await device_ids(user)
     page = InvitePage(await browser_context(), screenshots)
+    # Everything the browser sends, and the access token the homeserver hands out.
+    sent: list[Request] = []
+    access_tokens: list[str] = []
+    page.page.on("request", lambda request: sent.append(request))
+
+    async def on_response(response: Response) -> None:
+        if response.url.endswith("/_matrix/client/v3/login") and response.request.method == "POST":
+            access_tokens.append((await response.json())["access_token"])
+
+    page.page.on("response", on_response)
 
     await page.open(link)
     await page.wait_for("state-mxid")
@@ -53,3 +63,11 @@ async def test_password_sign_in_gets_a_real_invite(site: Site, browser_context, 
     await user.wait_for_invite(room_id)
     assert await device_ids(user) == devices_before
     assert await page.page.evaluate("document.cookie") == ""  # the session cookie is HttpOnly
+
+    # The access token went to the homeserver only; the bot saw the OpenID token alone.
+    [access_token] = access_tokens
+    to_plugin = [r for r in sent if r.url.startswith(site.plugin.web_url)]
+    assert any(r.url.endswith("api/session") and r.method == "POST" for r in to_plugin)
+    for request in to_plugin:
+        seen = request.url + str(await request.all_headers()) + (request.post_data or "")
+        assert access_token not in seen and PASSWORD not in seen, request.url

@@ -150,6 +150,7 @@ async def test_link_inspect_and_claim(web) -> None:
     assert info["bot"] == {
         "user_id": "@bot:hs.test",
         "matrix_to": "https://matrix.to/#/@bot:hs.test",
+        "reads_encrypted_chats": False,  # maubot's test client has no crypto
     }
 
     async with http.post("api/links/claim", json={"token": token}) as resp:
