@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import expect
 import pytest
-from support.browser_pages import InvitePage
+from support.browser_pages import InvitePage, serve_login_flows
 from support.invite_site import PASSWORD, Site
 
 from devtools.ports import free_port
@@ -16,45 +16,11 @@ from devtools.ports import free_port
 pytestmark = pytest.mark.browser
 
 
-async def serve(app: web.Application) -> TestServer:
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    return server
-
-
-def answer_json(data: dict):
-    async def handler(_: web.Request) -> web.Response:
-        return web.json_response(data)
-
-    return handler
-
-
-def with_cors(app: web.Application) -> web.Application:
-    # A homeserver's client API answers browsers from any origin.
-    @web.middleware
-    async def cors(request: web.Request, handler) -> web.StreamResponse:
-        response = web.Response() if request.method == "OPTIONS" else await handler(request)
-        response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
-        return response
-
-    app.middlewares.append(cors)
-    return app
-
-
 @pytest.fixture
 async def homeserver_without_web_login() -> AsyncIterator[str]:
     """A Matrix server that only knows application-service logins; its server name."""
-    app = with_cors(web.Application())
-    versions = {"versions": ["v1.11"]}
-    flows = {"flows": [{"type": "m.login.application_service"}]}
-    app.router.add_get("/_matrix/client/versions", answer_json(versions))
-    app.router.add_get("/_matrix/client/v3/login", answer_json(flows))
-    server = await serve(app)
-    try:
-        yield f"localhost:{server.port}"
-    finally:
-        await server.close()
+    async with serve_login_flows([{"type": "m.login.application_service"}]) as server_name:
+        yield server_name
 
 
 @pytest.fixture
@@ -66,7 +32,8 @@ async def plain_website() -> AsyncIterator[str]:
         return web.Response(text="<h1>Our bakery</h1>", content_type="text/html", status=404)
 
     app.router.add_get("/{tail:.*}", bakery)
-    server = await serve(app)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
     try:
         yield f"localhost:{server.port}"
     finally:

@@ -7,13 +7,9 @@ from urllib.parse import quote
 from playwright.async_api import Request, Response, expect
 import pytest
 from support.browser_pages import InvitePage
-from support.invite_site import PASSWORD, Site
+from support.invite_site import PASSWORD, Site, device_ids
 
 pytestmark = pytest.mark.browser
-
-
-async def device_ids(user) -> set[str]:
-    return {device["device_id"] for device in await user.devices()}
 
 
 async def test_password_sign_in_gets_a_real_invite(site: Site, browser_context, screenshots):

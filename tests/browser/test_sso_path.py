@@ -3,18 +3,14 @@ provider behind Synapse) and finishes with the login token Synapse sends back.""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from playwright.async_api import expect
 import pytest
-from support.browser_pages import InvitePage
-from support.invite_site import IDP_NAME, Site
+from support.browser_pages import InvitePage, serve_login_flows
+from support.invite_site import IDP_NAME, Site, device_ids
 
 pytestmark = pytest.mark.browser
-
-
-async def device_ids(user) -> set[str]:
-    return {device["device_id"] for device in await user.devices()}
 
 
 async def test_sso_sign_in_gets_a_real_invite(site: Site, browser_context, screenshots):
@@ -67,3 +63,37 @@ async def test_sso_return_without_its_start_is_refused(site: Site, browser_conte
     await expect(problem).to_contain_text("lost track of it")
     assert "loginToken" not in page.page.url
     await page.shot("sso-return-lost")
+
+
+async def test_homeserver_with_only_single_sign_on(site: Site, browser_context, screenshots):
+    room_id = await site.room("SSO only")
+    link = await site.link(room_id)
+    flows = [
+        {
+            "type": "m.login.sso",
+            "identity_providers": [
+                {"id": "oidc-work", "name": "Work account"},
+                {"id": "oidc-school", "name": "School account"},
+            ],
+        },
+        {"type": "m.login.token"},
+    ]
+    async with serve_login_flows(flows) as server_name:
+        page = InvitePage(await browser_context(), screenshots)
+        await page.open(link)
+        await page.enter_matrix_id(f"@pupil:{server_name}")
+        await page.wait_for("state-signin")
+        await expect(page.page.locator("#password-block")).to_be_hidden()
+        buttons = page.page.locator("#sso-buttons button")
+        await expect(buttons).to_have_text(
+            ["Continue with Work account", "Continue with School account"]
+        )
+        await expect(page.page.locator("#sso-intro")).to_have_text(
+            "Your homeserver signs you in through:"
+        )
+        await page.shot("sso-only")
+        # Each button leads to that provider's SSO redirect, with the page as the way back.
+        async with page.page.expect_request("**/login/sso/redirect/oidc-school**") as sent:
+            await buttons.nth(1).click()
+        redirect = (await sent.value).url
+        assert "redirectUrl=" + quote(link.split("#", 1)[0], safe="") in redirect

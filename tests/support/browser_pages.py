@@ -3,10 +3,14 @@ person uses it (what they see, type and click)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 import shutil
 from urllib.parse import urlsplit
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 import attrs
 from playwright.async_api import ConsoleMessage, Locator, Page, Request, expect
 
@@ -127,3 +131,32 @@ class InvitePage:
 
     async def focused_id(self) -> str:
         return await self.page.evaluate("document.activeElement && document.activeElement.id")
+
+
+@asynccontextmanager
+async def serve_login_flows(flows: list[dict]) -> AsyncIterator[str]:
+    """A homeserver's client API reduced to `/versions` and these login flows, answering
+    browsers from any origin as homeservers do; yields its server name (localhost:port)."""
+
+    async def versions(_: web.Request) -> web.Response:
+        return web.json_response({"versions": ["v1.11"]})
+
+    async def login(_: web.Request) -> web.Response:
+        return web.json_response({"flows": flows})
+
+    @web.middleware
+    async def cors(request: web.Request, handler) -> web.StreamResponse:
+        response = web.Response() if request.method == "OPTIONS" else await handler(request)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+        return response
+
+    app = web.Application(middlewares=[cors])
+    app.router.add_get("/_matrix/client/versions", versions)
+    app.router.add_get("/_matrix/client/v3/login", login)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield f"localhost:{server.port}"
+    finally:
+        await server.close()

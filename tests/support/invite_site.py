@@ -20,6 +20,11 @@ PASSWORD = "correct horse battery staple"
 IDP_NAME = "Example Login"  # the single sign-on provider, as Synapse names it to users
 
 
+async def device_ids(user: MatrixUser) -> set[str]:
+    """The user's devices: the page's temporary sign-in must leave this unchanged."""
+    return {device["device_id"] for device in await user.devices()}
+
+
 @attrs.define
 class Site:
     """The running stack: Synapse, maubot with the plugin, a room admin and the bot."""
