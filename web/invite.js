@@ -163,6 +163,10 @@ function onHomeserverProblem(error) {
 function showSignIn(options) {
   $("signin-user").textContent = page.userId;
   $("signin-server").textContent = new URL(page.baseUrl).host;
+  $("signin-privacy").textContent = (options.password
+    ? "Your password goes only to your own homeserver. "
+    : "You sign in on your homeserver's own pages. ") +
+    "This page gets a one-time proof of your Matrix ID, then signs out again.";
   $("password-block").hidden = !options.password;
   $("password").value = "";
   setFieldError("password", "password-error", "");

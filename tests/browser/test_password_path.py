@@ -40,6 +40,9 @@ async def test_password_sign_in_gets_a_real_invite(site: Site, browser_context, 
     await page.enter_matrix_id(user.user_id)
     await page.wait_for("state-signin")
     await expect(page.page.locator("#signin-user")).to_have_text(user.user_id)
+    await expect(page.page.locator("#signin-privacy")).to_contain_text(
+        "Your password goes only to your own homeserver."
+    )
     await page.shot("sign-in")
     await page.sign_in_with_password(PASSWORD)
 

@@ -91,6 +91,9 @@ async def test_homeserver_with_only_single_sign_on(site: Site, browser_context, 
         await expect(page.page.locator("#sso-intro")).to_have_text(
             "Your homeserver signs you in through:"
         )
+        await expect(page.page.locator("#signin-privacy")).to_contain_text(
+            "You sign in on your homeserver's own pages."
+        )
         await page.shot("sso-only")
         # Each button leads to that provider's SSO redirect, with the page as the way back.
         async with page.page.expect_request("**/login/sso/redirect/oidc-school**") as sent:
