@@ -319,12 +319,13 @@ async function claimAndWait(steps = progress(CLAIM_STEPS)) {
 
 async function waitForInvites(roomIds) {
   const deadline = Date.now() + INVITE_WAIT_SECONDS * 1000;
-  for (;;) {
+  // Invites usually go out within a second: look often at first, then less and less.
+  for (let delay = 250; ; delay = Math.min(delay * 1.5, 2000)) {
     const { invites } = await plugin.listInvites();
     const mine = invites.filter((invite) => roomIds.includes(invite.room_id));
     const settled = mine.length && mine.every((invite) => invite.state !== "pending");
     if (settled || Date.now() > deadline) return mine;
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
 
