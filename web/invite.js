@@ -4,8 +4,9 @@
 
 import * as hs from "./homeserver.js";
 import * as plugin from "./plugin-api.js";
+import { limitsText, openLinks, REFUSALS, roomList } from "./rooms.js";
 import {
-  $, announce, el, formatDate, holdButton, setBusy, setFieldError, showState,
+  $, announce, el, holdButton, progress as progressIn, setBusy, setFieldError, showState,
 } from "./ui.js";
 
 const SSO_KEY = "thirdparty_invite.sso";  // sessionStorage: where an SSO sign-in started
@@ -18,23 +19,6 @@ const page = {
 };
 
 // ---- link summary -------------------------------------------------------------------
-
-function roomList(rooms, extra = () => []) {
-  return rooms.map((room) => el("li", { class: "room" },
-    el("strong", { class: "room-name" }, room.name),
-    room.topic ? el("span", { class: "room-topic" }, room.topic) : null,
-    ...extra(room)));
-}
-
-function limitsText(link) {
-  const uses = link.uses_left === null ? "" :
-    link.uses_left === 1 ? "once more" : `${link.uses_left} more times`;
-  const until = link.expires_at ? `until ${formatDate(link.expires_at)}` : "";
-  if (uses && until) return `This link works ${uses}, ${until}.`;
-  if (uses) return `This link works ${uses}; it does not expire.`;
-  if (until) return `This link works for anyone who has it, ${until}.`;
-  return "This link has no use limit and does not expire.";
-}
 
 function renderLink(link) {
   const names = link.rooms.map((room) => room.name);
@@ -260,29 +244,7 @@ const PROOF_STEPS = [
 ];
 const CLAIM_STEPS = ["Claiming your invite", "Waiting for the invite"];
 
-function progress(names) {
-  const items = names.map((name) => el("li", {}, name));
-  $("steps").replaceChildren(...items);
-  showState("state-progress");
-  let next = 0;
-  return {
-    async run(action) {
-      const item = items[next++];
-      item.setAttribute("aria-current", "step");
-      announce(item.textContent);
-      try {
-        const result = await action();
-        item.classList.add("done");
-        return result;
-      } catch (error) {
-        item.classList.add("failed");
-        throw error;
-      } finally {
-        item.removeAttribute("aria-current");
-      }
-    },
-  };
-}
+const progress = (names) => progressIn("steps", "state-progress", names);
 
 async function proveAndClaim(login, steps) {
   page.userId = login.user_id || page.userId;
@@ -328,34 +290,6 @@ async function waitForInvites(roomIds) {
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
-
-function openLinks(room) {
-  const links = [el("a", { class: "button", href: room.matrix_to, rel: "noopener" },
-    "Open with matrix.to")];
-  links.push(el("a", { class: "button secondary", href: room.matrix_uri },
-    "Open in my Matrix app"));
-  if (room.client) {
-    links.push(el("a", { class: "button secondary", href: room.client.url, rel: "noopener" },
-      `Open in ${room.client.name}`));
-  }
-  return [el("span", { class: "room-note" }, OUTCOME_NOTES[room.outcome] || ""),
-    el("div", { class: "actions" }, ...links)];
-}
-
-const OUTCOME_NOTES = {
-  invited: "Invite sent.",
-  already_invited: "You already had an invite.",
-  already_joined: "You are already a member.",
-};
-
-// What a refused invite means for the person on this page (the admins get their own text).
-const REFUSALS = {
-  TPI_USER_BANNED: "You are banned from this room. Only its admins can lift the ban.",
-  TPI_INVITE_BLOCKED: "Your account refuses invites. Allow invites in your Matrix app's " +
-    "settings, then try again.",
-  TPI_BOT_LACKS_POWER: "The bot is not allowed to invite people to this room yet.",
-  TPI_ROOM_UNKNOWN: "The room no longer exists, or the bot has left it.",
-};
 
 function showOutcome(invites) {
   const failed = invites.filter((invite) => invite.state === "failed")

@@ -81,6 +81,32 @@ export function setBusy(button, busyText) {
   };
 }
 
+// A list of steps shown in `stateId`; run(action) marks the next step current, then done
+// or failed, and announces it.
+export function progress(listId, stateId, names) {
+  const items = names.map((name) => el("li", {}, name));
+  $(listId).replaceChildren(...items);
+  showState(stateId);
+  let next = 0;
+  return {
+    async run(action) {
+      const item = items[next++];
+      item.setAttribute("aria-current", "step");
+      announce(item.textContent);
+      try {
+        const result = await action();
+        item.classList.add("done");
+        return result;
+      } catch (error) {
+        item.classList.add("failed");
+        throw error;
+      } finally {
+        item.removeAttribute("aria-current");
+      }
+    },
+  };
+}
+
 export function formatDate(ms) {
   return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }

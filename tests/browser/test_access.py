@@ -223,6 +223,7 @@ async def test_assets_come_from_the_plugin_with_the_right_headers(
         "static/homeserver.js": "text/javascript; charset=utf-8",
         "static/plugin-api.js": "text/javascript; charset=utf-8",
         "static/ui.js": "text/javascript; charset=utf-8",
+        "static/rooms.js": "text/javascript; charset=utf-8",
     }
     for path, content_type in expected_types.items():
         response = ours[path]
