@@ -105,12 +105,6 @@ class OIDCProvider(ManagedServer):
     def log_path(self) -> Path:
         return self.workdir / "oidc-provider.log"
 
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def _config(self) -> dict[str, Any]:
         return {
             "port": self.port,

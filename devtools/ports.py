@@ -166,8 +166,8 @@ async def wait_http_ok(
 
 class ManagedServer:
     """Lifecycle shared by the servers the harness runs: subclasses define start(), stop()
-    (idempotent) and log_text(), and keep their process in `_process`; restart, `async
-    with`, `running` and `log_tail` come from here."""
+    (idempotent) and log_path (or log_text()), and keep their process in `_process`;
+    restart, `async with`, `running`, `log_text` and `log_tail` come from here."""
 
     _process: ProcessGroup | None = None
 
@@ -175,8 +175,16 @@ class ManagedServer:
     def running(self) -> bool:
         return self._process is not None and self._process.running
 
-    def log_text(self) -> str:
+    @property
+    def log_path(self) -> Path:
         raise NotImplementedError
+
+    def log_text(self) -> str:
+        """The server's log file ('' before it exists); override to add other files."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])

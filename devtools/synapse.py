@@ -187,12 +187,6 @@ class SynapseServer(ManagedServer):
     def signing_key_path(self) -> Path:
         return self.workdir / "signing.key"
 
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def build_config(self) -> dict[str, Any]:
         workdir = self.workdir
         config: dict[str, Any] = {

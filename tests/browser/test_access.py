@@ -209,8 +209,9 @@ async def test_assets_come_from_the_plugin_with_the_right_headers(
     browser = await browser_context()
     responses: list[Response] = []
     browser.on("response", lambda response: responses.append(response))
-    await InvitePage(browser, screenshots).open(link)
-    await InvitePage(browser, screenshots).wait_for("state-mxid")
+    page = InvitePage(browser, screenshots)
+    await page.open(link)
+    await page.wait_for("state-mxid")
     ours = {
         r.url.split(site.plugin.web_url, 1)[1]: r
         for r in responses

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from playwright.async_api import expect
 import pytest
-from support.browser_pages import InvitePage, serve_login_flows
+from support.browser_pages import InvitePage, serve_login_flows, serve_on_loopback
 from support.invite_site import PASSWORD, Site
 
 from devtools.ports import free_port
@@ -32,12 +31,8 @@ async def plain_website() -> AsyncIterator[str]:
         return web.Response(text="<h1>Our bakery</h1>", content_type="text/html", status=404)
 
     app.router.add_get("/{tail:.*}", bakery)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield f"localhost:{server.port}"
-    finally:
-        await server.close()
+    async with serve_on_loopback(app) as server_name:
+        yield server_name
 
 
 async def open_link_as(site: Site, browser_context, screenshots, room_name: str, args: str = ""):

@@ -154,6 +154,14 @@ async def serve_login_flows(flows: list[dict]) -> AsyncIterator[str]:
     app = web.Application(middlewares=[cors])
     app.router.add_get("/_matrix/client/versions", versions)
     app.router.add_get("/_matrix/client/v3/login", login)
+    async with serve_on_loopback(app) as server_name:
+        yield server_name
+
+
+@asynccontextmanager
+async def serve_on_loopback(app: web.Application) -> AsyncIterator[str]:
+    """Serve `app` on 127.0.0.1 for one test; yields its name as a page sees it
+    (localhost:port)."""
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
