@@ -7,16 +7,16 @@ from mautrix.util.async_db import UpgradeTable
 from mautrix.util.config import BaseProxyConfig
 from yarl import URL
 
-from .commands import InviteBotCommands
+from .chat.commands import InviteBotCommands
+from .chat.room_invites import BotInviteHandler
 from .config import Config, read_settings
 from .durations import now_ms
-from .matrix_ops import RoomOps
-from .room_invites import BotInviteHandler
-from .services import Services
+from .matrix.rooms import RoomOps
+from .services.container import Services
 from .storage import Storage, upgrade_table
-from .web_static import StaticFiles
-from .web_support import error_middleware
-from .webapi import WebAPI
+from .webapp.api import WebAPI
+from .webapp.static import StaticFiles
+from .webapp.support import error_middleware
 
 _PURGE_INTERVAL = 600
 

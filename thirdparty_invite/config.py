@@ -8,7 +8,7 @@ import attrs
 from mautrix.util.config import BaseProxyConfig, ConfigUpdateHelper
 
 from .durations import DurationError, parse_duration
-from .identity import IdentitySettings
+from .identity.verifier import IdentitySettings
 
 _COPIED_KEYS = (
     "operators",

@@ -20,12 +20,12 @@ from maubot.testing.bot import TestBot
 from yarl import URL
 
 from thirdparty_invite.config import Config, read_settings
-from thirdparty_invite.matrix_ops import RoomOps
-from thirdparty_invite.services import Services
+from thirdparty_invite.matrix.rooms import RoomOps
+from thirdparty_invite.services.container import Services
 from thirdparty_invite.storage import Storage
-from thirdparty_invite.web_static import StaticFiles
-from thirdparty_invite.web_support import error_middleware
-from thirdparty_invite.webapi import WebAPI
+from thirdparty_invite.webapp.api import WebAPI
+from thirdparty_invite.webapp.static import StaticFiles
+from thirdparty_invite.webapp.support import error_middleware
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PREFIX = "/_matrix/maubot/plugin/tests"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from thirdparty_invite.direct_chats import is_private_chat
-from thirdparty_invite.direct_claims import describe_outcome, parse_claim_code
+from thirdparty_invite.services.direct_chats import is_private_chat
+from thirdparty_invite.services.direct_claims import describe_outcome, parse_claim_code
 from thirdparty_invite.storage import QueuedInvite
 
 TOKEN = "Zm9vYmFyYmF6cXV4LXF1dXhfY29yZ2U1"

@@ -12,7 +12,7 @@ from support.dnsserver import DNSServer
 from support.fakehomeserver import FakeHomeserver, make_test_tls
 import yarl
 
-from thirdparty_invite.discovery import (
+from thirdparty_invite.identity.discovery import (
     DiscoveryError,
     InvalidServerName,
     ResolvedServer,
@@ -23,7 +23,7 @@ from thirdparty_invite.discovery import (
     parse_server_name,
     well_known_cache_ttl,
 )
-from thirdparty_invite.netguard import (
+from thirdparty_invite.net.guard import (
     AddressPolicy,
     ForbiddenAddress,
     make_dns_resolver,

@@ -12,14 +12,14 @@ import pytest
 from support.dnsserver import DNSServer
 from support.fakehomeserver import USERINFO_PATH, FakeHomeserver, make_test_tls
 
-from thirdparty_invite.discovery import ServerResolver
-from thirdparty_invite.identity import (
+from thirdparty_invite.identity.discovery import ServerResolver
+from thirdparty_invite.identity.verifier import (
     IdentityError,
     IdentitySettings,
     OpenIDVerifier,
     parse_user_id,
 )
-from thirdparty_invite.netguard import AddressPolicy, make_dns_resolver, make_guarded_session
+from thirdparty_invite.net.guard import AddressPolicy, make_dns_resolver, make_guarded_session
 
 TOKEN = "tok3n-SECRET_value.0123456789"
 

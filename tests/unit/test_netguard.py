@@ -11,7 +11,7 @@ from support.dnsserver import DNSServer
 from support.fakehomeserver import FakeHomeserver
 import yarl
 
-from thirdparty_invite.netguard import (
+from thirdparty_invite.net.guard import (
     AddressPolicy,
     ForbiddenAddress,
     GuardedResolver,

@@ -9,8 +9,8 @@ import pytest
 
 from thirdparty_invite.bot import InviteBot
 from thirdparty_invite.config import Config
-from thirdparty_invite.invite_queue import classify_refusal
-from thirdparty_invite.matrix_ops import InviteAttempt
+from thirdparty_invite.matrix.rooms import InviteAttempt
+from thirdparty_invite.services.invite_queue import classify_refusal
 from thirdparty_invite.storage import upgrade_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from thirdparty_invite.power import RoomPower, creators_outrank_everyone
+from thirdparty_invite.matrix.power import RoomPower, creators_outrank_everyone
 
 PL = {"users": {"@admin:x": 100, "@mod:x": 50, "@bot:x": 0}, "invite": 50, "kick": 75}
 

@@ -8,7 +8,7 @@ from mautrix.util.async_db import Database
 import pytest
 
 from thirdparty_invite.durations import now_ms
-from thirdparty_invite.links import LinkService
+from thirdparty_invite.services.links import LinkService
 from thirdparty_invite.storage import Storage, upgrade_table
 
 TABLES = {

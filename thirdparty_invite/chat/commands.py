@@ -10,12 +10,12 @@ from maubot import MessageEvent
 from maubot.handlers import command
 from mautrix.errors import MatrixRequestError
 
-from .durations import DurationError, format_duration, now_ms, parse_duration
-from .links import describe_limits
-from .matrix_ops import RoomInfo
+from ..durations import DurationError, format_duration, now_ms, parse_duration
+from ..matrix.rooms import RoomInfo
+from ..services.links import describe_limits
 
 if TYPE_CHECKING:
-    from .services import Services
+    from ..services.container import Services
 
 MAX_LINK_USES = 100_000
 MAX_ROOMS_PER_LINK = 20

@@ -17,10 +17,10 @@ from typing import Protocol
 
 from mautrix.errors import MatrixRequestError
 
-from .config import InviteSettings
-from .durations import now_ms
-from .matrix_ops import InviteAttempt, RoomOps
-from .storage import QueuedInvite, Storage
+from ..config import InviteSettings
+from ..durations import now_ms
+from ..matrix.rooms import InviteAttempt, RoomOps
+from ..storage import QueuedInvite, Storage
 
 _BATCH = 20
 _IDLE_POLL = 30.0

@@ -17,16 +17,16 @@ from urllib.parse import quote
 from aiohttp import web
 from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
-from .durations import now_ms
-from .errors import UserFacingError
-from .identity import IdentityError
-from .matrix_ops import matrix_to, matrix_uri, server_of
-from .web_sessions import COOKIE_NAME
-from .web_support import OriginCheck, read_json_object, require_string
+from ..durations import now_ms
+from ..errors import UserFacingError
+from ..identity.verifier import IdentityError
+from ..matrix.rooms import matrix_to, matrix_uri, server_of
+from ..services.web_sessions import COOKIE_NAME
+from .support import OriginCheck, read_json_object, require_string
 
 if TYPE_CHECKING:
-    from .services import Services
-    from .storage import QueuedInvite, WebSession
+    from ..services.container import Services
+    from ..storage import QueuedInvite, WebSession
 
 
 class WebAPI:

@@ -26,6 +26,15 @@ import dns.asyncresolver
 import dns.exception
 import yarl
 
+from ..net.guard import (
+    AddressPolicy,
+    ForbiddenAddress,
+    ResponseTooLarge,
+    check_url_host,
+    make_dns_resolver,
+    make_guarded_session,
+    read_body_limited,
+)
 from .discovery import (
     DiscoveryError,
     InvalidServerName,
@@ -34,15 +43,6 @@ from .discovery import (
     format_server_name,
     normalize_server_name,
     parse_server_name,
-)
-from .netguard import (
-    AddressPolicy,
-    ForbiddenAddress,
-    ResponseTooLarge,
-    check_url_host,
-    make_dns_resolver,
-    make_guarded_session,
-    read_body_limited,
 )
 
 log = logging.getLogger(__name__)

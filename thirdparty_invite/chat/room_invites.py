@@ -10,10 +10,10 @@ from maubot.handlers import event
 from mautrix.errors import MatrixRequestError
 from mautrix.types import EventType, Membership, StateEvent
 
-from .durations import now_ms
+from ..durations import now_ms
 
 if TYPE_CHECKING:
-    from .services import Services
+    from ..services.container import Services
 
 DIRECT_CHAT_GREETING = (
     "Hello! Send me `!invitebot claim <link>` with the invite link you were given, "

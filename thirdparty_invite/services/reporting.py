@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from .durations import now_ms
-from .matrix_ops import RoomOps
-from .storage import QueuedInvite, Storage
+from ..durations import now_ms
+from ..matrix.rooms import RoomOps
+from ..storage import QueuedInvite, Storage
 
 # One notice per room and kind of failure in this window: when the bot loses its power,
 # every queued invite fails the same way and the admins need to hear it once.

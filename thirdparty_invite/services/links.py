@@ -7,9 +7,9 @@ import secrets
 
 import attrs
 
-from .durations import format_duration, now_ms
-from .errors import UserFacingError
-from .storage import InviteLink, Storage
+from ..durations import format_duration, now_ms
+from ..errors import UserFacingError
+from ..storage import InviteLink, Storage
 
 # 24 random bytes = 192 bits, well above the 128-bit floor; URL-safe base64 of 32 chars.
 TOKEN_BYTES = 24

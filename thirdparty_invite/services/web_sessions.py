@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from .durations import now_ms
-from .storage import Storage, WebSession
+from ..durations import now_ms
+from ..storage import Storage, WebSession
 
 COOKIE_NAME = "tpi_session"
 

@@ -16,12 +16,12 @@ import time
 
 from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
+from ..errors import UserFacingError
+from ..matrix.rooms import RoomOps, matrix_to
+from ..storage import QueuedInvite, Storage
 from .direct_chats import is_private_chat
-from .errors import UserFacingError
 from .invite_queue import InviteQueue
 from .links import LinkService
-from .matrix_ops import RoomOps, matrix_to
-from .storage import QueuedInvite, Storage
 
 RESULT_WAIT = 60.0  # seconds the bot waits for the queue before saying "still queued"
 _POLL_INTERVAL = 0.5

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
-from .errors import UserFacingError
+from ..errors import UserFacingError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

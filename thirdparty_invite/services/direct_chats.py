@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .matrix_ops import RoomOps
+from ..matrix.rooms import RoomOps
 
 
 def is_private_chat(joined: frozenset[str], bot_user_id: str, user_id: str) -> bool:

@@ -6,15 +6,15 @@ import logging
 
 from yarl import URL
 
-from .config import Settings
+from ..config import Settings
+from ..identity.verifier import OpenIDVerifier
+from ..matrix.rooms import RoomOps
+from ..storage import Storage
 from .direct_chats import DirectChats
 from .direct_claims import DirectClaims
-from .identity import OpenIDVerifier
 from .invite_queue import InviteQueue
 from .links import LinkService
-from .matrix_ops import RoomOps
 from .reporting import MembershipReporter
-from .storage import Storage
 from .web_sessions import DatabaseReplayGuard, WebSessionService
 
 

@@ -28,7 +28,7 @@ import dns.name
 import dns.resolver
 import yarl
 
-from .netguard import (
+from ..net.guard import (
     AddressPolicy,
     ForbiddenAddress,
     ResponseTooLarge,

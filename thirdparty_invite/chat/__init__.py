@@ -1,0 +1,1 @@
+"""The chat front: `!invitebot` commands and the bot's own memberships."""

@@ -1,0 +1,1 @@
+"""Outbound HTTP: the SSRF guard and the one place client sessions are made."""

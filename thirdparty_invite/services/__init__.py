@@ -1,0 +1,1 @@
+"""The services the fronts call: links, grants, sessions, the invite queue, reporting."""

@@ -1,0 +1,1 @@
+"""The web front: JSON API routes, HTTP plumbing and the static pages."""
