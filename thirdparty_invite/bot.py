@@ -9,14 +9,11 @@ from yarl import URL
 
 from .chat.commands import InviteBotCommands
 from .chat.room_invites import BotInviteHandler
-from .config import Config, read_settings
-from .durations import now_ms
+from .config import Config, ConfigError, Settings, read_settings
 from .matrix.rooms import RoomOps
 from .services.container import Services
 from .storage import Storage, upgrade_table
-from .webapp.api import WebAPI
-from .webapp.static import StaticFiles
-from .webapp.support import error_middleware
+from .webapp.app import install_web_app
 
 _PURGE_INTERVAL = 600
 
@@ -34,31 +31,37 @@ class InviteBot(Plugin):
 
     async def start(self) -> None:
         self.config.load_and_update()
+        try:
+            settings = read_settings(self.config)
+        except ConfigError as e:
+            # Nothing runs yet, so there are no old settings to keep: refuse to start,
+            # naming every wrong key (maubot shows the instance as stopped, with this log).
+            message = "The instance config has errors, fix them and start again: " + str(e)
+            self.log.error(message)
+            raise RuntimeError(message) from None
         self._commands = InviteBotCommands(None)
         self._bot_invites = BotInviteHandler(None)
         self.register_handler_class(self._commands)
         self.register_handler_class(self._bot_invites)
-        await self._start_services()
+        await self._start_services(settings)
         self.sched.run_periodically(_PURGE_INTERVAL, self._purge_expired)
 
-    async def _start_services(self) -> None:
-        settings = read_settings(self.config)
+    def _build_services(self, settings: Settings) -> Services:
         public_url = URL(settings.web.public_url) if settings.web.public_url else self.webapp_url
-        services = Services(
-            settings, Storage(self.database), RoomOps(self.client), public_url, self.log
-        )
+        rooms = RoomOps(self.client, settings.matrix.request_timeout)
+        return Services(settings, Storage(self.database), rooms, public_url, self.log)
+
+    async def _start_services(self, settings: Settings) -> None:
+        services = self._build_services(settings)
         self._commands.services = self._bot_invites.services = services
         if self.webapp is not None:
-            self.webapp.clear()
-            self.webapp.add_middleware(error_middleware(self.log))
-            WebAPI(services, self.log).register(self.webapp)
-            StaticFiles(self.loader.read_file).register(self.webapp)
+            install_web_app(self.webapp, services, self.loader.read_file, self.log)
         await services.start()
         self.services = services
 
     async def _purge_expired(self) -> None:
         if self.services is not None:
-            await self.services.storage.sessions.purge_expired(now_ms())
+            await self.services.purge_expired()
 
     async def stop(self) -> None:
         if self.services is not None:
@@ -66,7 +69,32 @@ class InviteBot(Plugin):
             self.services = None
 
     async def on_external_config_update(self) -> None:
-        # Services hold their settings by value: rebuilding them is simplest and always right.
+        """Apply a config saved in maubot's manager, or keep the running one if it is wrong.
+
+        The new settings are read and validated before anything running is touched: a
+        wrong value must never leave the bot half-stopped (accepting claims with no queue
+        to deliver them). Services hold their settings by value, so a good config rebuilds
+        them, which is simplest and always right.
+        """
         self.config.load_and_update()
+        try:
+            settings = read_settings(self.config)
+        except ConfigError as e:
+            await self._refuse_config(e)
+            return
         await self.stop()
-        await self._start_services()
+        await self._start_services(settings)
+
+    async def _refuse_config(self, error: ConfigError) -> None:
+        problems = "\n".join(f"* {problem}" for problem in error.problems)
+        self.log.error(
+            "The new instance config was NOT applied; still running on the previous one. "
+            "Wrong keys: %s",
+            "; ".join(error.problems),
+        )
+        if self.services is not None and self.services.settings.admin_room:
+            await self.services.rooms.send_notice(
+                self.services.settings.admin_room,
+                "The new instance config was **not applied**: I keep running on the previous "
+                f"one until these keys are fixed:\n\n{problems}",
+            )

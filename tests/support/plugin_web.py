@@ -23,9 +23,7 @@ from thirdparty_invite.config import Config, read_settings
 from thirdparty_invite.matrix.rooms import RoomOps
 from thirdparty_invite.services.container import Services
 from thirdparty_invite.storage import Storage
-from thirdparty_invite.webapp.api import WebAPI
-from thirdparty_invite.webapp.static import StaticFiles
-from thirdparty_invite.webapp.support import error_middleware
+from thirdparty_invite.webapp.app import install_web_app
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PREFIX = "/_matrix/maubot/plugin/tests"
@@ -62,13 +60,11 @@ async def serve_plugin_web(
     await server.start_server()
     base = URL(f"http://127.0.0.1:{server.port}{PREFIX}/")
     services = Services(settings, storage, RoomOps(bot.client), base, log)
-    plugin_app.add_middleware(error_middleware(log))
-    WebAPI(services, log).register(plugin_app)
 
     async def read_file(name: str) -> bytes:  # maubot's loaders read files asynchronously
         return (ROOT / name).read_bytes()
 
-    StaticFiles(read_file).register(plugin_app)
+    install_web_app(plugin_app, services, read_file, log)
     origin = f"http://127.0.0.1:{server.port}"
     async with aiohttp.ClientSession(
         base_url=f"{origin}{PREFIX}/",

@@ -1,1 +1,1 @@
-"""Matrix-facing pieces: ID grammar, room power rules, and the room operations over maubot's client."""
+"""Matrix-facing pieces: ID grammar, room power rules, room operations over the client."""

@@ -7,6 +7,7 @@ import logging
 from yarl import URL
 
 from ..config import Settings
+from ..durations import now_ms
 from ..identity.verifier import OpenIDVerifier
 from ..matrix.rooms import RoomOps
 from ..storage import Storage
@@ -47,6 +48,10 @@ class Services:
         # The token travels in the fragment: browsers never send it to the server in the
         # request line or a Referer, so it stays out of access logs.
         return str(self.public_base_url / "invite") + "#" + token
+
+    async def purge_expired(self) -> None:
+        """Forget expired web sessions and used OpenID tokens (run every few minutes)."""
+        await self.storage.sessions.purge_expired(now_ms())
 
     async def start(self) -> None:
         self.queue.start()
