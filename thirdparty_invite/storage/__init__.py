@@ -9,6 +9,7 @@ from .links import LinkStore
 from .migrations import upgrade_table
 from .queue import QueueStore
 from .records import AuditEntry, InviteLink, QueuedInvite, WebSession
+from .rooms import RoomHoldings, RoomMove, RoomStore
 from .sessions import SessionStore
 
 
@@ -21,12 +22,15 @@ class Storage:
         self.queue = QueueStore(db)
         self.sessions = SessionStore(db)
         self.audit = AuditStore(db)
+        self.rooms = RoomStore(db)
 
 
 __all__ = [
     "AuditEntry",
     "InviteLink",
     "QueuedInvite",
+    "RoomHoldings",
+    "RoomMove",
     "Storage",
     "WebSession",
     "upgrade_table",
