@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
-# Builds dist/<id>-v<version>.mbp with maubot's own packer (mbc build).
+# Builds dist/<id>-v<version>.mbp and prints its path. Needs only python3 (3.10+): the
+# stdlib packer devtools/pack_plugin.py writes the archive exactly as maubot's `mbc build`
+# does (tests/integration/test_build.py checks both agree), so no venv and no mbc.
 set -euo pipefail
 cd "$(dirname "$0")"
-MBC="${MBC:-.venv/bin/mbc}"
-[ -x "$MBC" ] || MBC=mbc
-id=$(sed -n 's/^id: *//p' maubot.yaml)
-version=$(sed -n 's/^version: *//p' maubot.yaml)
-mkdir -p dist
-out="dist/${id}-v${version}.mbp"
-rm -f "$out"
-"$MBC" build -o "$out" .
-echo "$out"
+exec "${PYTHON:-python3}" devtools/pack_plugin.py --output dist/ .

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import re
-import shutil
-import subprocess
 
 import attrs
 
+from devtools import pack_plugin
 from devtools.matrix_user import MatrixUser
 from devtools.maubot_server import MaubotServer
 from devtools.synapse import SynapseServer
@@ -20,21 +19,13 @@ LINK_PATTERN = re.compile(r"(https?://\S+/invite)#([A-Za-z0-9_-]+)")
 
 
 def build_mbp(directory: Path | None = None) -> Path:
-    """Pack the plugin with mbc into `directory` (default .tmp/build, leaving dist/ to
-    build.sh). Callers that may run alongside another build pass a directory of their own."""
+    """Pack the plugin with build.sh's packer (devtools/pack_plugin.py, same archive as mbc)
+    into `directory` (default .tmp/build, leaving dist/ to build.sh). Callers that may run
+    alongside another build pass a directory of their own."""
     directory = directory or REPO_ROOT / ".tmp" / "build"
     directory.mkdir(parents=True, exist_ok=True)
     out = directory / f"{PLUGIN_ID}.mbp"
-    out.unlink(missing_ok=True)  # mbc would stop to ask whether to overwrite it
-    venv_mbc = REPO_ROOT / ".venv" / "bin" / "mbc"
-    mbc = str(venv_mbc) if venv_mbc.exists() else (shutil.which("mbc") or "mbc")
-    subprocess.run(
-        [mbc, "build", "-o", str(out), str(REPO_ROOT)],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-    )
-    return out
+    return pack_plugin.build(REPO_ROOT, out)
 
 
 def instance_config(synapse: SynapseServer, operators: list[str], **extra: object) -> str:
