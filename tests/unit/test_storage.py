@@ -8,6 +8,7 @@ from mautrix.util.async_db import Database
 import pytest
 
 from thirdparty_invite.durations import now_ms
+from thirdparty_invite.services.grants import GrantService
 from thirdparty_invite.services.links import LinkService
 from thirdparty_invite.storage import Storage, upgrade_table
 
@@ -58,7 +59,7 @@ async def test_token_hashes_are_unique(storage: Storage) -> None:
 
 
 async def test_concurrent_claims_never_overspend_a_link(storage: Storage) -> None:
-    links = LinkService(storage)
+    links = LinkService(storage, GrantService(storage, wake_queue=lambda: None))
     link, token = await links.create("@admin:x", ("!room",), 10, None)
 
     async def claim(i: int) -> bool:
@@ -78,7 +79,7 @@ async def test_concurrent_claims_never_overspend_a_link(storage: Storage) -> Non
 
 
 async def test_second_claim_by_same_person_spends_nothing(storage: Storage) -> None:
-    links = LinkService(storage)
+    links = LinkService(storage, GrantService(storage, wake_queue=lambda: None))
     link, token = await links.create("@admin:x", ("!room",), 2, None)
     first = await links.claim(token, "@bob:x")
     again = await asyncio.gather(*(links.claim(token, "@bob:x") for _ in range(5)))

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from maubot import MessageEvent
 from maubot.handlers import command
-from mautrix.errors import MatrixRequestError
 
 from ..durations import DurationError, format_duration, now_ms, parse_duration
+from ..errors import UserFacingError
 from ..matrix.rooms import RoomInfo
 from ..services.links import describe_limits
 
@@ -23,8 +23,11 @@ MAX_ROOMS_PER_LINK = 20
 FOR_EVERYONE = ("claim", "help")
 
 
-class CommandError(Exception):
-    """A reply for the admin: what was wrong with the command, in a sentence."""
+class CommandError(UserFacingError):
+    """A command's arguments are wrong; the message says how, in a sentence."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("M_INVALID_PARAM", message)
 
 
 def parse_link_args(args: str) -> tuple[int | None, str | None, list[str]]:
@@ -104,10 +107,10 @@ class InviteBotCommands:
         try:
             uses, expires, room_refs = parse_link_args(args)
             expires_in = self._expiry(expires)
-            rooms = await self._resolve_rooms(room_refs or [str(evt.room_id)])
+            rooms = await self.services.room_admin.resolve(room_refs or [str(evt.room_id)])
             infos = [await self._require_manager(evt, room_id) for room_id in rooms]
-        except CommandError as e:
-            await evt.reply(str(e))
+        except UserFacingError as e:
+            await evt.reply(e.message)
             return
         link, token = await self.services.links.create(
             str(evt.sender), tuple(rooms), uses, expires_in
@@ -126,10 +129,10 @@ class InviteBotCommands:
     async def links(self, evt: MessageEvent) -> None:
         try:
             await self._require_manager(evt, str(evt.room_id))
-        except CommandError as e:
-            await evt.reply(str(e))
+        except UserFacingError as e:
+            await evt.reply(e.message)
             return
-        links = await self.services.storage.links.list_for_room(str(evt.room_id))
+        links = await self.services.links.for_room(str(evt.room_id))
         if not links:
             await evt.reply("This room has no invite links. Create one with `!invitebot link`.")
             return
@@ -147,15 +150,15 @@ class InviteBotCommands:
     async def revoke(self, evt: MessageEvent, link_id: str) -> None:
         link = None
         if link_id.lstrip("#").isdigit():
-            link = await self.services.storage.links.get(int(link_id.lstrip("#")))
+            link = await self.services.links.get(int(link_id.lstrip("#")))
         if link is None or str(evt.room_id) not in link.rooms:
             await evt.reply(f"This room has no invite link #{link_id.lstrip('#')}.")
             return
         try:
             for room_id in link.rooms:
                 await self._require_manager(evt, room_id, bot_needs=())
-        except CommandError as e:
-            await evt.reply(str(e))
+        except UserFacingError as e:
+            await evt.reply(e.message)
             return
         if await self.services.links.revoke(link.id, str(evt.sender)):
             await evt.reply(f"Invite link #{link.id} is revoked: it admits nobody from now on.")
@@ -166,20 +169,18 @@ class InviteBotCommands:
     async def status(self, evt: MessageEvent) -> None:
         room_id = str(evt.room_id)
         try:
-            await self._require_manager(evt, room_id, bot_needs=())
-        except CommandError as e:
-            await evt.reply(str(e))
+            info = await self._require_manager(evt, room_id, bot_needs=())
+        except UserFacingError as e:
+            await evt.reply(e.message)
             return
-        info = await self.services.rooms.room_info(room_id, fresh=True)
-        bot = self.services.rooms.bot_user_id
-        missing = info.power.missing(bot, ("invite", "kick"))
+        missing = info.power.missing(self.services.rooms.bot_user_id, ("invite", "kick"))
         power_line = (
             "I can invite and remove people here."
             if not missing
             else "I lack power for: " + "; ".join(missing) + "."
         )
-        counts = await self.services.storage.queue.counts_for_room(room_id)
-        links = await self.services.storage.links.list_for_room(room_id)
+        counts = await self.services.queue.counts_for_room(room_id)
+        links = await self.services.links.for_room(room_id)
         now = now_ms()
         active = sum(1 for link in links if link.unusable_reason(now) is None)
         await evt.reply(
@@ -208,48 +209,12 @@ class InviteBotCommands:
             )
         return seconds
 
-    async def _resolve_rooms(self, refs: list[str]) -> list[str]:
-        rooms = []
-        for ref in refs:
-            try:
-                room_id = await self.services.rooms.resolve_room(ref)
-            except MatrixRequestError:
-                raise CommandError(f"I could not find the room {ref}.") from None
-            if room_id not in rooms:
-                rooms.append(room_id)
-        return rooms
-
     async def _require_manager(
         self, evt: MessageEvent, room_id: str, bot_needs: tuple[str, ...] = ("invite",)
     ) -> RoomInfo:
-        """The room's info if the sender may manage invites there and the bot can act."""
-        try:
-            direct_chat = await self.services.direct_chats.is_direct_chat(room_id)
-            info = await self.services.rooms.room_info(room_id, fresh=True)
-        except MatrixRequestError:
-            raise CommandError(
-                f"I am not in {room_id}, so I cannot manage it. Invite me there first."
-            ) from None
-        if direct_chat:
-            # Anyone may open a direct chat with the bot: it is no room an operator vetted.
-            where = "This room" if room_id == str(evt.room_id) else room_id
-            raise CommandError(
-                f"{where} is a direct chat with me: room admin commands work only in rooms "
-                "an operator invited me to."
-            )
-        sender_missing = info.power.missing(str(evt.sender), ("invite",))
-        if sender_missing:
-            raise CommandError(
-                f"Only people who may invite in {info.display_name} can manage its invites "
-                f"(you lack {sender_missing[0]})."
-            )
-        bot_missing = info.power.missing(self.services.rooms.bot_user_id, bot_needs)
-        if bot_missing:
-            raise CommandError(
-                f"I cannot do that in {info.display_name}: I lack {'; '.join(bot_missing)}. "
-                "Raise my power level and try again."
-            )
-        return info
+        return await self.services.room_admin.require_manager(
+            str(evt.sender), room_id, bot_needs=bot_needs, asked_in=str(evt.room_id)
+        )
 
 
 def _help_line(sub: command.CommandHandler) -> str:

@@ -14,11 +14,11 @@ import asyncio
 import logging
 import time
 
-from mautrix.errors import MatrixConnectionError, MatrixRequestError
+from mautrix.errors import MatrixRequestError
 
 from ..errors import UserFacingError
-from ..matrix.rooms import RoomOps, matrix_to
-from ..storage import QueuedInvite, Storage
+from ..matrix.rooms import HomeserverUnavailable, RoomOps, matrix_to
+from ..storage import QueuedInvite
 from .direct_chats import is_private_chat
 from .invite_queue import InviteQueue
 from .links import LinkService
@@ -82,14 +82,12 @@ class DirectClaims:
     def __init__(
         self,
         links: LinkService,
-        storage: Storage,
         rooms: RoomOps,
         queue: InviteQueue,
         log: logging.Logger,
         result_wait: float = RESULT_WAIT,
     ) -> None:
         self.links = links
-        self.storage = storage
         self.rooms = rooms
         self.queue = queue
         self.log = log
@@ -107,7 +105,7 @@ class DirectClaims:
             return USAGE
         try:
             joined = await self.rooms.joined_members(room_id)
-        except (MatrixRequestError, MatrixConnectionError):
+        except (MatrixRequestError, HomeserverUnavailable):
             return "I could not check who can read this chat; please try again in a minute."
         if not is_private_chat(joined, self.rooms.bot_user_id, sender):
             return await self._refuse_in_shared_room(room_id, event_id)
@@ -118,7 +116,6 @@ class DirectClaims:
         except Exception:
             self.log.exception("A claim by %s failed", sender)
             return "Something went wrong on my side; please try again in a few minutes."
-        self.queue.wake()
         rooms = result.link.rooms
         names = [await self._room_name(r) for r in rooms]
         self._report_later(room_id, sender, rooms)
@@ -155,14 +152,14 @@ class DirectClaims:
             if not info.power.can(self.rooms.bot_user_id, "redact"):
                 return False
             await self.rooms.redact(room_id, event_id, "An invite link posted in a shared room")
-        except (MatrixRequestError, MatrixConnectionError):
+        except (MatrixRequestError, HomeserverUnavailable):
             return False
         return True
 
     async def _room_name(self, room_id: str) -> str:
         try:
             return (await self.rooms.room_info(room_id)).display_name
-        except (MatrixRequestError, MatrixConnectionError):
+        except (MatrixRequestError, HomeserverUnavailable):
             return room_id  # The bot left the room or cannot see it: the ID still works.
 
     def _report_later(self, chat_room_id: str, user_id: str, rooms: tuple[str, ...]) -> None:
@@ -198,7 +195,7 @@ class DirectClaims:
         while True:
             items = {
                 item.room_id: item
-                for item in await self.storage.queue.for_user(user_id)
+                for item in await self.queue.invites_of(user_id)
                 if item.room_id in rooms
             }
             settled = all(items.get(r) and items[r].state != "pending" for r in rooms)

@@ -6,10 +6,12 @@ import hashlib
 import secrets
 
 import attrs
+from mautrix.util.async_db import Connection
 
 from ..durations import format_duration, now_ms
 from ..errors import UserFacingError
 from ..storage import InviteLink, Storage
+from .grants import GrantService, GrantSource
 
 # 24 random bytes = 192 bits, well above the 128-bit floor; URL-safe base64 of 32 chars.
 TOKEN_BYTES = 24
@@ -45,8 +47,9 @@ class ClaimResult:
 
 
 class LinkService:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, grants: GrantService) -> None:
         self.storage = storage
+        self.grants = grants
 
     async def create(
         self,
@@ -95,24 +98,21 @@ class LinkService:
         reason = link.unusable_reason(now)
         if reason in ("revoked", "expired"):
             raise unusable_error(reason)
-        queue = self.storage.queue
-        async with self.storage.db.acquire() as conn, conn.transaction():
-            grant_id = await self.storage.links.find_grant(conn, link.id, user_id)
-            first_claim = grant_id is None
-            if first_claim:
-                if not await self.storage.links.take_use(conn, link.id, now):
-                    fresh = await self.storage.links.get(link.id)
-                    raise unusable_error(
-                        (fresh.unusable_reason(now) if fresh else None) or "used_up"
-                    )
-                grant_id = await self.storage.links.add_grant(conn, link.id, user_id, now)
-            for room_id in link.rooms:
-                await queue.enqueue(conn, room_id, user_id, grant_id, now)
-        if first_claim:
-            await self.storage.audit.add(
-                now, user_id, "link_claimed", None, str(link.id), f"grant {grant_id}"
-            )
-        return ClaimResult(link=link, grant_id=int(grant_id), first_claim=first_claim)
+
+        async def take_use(conn: Connection, now: int) -> None:
+            if not await self.storage.links.take_use(conn, link.id, now):
+                fresh = await self.storage.links.get(link.id)
+                raise unusable_error((fresh.unusable_reason(now) if fresh else None) or "used_up")
+
+        source = GrantSource(link_id=link.id)
+        grant = await self.grants.grant(user_id, link.rooms, source, take_use)
+        return ClaimResult(link=link, grant_id=grant.id, first_claim=grant.first)
+
+    async def get(self, link_id: int) -> InviteLink | None:
+        return await self.storage.links.get(link_id)
+
+    async def for_room(self, room_id: str) -> list[InviteLink]:
+        return await self.storage.links.list_for_room(room_id)
 
     async def revoke(self, link_id: int, revoked_by: str) -> bool:
         now = now_ms()

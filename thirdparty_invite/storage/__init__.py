@@ -5,6 +5,7 @@ from __future__ import annotations
 from mautrix.util.async_db import Database
 
 from .audit import AuditStore
+from .grants import GrantStore
 from .links import LinkStore
 from .migrations import upgrade_table
 from .queue import QueueStore
@@ -19,6 +20,7 @@ class Storage:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.links = LinkStore(db)
+        self.grants = GrantStore()
         self.queue = QueueStore(db)
         self.sessions = SessionStore(db)
         self.audit = AuditStore(db)

@@ -1,4 +1,4 @@
-"""Invite links and the grants they hand out."""
+"""Invite links: their hashed tokens, rooms, uses, expiry and revocation."""
 
 from __future__ import annotations
 
@@ -109,18 +109,3 @@ class LinkStore:
             now,
         )
         return taken is not None
-
-    @staticmethod
-    async def find_grant(conn: Connection, link_id: int, user_id: str) -> int | None:
-        return await conn.fetchval(
-            "SELECT id FROM grants WHERE link_id=$1 AND user_id=$2", link_id, user_id
-        )
-
-    @staticmethod
-    async def add_grant(conn: Connection, link_id: int, user_id: str, now: int) -> int:
-        return await conn.fetchval(
-            "INSERT INTO grants (user_id, link_id, created_at) VALUES ($1, $2, $3) RETURNING id",
-            user_id,
-            link_id,
-            now,
-        )
