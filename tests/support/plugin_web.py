@@ -19,6 +19,7 @@ from maubot.plugin_server import PluginWebApp
 from maubot.testing.bot import TestBot
 from yarl import URL
 
+from devtools.web_client import web_client
 from thirdparty_invite.config import Config, read_settings
 from thirdparty_invite.matrix.rooms import RoomOps
 from thirdparty_invite.services.container import Services
@@ -41,12 +42,17 @@ def load_settings(overrides: dict) -> object:
 
 @asynccontextmanager
 async def serve_plugin_web(
-    storage: Storage, config_overrides: dict | None = None
+    storage: Storage,
+    config_overrides: dict | None = None,
+    *,
+    homeserver_url: str = "http://127.0.0.1:9",
 ) -> AsyncIterator[tuple[aiohttp.ClientSession, Services, URL]]:
-    """(client session for the API, services, public base URL) of a running web app."""
+    """(client session for the API, services, public base URL) of a running web app.
+
+    The bot's client points at `homeserver_url`: by default a closed loopback port, so
+    tests here never reach Matrix (the bot's homeserver is down, as far as it knows)."""
     settings = load_settings(config_overrides or {})
-    # The bot's client points at a closed loopback port: tests here never reach Matrix.
-    bot = TestBot(mxid="@bot:hs.test", mxurl="http://127.0.0.1:9")
+    bot = TestBot(mxid="@bot:hs.test", mxurl=homeserver_url)
     log = logging.getLogger("test.web")
     plugin_app = PluginWebApp()
     app = web.Application()
@@ -59,18 +65,14 @@ async def serve_plugin_web(
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     base = URL(f"http://127.0.0.1:{server.port}{PREFIX}/")
-    services = Services(settings, storage, RoomOps(bot.client), base, log)
+    rooms = RoomOps(bot.client, settings.matrix.request_timeout)
+    services = Services(settings, storage, rooms, base, log)
 
     async def read_file(name: str) -> bytes:  # maubot's loaders read files asynchronously
         return (ROOT / name).read_bytes()
 
     install_web_app(plugin_app, services, read_file, log)
-    origin = f"http://127.0.0.1:{server.port}"
-    async with aiohttp.ClientSession(
-        base_url=f"{origin}{PREFIX}/",
-        headers={"Origin": origin},
-        cookie_jar=aiohttp.CookieJar(unsafe=True),  # cookies from 127.0.0.1
-    ) as http:
+    async with web_client(str(base)) as http:
         try:
             yield http, services, base
         finally:

@@ -3,20 +3,27 @@
 Invites go through the client's HTTP session directly rather than mautrix's
 `invite_user`, because the queue must read the server's Retry-After on 429 and the
 exact errcode of a refusal; mautrix's exceptions keep neither.
+
+Every call is bounded by the `request_timeout` this RoomOps was made with: maubot's
+client waits for as long as a hung homeserver keeps the connection open (and retries),
+which would hang the web page and the commands with it. A call that times out or cannot
+reach the server raises `HomeserverUnavailable`; a server's refusal still raises
+mautrix's `MatrixRequestError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 import time
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import attrs
 from maubot.matrix import parse_formatted
 from mautrix.client import Client
-from mautrix.errors import MatrixRequestError, MNotFound
+from mautrix.errors import MatrixConnectionError, MatrixRequestError, MNotFound
 from mautrix.types import (
     EventID,
     EventType,
@@ -29,6 +36,13 @@ from mautrix.types import (
 from .power import RoomPower
 
 _ROOM_INFO_TTL = 60.0
+# A cached room name still beats a bare room ID when the homeserver is down.
+_ROOM_INFO_STALE_LIMIT = 24 * 3600.0
+T = TypeVar("T")
+
+
+class HomeserverUnavailable(Exception):
+    """The bot's homeserver did not answer in time, or could not be reached at all."""
 
 
 def server_of(user_id: str) -> str:
@@ -66,6 +80,44 @@ class InviteAttempt:
 
 
 @attrs.frozen
+class Member:
+    """A person's membership in a room, and who set it (an invite's sender is the inviter)."""
+
+    membership: str
+    sender: str | None
+
+
+@attrs.frozen
+class Tombstone:
+    """A room's m.room.tombstone: the room was upgraded and `replacement` continues it."""
+
+    room_id: str
+    replacement: str
+    sender: str
+    at: int  # origin_server_ts, ms
+
+    @classmethod
+    def from_event(cls, room_id: str, event: Any) -> Tombstone | None:
+        content = event.get("content") if isinstance(event, dict) else None
+        replacement = content.get("replacement_room") if isinstance(content, dict) else None
+        if not isinstance(replacement, str) or not replacement.startswith("!"):
+            return None  # no tombstone, or one emptied again
+        sender, at = event.get("sender"), event.get("origin_server_ts")
+        return cls(
+            room_id=room_id,
+            replacement=replacement,
+            sender=sender if isinstance(sender, str) else "",
+            at=at if isinstance(at, int) else 0,
+        )
+
+    @property
+    def via(self) -> list[str]:
+        """Servers to join the replacement through: the upgrader's, then the old room's."""
+        servers = [server_of(self.sender), server_of(self.room_id)]
+        return [s for i, s in enumerate(servers) if s and s not in servers[:i]]
+
+
+@attrs.frozen
 class RoomInfo:
     room_id: str
     name: str | None
@@ -81,6 +133,7 @@ class RoomInfo:
 class RoomOps:
     def __init__(self, client: Client, request_timeout: float = 30.0) -> None:
         self.client = client
+        self.request_timeout = request_timeout
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._info_cache: dict[str, tuple[float, RoomInfo]] = {}
         self._info_locks: dict[str, asyncio.Lock] = {}
@@ -89,16 +142,40 @@ class RoomOps:
     def bot_user_id(self) -> str:
         return str(self.client.mxid)
 
-    async def membership(self, room_id: str, user_id: str) -> str | None:
-        """The user's membership in the room as the bot sees it, or None if none."""
+    async def _bounded(self, call: Awaitable[T]) -> T:
         try:
-            content = await self.client.get_state_event(
-                RoomID(room_id), EventType.ROOM_MEMBER, state_key=user_id
+            return await asyncio.wait_for(call, self.request_timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise HomeserverUnavailable(
+                f"the homeserver did not answer within {self.request_timeout:g}s"
+            ) from None
+        except (MatrixConnectionError, aiohttp.ClientError, OSError) as e:
+            raise HomeserverUnavailable(
+                f"the homeserver could not be reached ({type(e).__name__})"
+            ) from None
+
+    async def member(self, room_id: str, user_id: str) -> Member | None:
+        """The user's membership in the room as the bot sees it, or None if none."""
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/m.room.member/"
+            f"{quote(user_id, safe='')}"
+        )
+        try:
+            # format=event (Synapse, and the spec from v1.16) brings the sender along;
+            # a server that ignores it answers with the content alone.
+            data = await self._bounded(
+                self.client.api.request("GET", path, query_params={"format": "event"})
             )
         except MNotFound:
             return None
-        # mautrix hands back MemberStateEventContent, whose membership is an enum.
-        return str(content.membership.value)
+        if not isinstance(data, dict):
+            return None
+        content = data.get("content") if isinstance(data.get("content"), dict) else data
+        membership = content.get("membership")
+        if not isinstance(membership, str):
+            return None
+        sender = data.get("sender")
+        return Member(membership, sender if isinstance(sender, str) else None)
 
     async def invite(self, room_id: str, user_id: str, reason: str) -> InviteAttempt:
         api = self.client.api
@@ -121,11 +198,17 @@ class RoomOps:
                     error=data.get("error"),
                     retry_after=retry_after,
                 )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            return InviteAttempt(status=0, errcode="TPI_HOMESERVER_UNREACHABLE", error=str(e))
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            return InviteAttempt(
+                status=0, errcode="TPI_HOMESERVER_UNREACHABLE", error=type(e).__name__
+            )
 
     async def room_info(self, room_id: str, *, fresh: bool = False) -> RoomInfo:
-        """Name, alias and power of a room the bot is in, cached for a minute."""
+        """Name, alias and power of a room the bot is in, cached for a minute.
+
+        `fresh` (for permission checks) always asks the server. Otherwise, when the
+        server is unavailable, a cached answer up to a day old is better than none.
+        """
         cached = self._info_cache.get(room_id)
         if cached and not fresh and cached[0] > time.monotonic():
             return cached[1]
@@ -134,15 +217,23 @@ class RoomOps:
             cached = self._info_cache.get(room_id)
             if cached and not fresh and cached[0] > time.monotonic():
                 return cached[1]
-            info = await self._fetch_room_info(room_id)
+            try:
+                info = await self._fetch_room_info(room_id)
+            except HomeserverUnavailable:
+                stale_until = (cached[0] if cached else 0) + _ROOM_INFO_STALE_LIMIT
+                if cached and not fresh and stale_until > time.monotonic():
+                    return cached[1]
+                raise
             self._info_cache[room_id] = (time.monotonic() + _ROOM_INFO_TTL, info)
             return info
 
     async def _fetch_room_info(self, room_id: str) -> RoomInfo:
         # The full state is read rather than single events because the m.room.create
         # *sender* is needed (room v12 creators), which the single-event endpoint hides.
-        state = await self.client.api.request(
-            "GET", f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state"
+        state = await self._bounded(
+            self.client.api.request(
+                "GET", f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state"
+            )
         )
         by_type: dict[str, dict[str, Any]] = {}
         for event in state:
@@ -166,7 +257,7 @@ class RoomOps:
     async def resolve_room(self, room_ref: str) -> str:
         """A room ID from a room ID or alias; raises MatrixRequestError when unknown."""
         if room_ref.startswith("#"):
-            result = await self.client.resolve_room_alias(room_ref)
+            result = await self._bounded(self.client.resolve_room_alias(room_ref))
             return str(result.room_id)
         return room_ref
 
@@ -174,23 +265,26 @@ class RoomOps:
         # Rendered like maubot renders replies: clients show no stray ** or backticks.
         text, html = await parse_formatted(markdown)
         try:
-            await self.client.send_notice(RoomID(room_id), text, html=html)
-        except MatrixRequestError:
+            await self._bounded(self.client.send_notice(RoomID(room_id), text, html=html))
+        except (MatrixRequestError, HomeserverUnavailable):
             pass  # Reporting is best effort; the audit log keeps the record.
 
     async def joined_members(self, room_id: str) -> frozenset[str]:
         return frozenset(
-            str(user) for user in await self.client.get_joined_members(RoomID(room_id))
+            str(user)
+            for user in await self._bounded(self.client.get_joined_members(RoomID(room_id)))
         )
 
     async def members(self, room_id: str) -> dict[str, str]:
         """Membership (join, invite, leave, ...) by user ID, for everyone the room knows."""
-        events = await self.client.get_members(RoomID(room_id))
+        events = await self._bounded(self.client.get_members(RoomID(room_id)))
         return {str(evt.state_key): str(evt.content.membership.value) for evt in events}
 
     async def is_encrypted(self, room_id: str) -> bool:
         try:
-            await self.client.get_state_event(RoomID(room_id), EventType.ROOM_ENCRYPTION)
+            await self._bounded(
+                self.client.get_state_event(RoomID(room_id), EventType.ROOM_ENCRYPTION)
+            )
         except MNotFound:
             return False
         return True
@@ -200,12 +294,12 @@ class RoomOps:
         return bool(self.client.crypto_enabled)
 
     async def redact(self, room_id: str, event_id: str, reason: str) -> None:
-        await self.client.redact(RoomID(room_id), EventID(event_id), reason=reason)
+        await self._bounded(self.client.redact(RoomID(room_id), EventID(event_id), reason=reason))
 
     async def direct_chats(self) -> dict[str, list[str]]:
         """The bot's m.direct account data: person -> rooms, as Matrix clients keep it."""
         try:
-            content = await self.client.get_account_data(EventType.DIRECT)
+            content = await self._bounded(self.client.get_account_data(EventType.DIRECT))
         except MNotFound:
             return {}
         if not isinstance(content, dict):
@@ -217,7 +311,7 @@ class RoomOps:
         }
 
     async def set_direct_chats(self, chats: dict[str, list[str]]) -> None:
-        await self.client.set_account_data(EventType.DIRECT, chats)
+        await self._bounded(self.client.set_account_data(EventType.DIRECT, chats))
 
     async def reply_with_secret(self, room_id: str, event_id: str, markdown: str) -> None:
         """A notice replying to an event, kept out of the logs: mautrix logs the body of
@@ -227,15 +321,42 @@ class RoomOps:
             msgtype=MessageType.NOTICE, body=text, format=Format.HTML, formatted_body=html
         )
         content.set_reply(EventID(event_id))
-        await self.client.send_message_event(
-            RoomID(room_id), EventType.ROOM_MESSAGE, content, sensitive=True
+        await self._bounded(
+            self.client.send_message_event(
+                RoomID(room_id), EventType.ROOM_MESSAGE, content, sensitive=True
+            )
         )
 
     async def join(self, room_id: str) -> None:
-        await self.client.join_room_by_id(RoomID(room_id))
+        await self._bounded(self.client.join_room_by_id(RoomID(room_id)))
 
     async def leave(self, room_id: str, reason: str) -> None:
-        await self.client.leave_room(RoomID(room_id), reason=reason)
+        await self._bounded(self.client.leave_room(RoomID(room_id), reason=reason))
+
+    async def join_via(self, room_id: str, servers: list[str]) -> None:
+        """Join by ID through `servers` (a room v12 ID names no server), without mautrix's
+        retries: a refusal (not invited, invite-only) is an answer, not a hiccup."""
+        await self._bounded(self.client.join_room(RoomID(room_id), servers=servers, max_retries=0))
+
+    async def tombstone(self, room_id: str) -> Tombstone | None:
+        """The room's m.room.tombstone when it was upgraded (replaced), else None."""
+        path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/m.room.tombstone"
+        try:
+            data = await self._bounded(
+                self.client.api.request("GET", path, query_params={"format": "event"})
+            )
+        except MNotFound:
+            return None
+        if isinstance(data, dict) and "origin_server_ts" not in data:
+            # The server ignored format=event: find the event (sender, time) in the state.
+            state = await self._bounded(
+                self.client.api.request(
+                    "GET", f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state"
+                )
+            )
+            found = [e for e in state if e.get("type") == "m.room.tombstone"]
+            data = found[0] if found and found[0].get("state_key") == "" else {}
+        return Tombstone.from_event(room_id, data)
 
 
 async def _json_or_empty(resp: aiohttp.ClientResponse) -> dict[str, Any]:

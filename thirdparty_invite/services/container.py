@@ -11,12 +11,17 @@ from ..durations import now_ms
 from ..identity.verifier import OpenIDVerifier
 from ..matrix.rooms import RoomOps
 from ..storage import Storage
+from .bot_memberships import BotMemberships
 from .direct_chats import DirectChats
 from .direct_claims import DirectClaims
+from .grants import GrantService
 from .invite_queue import InviteQueue
 from .links import LinkService
 from .reporting import MembershipReporter
-from .web_sessions import DatabaseReplayGuard, WebSessionService
+from .room_admin import RoomAdmin
+from .room_directory import RoomDirectory
+from .room_upgrades import RoomUpgrades
+from .web_sessions import WebSessionService
 
 
 class Services:
@@ -32,16 +37,23 @@ class Services:
         self.storage = storage
         self.rooms = rooms
         self.public_base_url = public_base_url
-        self.links = LinkService(storage)
         self.sessions = WebSessionService(storage, settings.web.session_lifetime)
-        self.verifier = OpenIDVerifier(settings.identity, DatabaseReplayGuard(storage))
+        self.verifier = OpenIDVerifier(settings.identity)
         self.reporter = MembershipReporter(storage, rooms, settings.admin_room)
         self.queue = InviteQueue(
             storage, rooms, settings.invites, self.reporter, log.getChild("queue")
         )
+        self.grants = GrantService(storage, self.queue.wake)
+        self.links = LinkService(storage, self.grants)
         self.direct_chats = DirectChats(rooms)
+        self.room_admin = RoomAdmin(rooms, self.direct_chats)
+        self.bot_memberships = BotMemberships(settings, storage, rooms, self.direct_chats)
+        self.room_directory = RoomDirectory(rooms, settings.web)
         self.direct_claims = DirectClaims(
-            self.links, storage, rooms, self.queue, log.getChild("direct_claims")
+            self.links, rooms, self.queue, log.getChild("direct_claims")
+        )
+        self.room_upgrades = RoomUpgrades(
+            storage, rooms, self.direct_chats, settings.admin_room, log.getChild("upgrades")
         )
 
     def invite_url(self, token: str) -> str:
@@ -55,8 +67,10 @@ class Services:
 
     async def start(self) -> None:
         self.queue.start()
+        self.room_upgrades.start()
 
     async def stop(self) -> None:
+        await self.room_upgrades.stop()
         await self.direct_claims.stop()
         await self.queue.stop()
         await self.verifier.close()

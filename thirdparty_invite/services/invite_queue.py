@@ -19,7 +19,7 @@ from mautrix.errors import MatrixRequestError
 
 from ..config import InviteSettings
 from ..durations import now_ms
-from ..matrix.rooms import InviteAttempt, RoomOps
+from ..matrix.rooms import HomeserverUnavailable, InviteAttempt, RoomOps
 from ..storage import QueuedInvite, Storage
 
 _BATCH = 20
@@ -74,6 +74,9 @@ class InviteQueue:
         self._task: asyncio.Task | None = None
         self._paused_until = 0  # ms; set by a 429 for every invite, not only that one
         self._stopping = False
+        # While the homeserver is unreachable, one log line when it goes and one when it
+        # is back, rather than one per invite tried.
+        self._homeserver_down = False
 
     def start(self) -> None:
         if self._task is None:
@@ -100,15 +103,31 @@ class InviteQueue:
     def wake(self) -> None:
         self._wake.set()
 
+    async def invites_of(self, user_id: str) -> list[QueuedInvite]:
+        """The person's invites, queued or finished, oldest first."""
+        return await self.storage.queue.for_user(user_id)
+
+    async def counts_for_room(self, room_id: str) -> dict[str, int]:
+        """How many of the room's invites are pending, done or failed."""
+        return await self.storage.queue.counts_for_room(room_id)
+
     async def _run(self) -> None:
+        failing = False
         while not self._stopping:
             try:
                 await self.run_once()
                 delay = await self._seconds_until_due()
+                failing = False
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                self.log.exception("Invite queue pass failed; retrying shortly")
+            except Exception as e:
+                # The traceback once; while the same trouble lasts (say the database is
+                # down), one short line per retry.
+                if failing:
+                    self.log.warning("Invite queue pass failed again: %s", type(e).__name__)
+                else:
+                    self.log.exception("Invite queue pass failed; retrying shortly")
+                failing = True
                 delay = 5.0
             self._wake.clear()
             try:
@@ -139,9 +158,19 @@ class InviteQueue:
 
     async def _deliver(self, item: QueuedInvite) -> None:
         try:
-            membership = await self.rooms.membership(item.room_id, item.user_id)
+            member = await self.rooms.member(item.room_id, item.user_id)
+        except HomeserverUnavailable as e:
+            await self._homeserver_unreachable(item, str(e))
+            return
         except MatrixRequestError as e:
             await self._temporary_failure(item, e.errcode or "M_UNKNOWN", str(e.message or e))
+            return
+        self._homeserver_back()
+        membership = member.membership if member else None
+        if membership == "invite" and member and member.sender == self.rooms.bot_user_id:
+            # The bot's own invite, sent before a crash or a timeout let it record it:
+            # the audit log credits the bot with it.
+            await self._finish(item, "invited")
             return
         if membership in ("join", "invite"):
             outcome = "already_joined" if membership == "join" else "already_invited"
@@ -176,6 +205,8 @@ class InviteQueue:
         elif attempt.status in (400, 403, 404):
             errcode, message = classify_refusal(attempt, item.user_id)
             await self._fail(item, errcode, message)
+        elif attempt.status == 0:
+            await self._homeserver_unreachable(item, attempt.error or "no answer")
         else:
             await self._temporary_failure(
                 item,
@@ -191,13 +222,38 @@ class InviteQueue:
         await self.storage.queue.fail(item.id, errcode, message, now_ms())
         await self.reporter.invite_failed(item, errcode, message)
 
-    async def _temporary_failure(self, item: QueuedInvite, errcode: str, message: str) -> None:
+    async def _homeserver_unreachable(self, item: QueuedInvite, reason: str) -> None:
+        """A temporary failure of the invite at hand; the others wait with it.
+
+        Every invite would fail the same way, so the whole queue pauses for this one's
+        backoff instead of spending the other invites' attempts on a dead server.
+        """
+        if not self._homeserver_down:
+            self._homeserver_down = True
+            self.log.warning("The homeserver is unreachable (%s); invites wait for it", reason)
+        retry_at = await self._temporary_failure(
+            item,
+            "TPI_HOMESERVER_UNREACHABLE",
+            "The bot's homeserver could not be reached; the invite will be retried.",
+        )
+        if retry_at is not None:
+            self._paused_until = max(self._paused_until, retry_at)
+
+    def _homeserver_back(self) -> None:
+        if self._homeserver_down:
+            self._homeserver_down = False
+            self.log.info("The homeserver answers again; delivering queued invites")
+
+    async def _temporary_failure(
+        self, item: QueuedInvite, errcode: str, message: str
+    ) -> int | None:
+        """Retry later with backoff (returns when, in ms), or give up after max_attempts."""
         if item.attempts + 1 >= self.settings.max_attempts:
             await self._fail(item, errcode, f"{message} Gave up after {item.attempts + 1} tries.")
-            return
+            return None
         # Exponential backoff with jitter, capped by the operator's setting.
         backoff = min(2.0 ** (item.attempts + 1), self.settings.max_backoff)
         backoff *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
-        await self.storage.queue.retry_later(
-            item.id, now_ms() + int(backoff * 1000), errcode, message, now_ms()
-        )
+        retry_at = now_ms() + int(backoff * 1000)
+        await self.storage.queue.retry_later(item.id, retry_at, errcode, message, now_ms())
+        return retry_at

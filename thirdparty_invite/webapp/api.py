@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from aiohttp import web
-from mautrix.errors import MatrixConnectionError, MatrixRequestError
+import attrs
 
 from ..durations import now_ms
 from ..errors import UserFacingError
-from ..identity.verifier import IdentityError
-from ..matrix.rooms import matrix_to, matrix_uri, server_of
 from ..services.web_sessions import COOKIE_NAME
 from .support import OriginCheck, read_json_object, require_string
 
 if TYPE_CHECKING:
     from ..services.container import Services
+    from ..services.room_directory import RoomSummary
     from ..storage import QueuedInvite, WebSession
 
 
@@ -52,12 +50,12 @@ class WebAPI:
         data = await read_json_object(request, self.max_body)
         token = require_string(data, "access_token")
         server_name = require_string(data, "matrix_server_name", 255)
-        try:
-            user_id = await self.services.verifier.verify(token, server_name)
-        except IdentityError as e:
-            raise UserFacingError(e.errcode, e.message, e.http_status) from None
-        session_id, session = await self.services.sessions.open(user_id)
-        response = web.json_response({"user_id": user_id, "expires_at": session.expires_at})
+        verified = await self.services.verifier.verify(token, server_name)
+        # Spends the token and opens the session in one write (TPI_TOKEN_REPLAYED if spent).
+        session_id, session = await self.services.sessions.open(verified)
+        response = web.json_response(
+            {"user_id": verified.user_id, "expires_at": session.expires_at}
+        )
         response.set_cookie(
             COOKIE_NAME,
             session_id,
@@ -96,20 +94,14 @@ class WebAPI:
     async def inspect_link(self, request: web.Request) -> web.Response:
         data = await read_json_object(request, self.max_body)
         link = await self.services.links.inspect(require_string(data, "token", 128))
-        bot_user_id = self.services.rooms.bot_user_id
         return web.json_response(
             {
                 "status": link.unusable_reason(now_ms()) or "active",
                 "uses_left": link.uses_left(),
                 "expires_at": link.expires_at,
-                "rooms": [await self._room_summary(room_id) for room_id in link.rooms],
+                "rooms": await self._rooms(link.rooms),
                 # For "message the bot instead": a DM with `!invitebot claim <token>`.
-                "bot": {
-                    "user_id": bot_user_id,
-                    "matrix_to": matrix_to(bot_user_id),
-                    # Without it, a DM with encryption on (many clients' default) is unread.
-                    "reads_encrypted_chats": self.services.rooms.can_decrypt,
-                },
+                "bot": attrs.asdict(self.services.room_directory.bot_contact()),
             }
         )
 
@@ -120,50 +112,40 @@ class WebAPI:
         result = await self.services.links.claim(
             require_string(data, "token", 128), session.user_id
         )
-        self.services.queue.wake()
         return web.json_response(
             {
                 "grant_id": result.grant_id,
                 "first_claim": result.first_claim,
-                "rooms": [await self._room_summary(room_id) for room_id in result.link.rooms],
+                "rooms": await self._rooms(result.link.rooms),
             },
             status=202,
         )
 
     async def list_invites(self, request: web.Request) -> web.Response:
         session = await self._session(request)
-        items = await self.services.storage.queue.for_user(session.user_id)
-        return web.json_response({"invites": [await self._describe(item) for item in items]})
+        items = await self.services.queue.invites_of(session.user_id)
+        rooms = await self._rooms([item.room_id for item in items])
+        invites = [_invite_json(item, room) for item, room in zip(items, rooms, strict=True)]
+        return web.json_response({"invites": invites})
 
-    async def _room_summary(self, room_id: str) -> dict[str, Any]:
-        name, topic = room_id, None
-        try:
-            info = await self.services.rooms.room_info(room_id)
-            name, topic = info.display_name, info.topic
-        except (MatrixRequestError, MatrixConnectionError):
-            pass  # The bot left the room, cannot see it, or its homeserver is down: the ID works.
-        via = server_of(self.services.rooms.bot_user_id)
-        summary = {
-            "room_id": room_id,
-            "name": name,
-            "topic": topic,
-            "matrix_to": matrix_to(room_id, via),
-            "matrix_uri": matrix_uri(room_id, via),
-        }
-        web_settings = self.services.settings.web
-        if web_settings.client_room_url:
-            summary["client"] = {
-                "name": web_settings.client_name or "your web client",
-                "url": web_settings.client_room_url.replace("{room_id}", quote(room_id, safe="")),
-            }
-        return summary
+    async def _rooms(self, room_ids: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+        summaries = await self.services.room_directory.describe(room_ids)
+        return [_summary_json(summary) for summary in summaries]
 
-    async def _describe(self, item: QueuedInvite) -> dict[str, Any]:
-        return {
-            **await self._room_summary(item.room_id),
-            "state": item.state,
-            "outcome": item.outcome,
-            "errcode": item.errcode,
-            "error": item.error,
-            "updated_at": item.updated_at,
-        }
+
+def _summary_json(summary: RoomSummary) -> dict[str, Any]:
+    data = attrs.asdict(summary)
+    if data["client"] is None:
+        del data["client"]
+    return data
+
+
+def _invite_json(item: QueuedInvite, room: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **room,
+        "state": item.state,
+        "outcome": item.outcome,
+        "errcode": item.errcode,
+        "error": item.error,
+        "updated_at": item.updated_at,
+    }
