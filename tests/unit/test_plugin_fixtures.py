@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mautrix.types import MessageType
@@ -70,6 +71,43 @@ async def test_bad_link_arguments_are_explained(maubot_plugin, maubot_test_bot) 
     assert "--uses takes a number" in maubot_test_bot.responded[0].content.body
     await maubot_test_bot.send("!invitebot link --expires soon")
     assert "--expires takes a duration" in maubot_test_bot.responded[1].content.body
+    await maubot_plugin.internal_stop()
+
+
+async def test_a_wrong_config_keeps_the_bot_running_on_the_old_one(
+    maubot_plugin, maubot_test_bot, maubot_plugin_config_dict
+) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    maubot_plugin.log.addHandler(handler)
+    maubot_plugin_config_dict["admin_room"] = "!admins:example.com"
+    await maubot_plugin.on_external_config_update()
+    running = maubot_plugin.services
+    assert running.settings.admin_room == "!admins:example.com"
+
+    maubot_plugin_config_dict["operators"] = "x"
+    maubot_plugin_config_dict["invites"] = {"max_attempts": "many"}
+    await maubot_plugin.on_external_config_update()
+    # Nothing was stopped or rebuilt: the queue that delivers claims is the one running.
+    assert maubot_plugin.services is running
+    assert running.queue._task is not None and not running.queue._task.done()
+    assert running.settings.operators == frozenset({"@op:example.com"})
+    [logged] = [r for r in records if "NOT applied" in r.getMessage()]
+    assert "operators:" in logged.getMessage() and "invites.max_attempts:" in logged.getMessage()
+    [notice] = maubot_test_bot.responded
+    assert notice.room_id == "!admins:example.com"
+    assert "operators:" in notice.content.body and "invites.max_attempts:" in notice.content.body
+
+    # The bot still answers commands, and a fixed config applies at once.
+    await maubot_test_bot.send("!invitebot help")
+    assert "!invitebot link" in maubot_test_bot.responded[-1].content.body
+    maubot_plugin_config_dict["operators"] = ["@new:example.com"]
+    maubot_plugin_config_dict["invites"] = {"max_attempts": 3}
+    await maubot_plugin.on_external_config_update()
+    assert maubot_plugin.services is not running
+    assert maubot_plugin.services.settings.operators == frozenset({"@new:example.com"})
+    assert maubot_plugin.services.settings.invites.max_attempts == 3
     await maubot_plugin.internal_stop()
 
 
