@@ -23,6 +23,8 @@ from .room_directory import RoomDirectory
 from .room_upgrades import RoomUpgrades
 from .web_sessions import WebSessionService
 
+QUEUE_REQUEST_TIMEOUT = 30.0
+
 
 class Services:
     def __init__(
@@ -40,8 +42,11 @@ class Services:
         self.sessions = WebSessionService(storage, settings.web.session_lifetime)
         self.verifier = OpenIDVerifier(settings.identity)
         self.reporter = MembershipReporter(storage, rooms, settings.admin_room)
+        # The queue answers nobody waiting, and an invite to a user on another server
+        # waits for that server too: it gets a longer bound than the interactive calls.
+        queue_rooms = RoomOps(rooms.client, max(QUEUE_REQUEST_TIMEOUT, rooms.request_timeout))
         self.queue = InviteQueue(
-            storage, rooms, settings.invites, self.reporter, log.getChild("queue")
+            storage, queue_rooms, settings.invites, self.reporter, log.getChild("queue")
         )
         self.grants = GrantService(storage, self.queue.wake)
         self.links = LinkService(storage, self.grants)
