@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 from pathlib import Path
 import secrets
@@ -16,9 +15,7 @@ import aiohttp
 import attrs
 
 from devtools.matrix_user import MatrixUser
-from devtools.ports import LOOPBACK, ManagedServer, ProcessGroup, free_port, wait_http_ok
-
-log = logging.getLogger(__name__)
+from devtools.ports import LOOPBACK, ManagedServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAUBOT_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
@@ -62,7 +59,7 @@ class MaubotServer(ManagedServer):
     schemas; the main maubot database is always SQLite in ``workdir``.
     """
 
-    startup_timeout = 60.0
+    name = "maubot"
 
     def __init__(
         self,
@@ -73,24 +70,20 @@ class MaubotServer(ManagedServer):
         homeserver_url: str | None = None,
         python: str | Path | None = None,
     ) -> None:
-        self.workdir = Path(workdir).resolve()
-        self._fixed_port = port
-        self.port: int = port or 0
+        super().__init__(workdir, port=port)
         self.plugin_postgres_url = plugin_postgres_url
         self.homeserver_url = homeserver_url
         self.python = str(python or os.environ.get("MAUBOT_PYTHON") or DEFAULT_MAUBOT_PYTHON)
         self.admin = AdminCredentials("admin", secrets.token_urlsafe(18))
-        self.startup_seconds: float | None = None
-        self._process: ProcessGroup | None = None
+        self._unshared_secret = secrets.token_hex(32)
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
-        self._config_written = False
 
     # -- paths and config ------------------------------------------------------------------
 
     @property
-    def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+    def ready_url(self) -> str:
+        return f"{self.api_url}/features"  # /version needs a token
 
     @property
     def api_url(self) -> str:
@@ -105,24 +98,12 @@ class MaubotServer(ManagedServer):
         return self.workdir / "maubot.log"
 
     @property
-    def stdout_path(self) -> Path:
+    def process_log_path(self) -> Path:
         return self.workdir / "maubot.stdout.log"
 
     def instance_url(self, instance_id: str) -> str:
         """Public web base of an instance, with a trailing slash."""
         return f"{self.base_url}/_matrix/maubot/plugin/{instance_id}/"
-
-    def log_text(self) -> str:
-        """maubot's log file (plus the process's stdout/stderr when it has any)."""
-        parts = []
-        for path in (self.log_path, self.stdout_path):
-            try:
-                text = path.read_text(errors="replace")
-            except FileNotFoundError:
-                continue
-            if text.strip():
-                parts.append(text)
-        return "\n".join(parts)
 
     def build_config(self) -> dict[str, Any]:
         wd = self.workdir
@@ -157,7 +138,7 @@ class MaubotServer(ManagedServer):
                 "ui_base_path": "/_matrix/maubot",
                 "plugin_base_path": "/_matrix/maubot/plugin/",
                 "override_resource_path": False,
-                "unshared_secret": secrets.token_hex(32),
+                "unshared_secret": self._unshared_secret,
             },
             "homeservers": homeservers,
             # Plain text here; maubot bcrypts it on start and writes the hash back.
@@ -184,62 +165,25 @@ class MaubotServer(ManagedServer):
             },
         }
 
-    def _write_config(self) -> None:
+    def _configure(self) -> None:
         for sub in ("plugins", "trash", "plugin_dbs"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        # JSON is valid YAML; maubot rewrites the file in its own style on start.
+        # JSON is valid YAML; maubot rewrites the file in its own style (and the admin
+        # password as a bcrypt hash) on start, so every start writes it afresh.
         self.config_path.write_text(json.dumps(self.build_config(), indent=2))
 
-    # -- lifecycle -------------------------------------------------------------------------
+    def _command(self) -> tuple[list[str], Path]:
+        return [self.python, "-m", "maubot", "-c", str(self.config_path)], self.workdir
 
-    async def start(self) -> MaubotServer:
-        if self.running:
-            return self
-        # The config is written by the first start() of this object (an existing workdir keeps
-        # its databases and plugins but gets a new port/password); restart() reuses it.
-        first_start = not self._config_written
-        attempts = 1 if (self._fixed_port or not first_start) else 3
-        for attempt in range(1, attempts + 1):
-            if first_start:
-                self.port = self._fixed_port or free_port()
-                self.workdir.mkdir(parents=True, exist_ok=True)
-                self._write_config()
-                self._config_written = True
-            self._process = ProcessGroup(
-                [self.python, "-m", "maubot", "-c", str(self.config_path)],
-                cwd=self.workdir,
-                log_path=self.stdout_path,
-            )
-            started = time.monotonic()
-            self._process.start()
-            try:
-                await wait_http_ok(
-                    f"{self.api_url}/features",  # /version needs a token
-                    timeout=self.startup_timeout,
-                    process=self._process,
-                    what="maubot",
-                )
-            except (TimeoutError, RuntimeError) as e:
-                await self.stop()
-                if "address already in use" in self.log_tail(200).lower() and attempt < attempts:
-                    log.warning("maubot port %s was taken, retrying", self.port)
-                    continue
-                raise RuntimeError(f"{e}\n--- maubot log tail ---\n{self.log_tail()}") from e
-            self.startup_seconds = time.monotonic() - started
-            log.info("maubot %s up in %.1f s", self.base_url, self.startup_seconds)
-            await self._login()
-            return self
-        raise AssertionError("unreachable")
+    async def _started(self) -> None:
+        await self._login()
 
-    async def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL) and close the API session. Idempotent."""
+    async def _stopping(self) -> None:
+        """Close the management API session."""
         if self._session is not None:
             await self._session.close()
             self._session = None
         self._token = None
-        if self._process is not None:
-            await self._process.stop()
-            self._process = None
 
     # -- management API --------------------------------------------------------------------
 

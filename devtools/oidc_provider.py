@@ -18,25 +18,14 @@ is added after Synapse started because Synapse's port is only known then.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 import secrets
-import time
 from typing import Any
 
 import attrs
 
-from devtools.ports import (
-    LOOPBACK,
-    ManagedServer,
-    ProcessGroup,
-    free_port,
-    tail,
-    wait_http_ok,
-)
-
-log = logging.getLogger(__name__)
+from devtools.ports import ManagedServer
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 
@@ -59,7 +48,9 @@ class OIDCProvider(ManagedServer):
     Needs ``devtools/oidc/node_modules`` (``./dev test`` runs ``npm ci`` there).
     """
 
+    name = "OIDC provider"
     startup_timeout = 30.0
+    port_taken_markers = ("eaddrinuse",)
 
     def __init__(
         self,
@@ -72,25 +63,19 @@ class OIDCProvider(ManagedServer):
         port: int | None = None,
         node: str | None = None,
     ) -> None:
-        self.workdir = Path(workdir).resolve()
-        self._fixed_port = port
-        self.port: int = port or 0
+        super().__init__(workdir, port=port)
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.client_name = client_name
         self.redirect_uris: list[str] = list(redirect_uris or [])
         self.accounts: list[OIDCAccount] = []
         self.node = node or os.environ.get("NODE") or "node"
-        self.startup_seconds: float | None = None
-        self._process: ProcessGroup | None = None
 
     # -- addresses, config, logs -----------------------------------------------------------
 
     @property
-    def base_url(self) -> str:
-        if not self.port:
-            raise RuntimeError("the OIDC provider has no port before its first start()")
-        return f"http://{LOOPBACK}:{self.port}"
+    def ready_url(self) -> str:
+        return f"{self.base_url}/.well-known/openid-configuration"
 
     @property
     def issuer(self) -> str:
@@ -121,7 +106,6 @@ class OIDCProvider(ManagedServer):
     def _write_config(self) -> None:
         if not self.port:  # not started yet: start() writes it
             return
-        self.workdir.mkdir(parents=True, exist_ok=True)
         # The running server reads this file on every login: replace it in one step so
         # it never sees half a file.
         partial = self.config_path.with_suffix(".json.partial")
@@ -164,46 +148,14 @@ class OIDCProvider(ManagedServer):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> OIDCProvider:
-        if self.running:
-            return self
+    def _check_prerequisites(self) -> None:
         if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(
                 f"{OIDC_DIR}/node_modules is missing: run ./dev test (it runs npm ci there)."
             )
-        attempts = 1 if self._fixed_port else 3
-        for attempt in range(1, attempts + 1):
-            self.port = self._fixed_port or free_port()
-            self._write_config()
-            self._process = ProcessGroup(
-                [self.node, str(OIDC_DIR / "server.mjs"), str(self.config_path)],
-                cwd=OIDC_DIR,
-                log_path=self.log_path,
-            )
-            started = time.monotonic()
-            self._process.start()
-            try:
-                await wait_http_ok(
-                    f"{self.base_url}/.well-known/openid-configuration",
-                    timeout=self.startup_timeout,
-                    process=self._process,
-                    what="OIDC provider",
-                )
-            except (TimeoutError, RuntimeError):
-                await self.stop()
-                if "EADDRINUSE" in tail(self.log_path, 20) and attempt < attempts:
-                    log.warning("OIDC provider port %s was taken, retrying", self.port)
-                    continue
-                raise
-            self.startup_seconds = time.monotonic() - started
-            log.info("OIDC provider %s up in %.1f s", self.issuer, self.startup_seconds)
-            # Synapse's config names this issuer: later starts keep the port.
-            self._fixed_port = self.port
-            return self
-        raise AssertionError("unreachable")
 
-    async def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL). Idempotent. Sessions are lost."""
-        if self._process is not None:
-            await self._process.stop()
-            self._process = None
+    def _configure(self) -> None:
+        self._write_config()
+
+    def _command(self) -> tuple[list[str], Path]:
+        return [self.node, str(OIDC_DIR / "server.mjs"), str(self.config_path)], OIDC_DIR

@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import ctypes
 import functools
+import logging
 import os
 from pathlib import Path
 import signal
@@ -19,6 +20,8 @@ import time
 from typing import IO, Self
 
 import aiohttp
+
+log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 
@@ -165,35 +168,141 @@ async def wait_http_ok(
 
 
 class ManagedServer:
-    """Lifecycle shared by the servers the harness runs: subclasses define start(), stop()
-    (idempotent) and log_path (or log_text()), and keep their process in `_process`;
-    restart, `async with`, `running`, `log_text` and `log_tail` come from here."""
+    """A server the harness runs on a loopback port, started and stopped one way for all.
 
-    _process: ProcessGroup | None = None
+    ``start()``: pick a free port (unless one is fixed), write the config, start the
+    process in its own group, wait until ``ready_url`` answers, and on a port someone else
+    took meanwhile try again on another; then keep that port for every later start (the
+    config and state name it). ``stop()`` (idempotent): SIGTERM, then SIGKILL, to the group.
+    Also ``restart()``, ``async with``, ``running``, ``pid`` and the logs.
+
+    Subclasses fill in the per-server parts: ``name``, ``ready_url``, ``log_path`` (and
+    ``process_log_path`` when stdout/stderr go elsewhere), ``_configure()`` (write the config
+    for ``self.port``), ``_command()`` (argv and cwd), and when needed
+    ``_check_prerequisites()``, ``_started()`` (after it answered: log in, ...) and
+    ``_stopping()`` (before the process stops: close sessions).
+    """
+
+    name = "server"
+    startup_timeout = 60.0
+    # Lower-case log text that says the port was taken (someone bound it after free_port).
+    port_taken_markers: tuple[str, ...] = ("address already in use",)
+    port_attempts = 3
+
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        self.workdir = Path(workdir).resolve()
+        self._fixed_port = port
+        self.port: int = port or 0
+        self.startup_seconds: float | None = None
+        self._process: ProcessGroup | None = None
+
+    # -- per-server parts ------------------------------------------------------------------
+
+    @property
+    def ready_url(self) -> str:
+        """Answers 2xx once the server serves."""
+        raise NotImplementedError
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def process_log_path(self) -> Path:
+        """Where the process's stdout and stderr go (default: ``log_path``)."""
+        return self.log_path
+
+    def _check_prerequisites(self) -> None:
+        """Raise with what to do when something the server needs is missing."""
+
+    def _configure(self) -> None:
+        """Write the config for ``self.port`` (before every attempt to start)."""
+        raise NotImplementedError
+
+    def _command(self) -> tuple[list[str], Path]:
+        """(argv, cwd) of the server process."""
+        raise NotImplementedError
+
+    async def _started(self) -> None:
+        """After the server answered ``ready_url``."""
+
+    async def _stopping(self) -> None:
+        """Before the process is stopped (also after a failed start)."""
+
+    # -- addresses and logs ----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if not self.port:
+            raise RuntimeError(f"{self.name} has no port before its first start()")
+        return f"http://{LOOPBACK}:{self.port}"
 
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.running
 
     @property
-    def log_path(self) -> Path:
-        raise NotImplementedError
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def log_text(self) -> str:
-        """The server's log file ('' before it exists); override to add other files."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        """The server's log, then the process's output when that is another, non-empty file
+        ('' before either exists)."""
+        parts = []
+        for path in dict.fromkeys((self.log_path, self.process_log_path)):
+            try:
+                text = path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            if text.strip():
+                parts.append(text)
+        return "\n".join(parts)
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    # -- lifecycle -------------------------------------------------------------------------
+
     async def start(self) -> Self:
-        raise NotImplementedError
+        if self.running:
+            return self
+        self._check_prerequisites()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        attempts = 1 if self._fixed_port else self.port_attempts
+        for attempt in range(1, attempts + 1):
+            self.port = self._fixed_port or free_port()
+            self._configure()
+            argv, cwd = self._command()
+            self._process = ProcessGroup(argv, cwd=cwd, log_path=self.process_log_path)
+            started = time.monotonic()
+            self._process.start()
+            try:
+                await wait_http_ok(
+                    self.ready_url,
+                    timeout=self.startup_timeout,
+                    process=self._process,
+                    what=self.name,
+                )
+            except (TimeoutError, RuntimeError) as e:
+                await self.stop()
+                recent = self.log_tail(200).lower()
+                if attempt < attempts and any(m in recent for m in self.port_taken_markers):
+                    log.warning("%s: port %s was taken, retrying", self.name, self.port)
+                    continue
+                raise RuntimeError(f"{e}\n--- {self.name} log tail ---\n{self.log_tail()}") from e
+            self.startup_seconds = time.monotonic() - started
+            log.info("%s %s up in %.1f s", self.name, self.base_url, self.startup_seconds)
+            self._fixed_port = self.port
+            await self._started()
+            return self
+        raise AssertionError("unreachable")
 
     async def stop(self) -> None:
-        raise NotImplementedError
+        """Stop the process (SIGTERM, then SIGKILL, to its group). Idempotent."""
+        await self._stopping()
+        if self._process is not None:
+            await self._process.stop()
+            self._process = None
 
     async def restart(self) -> Self:
         """Stop and start again with the same port and state."""

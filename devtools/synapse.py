@@ -12,25 +12,16 @@ import os
 from pathlib import Path
 import secrets
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from devtools.matrix_user import MatrixRequestError, MatrixUser
-from devtools.ports import (
-    LOOPBACK,
-    ManagedServer,
-    ProcessGroup,
-    free_port,
-    tail,
-    wait_http_ok,
-)
+from devtools.ports import LOOPBACK, ManagedServer
 
 if TYPE_CHECKING:
     from devtools.oidc_provider import OIDCProvider
 
-log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SYNAPSE_PYTHON = REPO_ROOT / ".venv-synapse" / "bin" / "python"
@@ -130,7 +121,7 @@ class SynapseServer(ManagedServer):
     ``extra_config`` is deep-merged over the generated homeserver config last.
     """
 
-    startup_timeout = 60.0
+    name = "Synapse"
 
     def __init__(
         self,
@@ -142,10 +133,8 @@ class SynapseServer(ManagedServer):
         extra_config: dict | None = None,
         python: str | Path | None = None,
     ) -> None:
-        self.workdir = Path(workdir).resolve()
+        super().__init__(workdir, port=port)
         self._fixed_server_name = server_name
-        self._fixed_port = port
-        self.port: int = port or 0
         self.server_name: str = server_name or ""
         self.rc_invites = rc_invites
         self.extra_config = extra_config or {}
@@ -154,15 +143,13 @@ class SynapseServer(ManagedServer):
         self._macaroon_secret_key = secrets.token_hex(32)
         self._form_secret = secrets.token_hex(32)
         self.config: dict[str, Any] = {}
-        self.startup_seconds: float | None = None
-        self._process: ProcessGroup | None = None
         self._users: list[MatrixUser] = []
 
     # -- paths and config ------------------------------------------------------------------
 
     @property
-    def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+    def ready_url(self) -> str:
+        return f"{self.base_url}/_matrix/client/versions"
 
     @property
     def oidc_callback_url(self) -> str:
@@ -179,7 +166,7 @@ class SynapseServer(ManagedServer):
         return self.workdir / "homeserver.log"
 
     @property
-    def stdout_path(self) -> Path:
+    def process_log_path(self) -> Path:
         """stdout/stderr of the process (start-up errors before logging is set up)."""
         return self.workdir / "synapse.stdout.log"
 
@@ -249,8 +236,10 @@ class SynapseServer(ManagedServer):
             "disable_existing_loggers": False,
         }
 
-    def _write_files(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def _configure(self) -> None:
+        # The server name follows the port until the first start succeeded: the database
+        # then belongs to that name, and later starts keep both.
+        self.server_name = self._fixed_server_name or f"localhost:{self.port}"
         (self.workdir / "media_store").mkdir(exist_ok=True)
         if not self.signing_key_path.exists():
             # Synapse's key file format: "<algorithm> <version> <unpadded base64 seed>".
@@ -261,56 +250,18 @@ class SynapseServer(ManagedServer):
         self.config = self.build_config()
         self.config_path.write_text(json.dumps(self.config, indent=2))
 
-    # -- lifecycle -------------------------------------------------------------------------
+    def _command(self) -> tuple[list[str], Path]:
+        argv = [self.python, "-m", "synapse.app.homeserver", "-c", str(self.config_path)]
+        return argv, self.workdir
 
-    async def start(self) -> SynapseServer:
-        if self.running:
-            return self
-        attempts = 1 if self._fixed_port else 3
-        for attempt in range(1, attempts + 1):
-            self.port = self._fixed_port or free_port()
-            self.server_name = self._fixed_server_name or f"localhost:{self.port}"
-            self._write_files()
-            self._process = ProcessGroup(
-                [self.python, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
-                cwd=self.workdir,
-                log_path=self.stdout_path,
-            )
-            started = time.monotonic()
-            self._process.start()
-            try:
-                await wait_http_ok(
-                    f"{self.base_url}/_matrix/client/versions",
-                    timeout=self.startup_timeout,
-                    process=self._process,
-                    what=f"Synapse ({self.server_name})",
-                )
-            except (TimeoutError, RuntimeError) as e:
-                await self.stop()
-                address_in_use = "Address already in use" in (
-                    tail(self.stdout_path, 200) + tail(self.log_path, 200)
-                )
-                if address_in_use and attempt < attempts:
-                    log.warning("Synapse port %s was taken, retrying", self.port)
-                    continue
-                raise RuntimeError(
-                    f"{e}\n--- tail of {self.log_path} ---\n{tail(self.log_path)}"
-                ) from e
-            self.startup_seconds = time.monotonic() - started
-            log.info("Synapse %s up in %.1f s", self.base_url, self.startup_seconds)
-            # The database now belongs to this server name: later starts must keep it.
-            self._fixed_port, self._fixed_server_name = self.port, self.server_name
-            return self
-        raise AssertionError("unreachable")
+    async def _started(self) -> None:
+        self._fixed_server_name = self.server_name
 
-    async def stop(self) -> None:
-        """Close the users' sessions and stop the process (SIGTERM, then SIGKILL). Idempotent."""
+    async def _stopping(self) -> None:
+        """Close the users' sessions."""
         for user in self._users:
             await user.close()
         self._users.clear()
-        if self._process is not None:
-            await self._process.stop()
-            self._process = None
 
     # -- users -----------------------------------------------------------------------------
 
