@@ -13,10 +13,13 @@ import uuid
 
 import aiohttp
 
+from devtools import json_api
+from devtools.json_api import APIError
+
 CLIENT_V3 = "/_matrix/client/v3"
 
 
-class MatrixRequestError(Exception):
+class MatrixRequestError(APIError):
     """A non-2xx answer from the homeserver."""
 
     def __init__(
@@ -27,14 +30,8 @@ class MatrixRequestError(Exception):
         body: Any,
         headers: Mapping[str, str] | None = None,
     ):
-        self.method = method
-        self.path = path
-        self.status = status
-        self.body = body
-        data = body if isinstance(body, dict) else {}
-        self.errcode: str | None = data.get("errcode")
-        self.error: str | None = data.get("error")
-        self.retry_after_ms: int | None = data.get("retry_after_ms")
+        super().__init__(method, path, status, body)
+        self.retry_after_ms: int | None = self.data.get("retry_after_ms")
         retry_after = (headers or {}).get("Retry-After")
         # Seconds from the Retry-After header, else from the deprecated body field.
         self.retry_after: float | None = (
@@ -42,8 +39,6 @@ class MatrixRequestError(Exception):
             if retry_after and retry_after.isdigit()
             else (self.retry_after_ms / 1000 if self.retry_after_ms is not None else None)
         )
-        detail = f"{self.errcode}: {self.error}" if self.errcode else str(body)[:300]
-        super().__init__(f"{method} {path} -> HTTP {status} {detail}")
 
 
 def _q(part: str) -> str:
@@ -119,17 +114,12 @@ class MatrixUser:
     ) -> Any:
         """Call the homeserver; ``path`` starts with '/'. Raises MatrixRequestError on non-2xx."""
         headers = {"Authorization": f"Bearer {self.access_token}"} if auth else {}
-        async with self.session.request(
-            method, self.base_url + path, json=body, params=params, headers=headers
-        ) as resp:
-            raw = await resp.read()
-            try:
-                data = json.loads(raw) if raw else {}
-            except ValueError:
-                data = raw.decode(errors="replace")
-            if resp.status >= 300:
-                raise MatrixRequestError(method, path, resp.status, data, resp.headers)
-            return data
+        status, data, answer_headers = await json_api.call(
+            self.session, method, self.base_url + path, json=body, params=params, headers=headers
+        )
+        if status >= 300:
+            raise MatrixRequestError(method, path, status, data, answer_headers)
+        return data
 
     @classmethod
     async def login(

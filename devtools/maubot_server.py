@@ -14,6 +14,8 @@ from urllib.parse import quote
 import aiohttp
 import attrs
 
+from devtools import json_api
+from devtools.json_api import APIError
 from devtools.matrix_user import MatrixUser
 from devtools.ports import LOOPBACK, ManagedServer
 
@@ -22,23 +24,13 @@ DEFAULT_MAUBOT_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 API_PREFIX = "/_matrix/maubot/v1"
 
 
-class MaubotAPIError(Exception):
+class MaubotAPIError(APIError):
     """A non-2xx answer from maubot's management API (``errcode`` as maubot names it)."""
 
-    def __init__(self, method: str, path: str, status: int, body: Any, log_tail: str = ""):
-        self.method = method
-        self.path = path
-        self.status = status
-        self.body = body
+    def __init__(self, method: str, path: str, status: int, body: Any):
         data = body if isinstance(body, dict) else {}
-        self.errcode: str | None = data.get("errcode")
-        self.error: str | None = data.get("error")
-        message = f"{method} {path} -> HTTP {status} {self.errcode}: {self.error or body}"
-        if data.get("stacktrace"):
-            message += f"\n{data['stacktrace']}"
-        if log_tail:
-            message += f"\n--- maubot log tail ---\n{log_tail}"
-        super().__init__(message)
+        detail = f"\n{data['stacktrace']}" if data.get("stacktrace") else ""
+        super().__init__(method, path, status, body, detail)
 
 
 class InstanceStartError(RuntimeError):
@@ -219,15 +211,12 @@ class MaubotServer(ManagedServer):
             kwargs["data"] = data
         elif body is not None:
             kwargs["json"] = body
-        async with self.session.request(method, self.api_url + path, **kwargs) as resp:
-            raw = await resp.read()
-            try:
-                payload: Any = json.loads(raw) if raw else {}
-            except ValueError:
-                payload = raw.decode(errors="replace")
-            if resp.status >= 300:
-                raise MaubotAPIError(method, path, resp.status, payload)
-            return payload
+        status, payload, _ = await json_api.call(
+            self.session, method, self.api_url + path, **kwargs
+        )
+        if status >= 300:
+            raise MaubotAPIError(method, path, status, payload)
+        return payload
 
     async def upload_plugin(self, mbp_path: Path | str, *, allow_override: bool = True) -> str:
         """Upload a .mbp; returns the plugin ID (replaces an existing version if allowed)."""
