@@ -9,6 +9,7 @@ from yarl import URL
 
 from .chat.commands import InviteBotCommands
 from .chat.room_invites import BotInviteHandler
+from .chat.room_upgrades import RoomUpgradeHandler
 from .config import Config, ConfigError, Settings, read_settings
 from .matrix.rooms import RoomOps
 from .services.container import Services
@@ -43,6 +44,8 @@ class InviteBot(Plugin):
         self._bot_invites = BotInviteHandler(None)
         self.register_handler_class(self._commands)
         self.register_handler_class(self._bot_invites)
+        self._room_upgrades = RoomUpgradeHandler(None)
+        self.register_handler_class(self._room_upgrades)
         await self._start_services(settings)
         self.sched.run_periodically(_PURGE_INTERVAL, self._purge_expired)
 
@@ -54,6 +57,7 @@ class InviteBot(Plugin):
     async def _start_services(self, settings: Settings) -> None:
         services = self._build_services(settings)
         self._commands.services = self._bot_invites.services = services
+        self._room_upgrades.services = services
         if self.webapp is not None:
             install_web_app(self.webapp, services, self.loader.read_file, self.log)
         await services.start()
