@@ -1,0 +1,170 @@
+"""What every provider is: the small interface the services use, and its records.
+
+A provider knows how to read a rule ("team:matrix-org/maintainers"), say it in words,
+send a person to sign in with the right scopes, finish that sign-in (the code for an
+external account and a short-lived way to ask about it), and check a rule for the
+account. Providers know nothing about maubot, rooms or the database: the services do.
+
+Verdicts have three values. `holds` is True or False only when the provider answered;
+when it failed (down, rate limited, nonsense), `holds` is None: "unknown" never counts as
+not qualifying, for a sign-in now or (later) a re-check.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+from ..errors import UserFacingError
+
+
+class RuleError(ValueError):
+    """A rule that cannot be used; the message says what is wrong, for the room admin."""
+
+
+class ProviderUnavailable(UserFacingError):
+    """The provider could not be asked (down, timed out, rate limited, answered nonsense).
+
+    Nothing is recorded; the person is told to try again later."""
+
+    def __init__(self, provider_name: str, detail: str) -> None:
+        super().__init__(
+            "TPI_PROVIDER_UNAVAILABLE",
+            f"{provider_name} is not answering properly right now ({detail}). "
+            "Nothing was recorded: try again in a few minutes.",
+            502,
+        )
+        self.detail = detail
+
+
+class SignInFailed(UserFacingError):
+    """The sign-in at the provider did not complete (denied, expired code, wrong client)."""
+
+    def __init__(self, message: str, errcode: str = "TPI_PROVIDER_SIGNIN_FAILED") -> None:
+        super().__init__(errcode, message, 400)
+
+
+@attrs.frozen
+class Rule:
+    """One parsed rule of one provider. `text` is its canonical spelling, stored as is and
+    parsed again when used, so the parsed form never needs a schema of its own."""
+
+    provider: str  # the configured provider's id: "github", "gitlab", "oidc:staff", ...
+    kind: str  # "org", "team", "tier", "group", "claim", ...
+    args: tuple[str, ...]
+    text: str
+
+    @property
+    def full_text(self) -> str:
+        return f"{self.provider} {self.text}"
+
+
+@attrs.frozen
+class ExternalAccount:
+    """Who the person is at the provider: a stable id (never a name that can change)."""
+
+    provider: str
+    id: str
+    display_name: str
+
+
+@attrs.frozen
+class Verdict:
+    holds: bool | None  # None: the provider could not tell (never counts as a loss)
+    # For the person, in their words: "you are not in team maintainers of matrix-org".
+    reason: str = ""
+    # What they can do about it, when there is something: a sentence, maybe with a link.
+    remedy: str = ""
+
+    @classmethod
+    def yes(cls) -> Verdict:
+        return cls(True)
+
+    @classmethod
+    def no(cls, reason: str, remedy: str = "") -> Verdict:
+        return cls(False, reason, remedy)
+
+    @classmethod
+    def unknown(cls, reason: str) -> Verdict:
+        return cls(None, reason, "Try again in a few minutes.")
+
+
+@attrs.frozen
+class AuthorizationRequest:
+    """What a sign-in needs to remember between leaving for the provider and coming back
+    (kept server-side with the state): the PKCE verifier and the OIDC nonce."""
+
+    url: str
+    code_verifier: str | None = None
+    nonce: str | None = None
+
+
+class ProviderSession(abc.ABC):
+    """A finished sign-in: the account, and the means to ask the provider about it.
+
+    It holds the person's access token only while rules are checked; `close()` drops it.
+    Nothing of it is stored."""
+
+    account: ExternalAccount
+
+    @abc.abstractmethod
+    async def check(self, rule: Rule) -> Verdict: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional: most hold nothing to release
+        pass
+
+
+class Provider(abc.ABC):
+    """One configured provider. Subclasses set `kind` (the word in config and rules) and
+    `display_name`, read their config section in `from_config`, and implement the rest."""
+
+    kind: ClassVar[str]
+    display_name: str
+    # The config keys every instance of this provider needs, for `!invitebot providers`.
+    required_settings: ClassVar[tuple[str, ...]] = ("client_id", "client_secret")
+
+    def __init__(self, provider_id: str, display_name: str) -> None:
+        self.id = provider_id
+        self.display_name = display_name
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> Provider:
+        """Build from the provider's config section; raise ValueError naming a wrong key.
+        `http` is the plugin's `OutboundHTTP`."""
+
+    @abc.abstractmethod
+    def parse_rule(self, text: str) -> Rule:
+        """The rule in `text` (what follows the provider's name); raise RuleError."""
+
+    @abc.abstractmethod
+    def describe(self, rule: Rule) -> str:
+        """The rule in words, completing "Open to ...": "members of team maintainers of
+        matrix-org on GitHub"."""
+
+    @abc.abstractmethod
+    def scopes(self, rules: Sequence[Rule]) -> list[str]:
+        """The fewest scopes that let every rule in `rules` be checked."""
+
+    @abc.abstractmethod
+    def authorization_request(
+        self, rules: Sequence[Rule], redirect_uri: str, state: str
+    ) -> AuthorizationRequest:
+        """Where to send the person to sign in (with PKCE and nonce where supported)."""
+
+    @abc.abstractmethod
+    async def finish(
+        self,
+        rules: Sequence[Rule],
+        code: str,
+        redirect_uri: str,
+        request: AuthorizationRequest,
+    ) -> ProviderSession:
+        """Exchange the code (on the server: the client secret never reaches the page) and
+        identify the account. Raises SignInFailed or ProviderUnavailable."""
+
+    async def close(self) -> None:  # noqa: B027 - optional: for caches or sessions held
+        pass

@@ -1,0 +1,242 @@
+"""The one OAuth 2.0 client every provider uses: authlib's protocol pieces over aiohttp.
+
+authlib has no aiohttp client, so this module uses its protocol functions (authorization
+URL, PKCE S256 challenge, token request body, random tokens) and does the HTTP itself
+with the plugin's outbound sessions: bounded bodies, a total timeout, no cookies, no
+proxies from the environment. Provider endpoints are configured by the operator, so
+they are reached with the direct session (a self-hosted GitLab or Keycloak is often on a
+private network).
+
+Every failure is one of two kinds: the provider refused the sign-in (`SignInFailed`:
+expired or reused code, wrong client, the person declined), or it could not be asked
+properly (`ProviderUnavailable`: down, 5xx, timeout, not JSON, rate limited). Tokens and
+codes never appear in a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+import attrs
+
+from ..net.http import InvalidJSON, OutboundHTTP, ResponseTooLarge, parse_json, read_body_limited
+from .base import AuthorizationRequest, ProviderUnavailable, SignInFailed
+
+try:  # authlib is optional: without it links still work and bindings are refused.
+    from authlib.common.security import generate_token
+    from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+except ImportError:  # pragma: no cover - exercised by the missing-dependency test
+    generate_token = prepare_grant_uri = prepare_token_request = None  # type: ignore[assignment]
+    create_s256_code_challenge = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+BODY_LIMIT = 1024 * 1024  # the largest API answer read (a page of 100 members fits easily)
+# Seconds for one provider request while a person waits on the page.
+REQUEST_TIMEOUT = 10.0
+
+
+@attrs.frozen
+class OAuthEndpoints:
+    authorize_url: str
+    token_url: str
+    pkce: bool = True  # send an S256 code challenge (every provider here accepts it)
+    # How the client authenticates at the token endpoint: "client_secret_post" (in the
+    # form body) or "client_secret_basic" (HTTP Basic).
+    token_auth: str = "client_secret_post"
+    scope_separator: str = " "
+
+
+@attrs.frozen
+class TokenResponse:
+    access_token: str
+    token_type: str
+    # The scopes actually granted, when the provider says (people may grant fewer).
+    granted_scopes: frozenset[str] | None
+    id_token: str | None
+    raw: Mapping[str, Any]
+
+
+@attrs.frozen
+class ApiResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: Any  # parsed JSON, or None for an empty body
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class OAuthClient:
+    """An OAuth 2.0 client of one provider (authorization code grant, PKCE)."""
+
+    def __init__(
+        self,
+        provider_name: str,
+        client_id: str,
+        client_secret: str,
+        endpoints: OAuthEndpoints,
+        http: OutboundHTTP,
+    ) -> None:
+        self.provider_name = provider_name
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.endpoints = endpoints
+        self.http = http
+
+    def authorization_request(
+        self,
+        redirect_uri: str,
+        scopes: Sequence[str],
+        state: str,
+        *,
+        nonce: bool = False,
+        extra: Mapping[str, str] | None = None,
+    ) -> AuthorizationRequest:
+        code_verifier = generate_token(48) if self.endpoints.pkce else None
+        nonce_value = generate_token(32) if nonce else None
+        params: dict[str, Any] = dict(extra or {})
+        if code_verifier is not None:
+            params["code_challenge"] = create_s256_code_challenge(code_verifier)
+            params["code_challenge_method"] = "S256"
+        if nonce_value is not None:
+            params["nonce"] = nonce_value
+        url = prepare_grant_uri(
+            self.endpoints.authorize_url,
+            self.client_id,
+            "code",
+            redirect_uri=redirect_uri,
+            # authlib joins with spaces; GitHub and a few others want commas.
+            scope=self.endpoints.scope_separator.join(scopes) if scopes else None,
+            state=state,
+            **params,
+        )
+        return AuthorizationRequest(url=url, code_verifier=code_verifier, nonce=nonce_value)
+
+    async def exchange_code(
+        self, code: str, redirect_uri: str, request: AuthorizationRequest
+    ) -> TokenResponse:
+        """Trade the authorization code for tokens, on the server."""
+        extra: dict[str, str] = {"code": code}
+        if request.code_verifier:
+            extra["code_verifier"] = request.code_verifier
+        auth = None
+        if self.endpoints.token_auth == "client_secret_basic":
+            auth = aiohttp.BasicAuth(self.client_id, self._client_secret)
+        else:
+            extra["client_id"] = self.client_id
+            extra["client_secret"] = self._client_secret
+        body = prepare_token_request("authorization_code", redirect_uri=redirect_uri, **extra)
+        response = await self._send(
+            "POST",
+            self.endpoints.token_url,
+            data=body,
+            headers={
+                "Accept": "application/json",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            auth=auth,
+            what="the token endpoint",
+        )
+        data = response.body if isinstance(response.body, dict) else {}
+        if response.status >= 500 or response.status == 429:
+            raise ProviderUnavailable(self.provider_name, f"token endpoint {response.status}")
+        if "error" in data or response.status != 200:
+            raise self._token_error(str(data.get("error") or response.status))
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise ProviderUnavailable(self.provider_name, "the token answer had no access token")
+        scope = data.get("scope")
+        granted = None
+        if isinstance(scope, str):
+            granted = frozenset(s for s in scope.replace(",", " ").split() if s)
+        id_token = data.get("id_token")
+        return TokenResponse(
+            access_token=token,
+            token_type=str(data.get("token_type") or "bearer"),
+            granted_scopes=granted,
+            id_token=id_token if isinstance(id_token, str) else None,
+            raw=data,
+        )
+
+    def _token_error(self, error: str) -> SignInFailed:
+        # Codes are single use and short-lived: going back, reloading the callback or
+        # waiting too long all end here. The person starts the sign-in again.
+        if error in ("invalid_grant", "bad_verification_code"):
+            return SignInFailed(
+                f"{self.provider_name} did not accept the sign-in (it expired or was already "
+                "used). Start again from the invite link."
+            )
+        log.warning("%s refused the code exchange: %s", self.provider_name, error[:100])
+        return SignInFailed(
+            f"{self.provider_name} refused to complete the sign-in ({error[:100]}). "
+            "If this keeps happening, tell the bot's operator: the app's client ID, secret "
+            "or callback URL may be wrong.",
+            "TPI_PROVIDER_MISCONFIGURED",
+        )
+
+    async def get_json(
+        self,
+        url: str,
+        access_token: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        method: str = "GET",
+        json_body: Any = None,
+    ) -> ApiResponse:
+        """Call the provider's API as the person. Any status comes back; transport
+        failures, timeouts and bodies that are not JSON raise ProviderUnavailable."""
+        all_headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        all_headers.update(headers or {})
+        return await self._send(
+            method, url, headers=all_headers, params=params, json=json_body, what=url
+        )
+
+    async def _send(self, method: str, url: str, *, what: str, **kwargs: Any) -> ApiResponse:
+        session = self.http.direct()
+        try:
+            async with session.request(
+                method,
+                url,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+                **kwargs,
+            ) as resp:
+                raw = await read_body_limited(resp, BODY_LIMIT)
+                status = resp.status
+                headers = {k.lower(): v for k, v in resp.headers.items()}
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ProviderUnavailable(self.provider_name, "it did not answer in time") from None
+        except ResponseTooLarge:
+            raise ProviderUnavailable(self.provider_name, "its answer was too large") from None
+        except (aiohttp.ClientError, OSError) as e:
+            log.info("%s: request to %s failed: %s", self.provider_name, what, type(e).__name__)
+            raise ProviderUnavailable(self.provider_name, "it could not be reached") from None
+        if status >= 500:
+            raise ProviderUnavailable(self.provider_name, f"HTTP {status}")
+        return ApiResponse(status, headers, _parse_body(raw, headers, self.provider_name))
+
+
+def _parse_body(raw: bytes, headers: Mapping[str, str], provider_name: str) -> Any:
+    if not raw.strip():
+        return None
+    content_type = headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        # GitHub's token endpoint answers form-encoded unless asked for JSON.
+        return dict(parse_qsl(raw.decode("utf-8", "replace")))
+    try:
+        return parse_json(raw)
+    except InvalidJSON:
+        raise ProviderUnavailable(provider_name, "its answer was not JSON") from None
+
+
+def random_token(length: int = 32) -> str:
+    """A random URL-safe token (state values and the like)."""
+    return generate_token(length)
