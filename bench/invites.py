@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Stack, figure, gather_limited, progress, run_main
 from devtools.matrix_user import MatrixUser
+from devtools.plugin import find_link
 
 RELAXED = {"per_second": 10000, "burst_count": 100000}
 TARGET_RATIO = 1.1
@@ -56,18 +57,9 @@ def parse_args() -> argparse.Namespace:
 
 
 async def sign_in(stack: Stack, index: int) -> tuple[MatrixUser, aiohttp.ClientSession]:
-    """Register a user, mint an OpenID token and open a web session with it."""
+    """Register a user and open a web session with a fresh OpenID token of theirs."""
     user = await stack.synapse.register_user(f"guest{index:03d}-{secrets.token_hex(2)}")
-    openid = await user.request_openid_token()
-    http = stack.web_session()
-    try:
-        async with http.post("api/session", json=openid) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"api/session for {user.user_id}: {resp.status}")
-    except BaseException:
-        await http.close()
-        raise
-    return user, http
+    return user, await stack.signed_in(user)
 
 
 async def claim(http: aiohttp.ClientSession, token: str) -> int:
@@ -112,8 +104,8 @@ async def run(args: argparse.Namespace) -> None:
         await stack.start()
         assert stack.admin is not None and stack.maubot is not None
         admin, maubot = stack.admin, stack.maubot
-        room_id = await stack.room_with_bot("Invite bench")
-        token = await stack.make_link(room_id, n)
+        room_id = await stack.room("Invite bench")
+        _, token = find_link(await stack.link(room_id, f"--uses {n}"))
         progress(f"registering {n} users and opening their web sessions")
         signed_in = await gather_limited(8, [sign_in(stack, i) for i in range(n)])
         users = [user for user, _ in signed_in]
@@ -161,7 +153,7 @@ async def run(args: argparse.Namespace) -> None:
             await http.close()
         sessions = []
         await maubot.stop()  # the database is read with maubot stopped
-        audit, queue = read_plugin_db(stack.db_path)
+        audit, queue = read_plugin_db(stack.plugin_database())
         synapse_429 = len(_INVITE_429.findall(stack.synapse.log_text()))
         # A final check over the whole timeline (not only the poll that stopped the clock).
         final_members = await admin.members(room_id)

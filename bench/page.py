@@ -44,9 +44,8 @@ async def run(args: argparse.Namespace) -> None:
     try:
         progress("starting Synapse and maubot ...")
         await stack.start()
-        room_id = await stack.room_with_bot("Bench room")
-        token = await stack.make_link(room_id, args.joins + 1)
-        link = f"{stack.web_url}invite#{token}"
+        room_id = await stack.room("Bench room")
+        link = await stack.link(room_id, f"--uses {args.joins + 1}")
         async with async_playwright() as playwright:
             browser = await launch_chromium(playwright)
             try:

@@ -1,8 +1,8 @@
 """Browser tests: Debian's Chromium, driven by Playwright, through the real invite pages.
 
-One Synapse (with .well-known, a tight failed-login limit, and a local OpenID provider for
-SSO) and one full maubot server running the built .mbp serve the whole session; each test
-gets a fresh browser context, its own users and its own room.
+One stack (devtools/stack.py: Synapse with .well-known, a tight failed-login limit and a
+local OpenID provider for SSO; a full maubot server running the built .mbp) serves the whole
+session; each test gets a fresh browser context, its own users and its own room.
 
 Every test saves screenshots of the states it passes through under
 test-artifacts/screenshots/<test name>/ and fails if the page reached anything but
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 import re
-import secrets
 
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
 import pytest
@@ -24,10 +23,7 @@ from support.browser_pages import PageWatch, Screenshots
 from support.invite_site import IDP_NAME, PASSWORD, Site
 
 from devtools.browser import launch_chromium
-from devtools.maubot_server import MaubotServer
-from devtools.oidc_provider import OIDCProvider
-from devtools.plugin import build_mbp, start_plugin
-from devtools.synapse import SynapseServer, oidc_provider_config
+from devtools.stack import SSO, running_stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -40,49 +36,17 @@ FAILED_LOGIN_LIMIT = {"per_second": 0.1, "burst_count": 3}
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
-    oidc = OIDCProvider(tmp_path_factory.mktemp("browser-oidc"))
-    synapse: SynapseServer | None = None
-    maubot: MaubotServer | None = None
-    server_logs.attach("OIDC provider log tail", lambda: oidc.log_tail(30))
-    try:
-        await oidc.start()
-        synapse = SynapseServer(
-            tmp_path_factory.mktemp("browser-synapse"),
-            extra_config={
-                # The page finds the homeserver from the Matrix ID, as it would anywhere.
-                "serve_client_wellknown": True,
-                "rc_login": {"failed_attempts": FAILED_LOGIN_LIMIT},
-                "oidc_providers": [oidc_provider_config(oidc, idp_id="idp", idp_name=IDP_NAME)],
-            },
-        )
-        server_logs.attach("synapse log tail", lambda: synapse.log_tail(40))
-        await synapse.start()
-        oidc.allow_redirect_uri(synapse.oidc_callback_url)
-        maubot = MaubotServer(
-            tmp_path_factory.mktemp("browser-maubot"), homeserver_url=synapse.base_url
-        )
-        server_logs.attach("maubot log tail", maubot.log_tail)
-        await maubot.start()
-        admin = await synapse.register_user(f"admin-{secrets.token_hex(3)}", PASSWORD)
-        bot = await synapse.register_user(f"bot-{secrets.token_hex(3)}")
-        plugin = await start_plugin(
-            maubot,
-            synapse,
-            bot,
-            [admin.user_id],
-            f"web{secrets.token_hex(3)}",
-            build_mbp(),
-            web={"client_name": WEB_CLIENT, "client_room_url": WEB_CLIENT_ROOM_URL},
-        )
-        yield Site(synapse, maubot, plugin, admin, bot, oidc)
-    finally:
-        if maubot is not None:
-            await maubot.stop()
-        if synapse is not None:
-            await synapse.stop()
-        await oidc.stop()
-        for title in ("OIDC provider", "synapse", "maubot"):
-            server_logs.detach(f"{title} log tail")
+    async with running_stack(
+        tmp_path_factory.mktemp("browser"),
+        sso=SSO(idp_id="idp", idp_name=IDP_NAME),
+        synapse_config={"rc_login": {"failed_attempts": FAILED_LOGIN_LIMIT}},
+        password=PASSWORD,
+        instance_config={
+            "web": {"client_name": WEB_CLIENT, "client_room_url": WEB_CLIENT_ROOM_URL}
+        },
+    ) as stack:
+        with server_logs.attached(stack.started):
+            yield stack
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

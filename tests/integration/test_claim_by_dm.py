@@ -7,27 +7,14 @@ People open a direct chat with the bot the way Element does (a room created with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-import secrets
 from urllib.parse import quote
 
 import pytest
-import pytest_asyncio
 
 from devtools.matrix_user import CLIENT_V3, MatrixUser
-from devtools.plugin import ask_for_link, build_mbp, room_managed_by_bot, start_plugin
+from devtools.plugin import ask_for_link, room_managed_by_bot
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def world(maubot_server, synapse) -> AsyncIterator[dict]:
-    admin = await synapse.register_user(f"admin-{secrets.token_hex(3)}")
-    bot = await synapse.register_user(f"bot-{secrets.token_hex(3)}")
-    plugin = await start_plugin(
-        maubot_server, synapse, bot, [admin.user_id], f"tpidm{secrets.token_hex(3)}", build_mbp()
-    )
-    yield {"admin": admin, "bot": bot, "plugin": plugin}
 
 
 async def new_room_and_link(world: dict, name: str, uses: int) -> tuple[str, str, str]:

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-import secrets
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from devtools.matrix_user import MatrixUser
-from devtools.plugin import RunningPlugin, build_mbp, find_link, instance_config, start_plugin
+from devtools.plugin import RunningPlugin, find_link, instance_config
+from devtools.web_client import signed_in_session
 
 pytestmark = pytest.mark.integration
 
 # invite needs 50 so that plain members are "under-powered" in these rooms.
 ROOM_POWER = {"invite": 50}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def world(maubot_server, synapse) -> AsyncIterator[dict]:
-    admin = await synapse.register_user(f"admin-{secrets.token_hex(3)}")
-    bot = await synapse.register_user(f"bot-{secrets.token_hex(3)}")
-    plugin = await start_plugin(
-        maubot_server, synapse, bot, [admin.user_id], f"tpi{secrets.token_hex(3)}", build_mbp()
-    )
-    yield {"admin": admin, "bot": bot, "plugin": plugin, "synapse": synapse}
 
 
 async def room_with_bot(world: dict, version: str | None, bot_level: int = 50) -> str:
@@ -61,16 +49,7 @@ async def command(world: dict, room_id: str, text: str, sender: MatrixUser | Non
 
 async def open_session(plugin: RunningPlugin, user: MatrixUser) -> aiohttp.ClientSession:
     """A browser-like session (cookie jar, Origin) signed in with a fresh OpenID token."""
-    http = aiohttp.ClientSession(
-        base_url=plugin.web_url,
-        headers={"Origin": plugin.origin},
-        cookie_jar=aiohttp.CookieJar(unsafe=True),
-    )
-    openid = await user.request_openid_token()
-    async with http.post("api/session", json=openid) as resp:
-        assert resp.status == 200, await resp.text()
-        assert (await resp.json())["user_id"] == user.user_id
-    return http
+    return await signed_in_session(plugin.web_url, user)
 
 
 async def wait_invites(http: aiohttp.ClientSession, room_id: str) -> dict:

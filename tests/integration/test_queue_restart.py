@@ -20,17 +20,12 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from support import server_logs
 
 from devtools.matrix_user import MatrixUser
-from devtools.maubot_server import MaubotServer
-from devtools.plugin import (
-    RunningPlugin,
-    ask_for_link,
-    build_mbp,
-    room_managed_by_bot,
-    start_plugin,
-)
-from devtools.synapse import SynapseServer
+from devtools.plugin import RunningPlugin, ask_for_link, room_managed_by_bot
+from devtools.stack import RunningStack, running_stack
+from devtools.web_client import signed_in_session, wait_web_ready
 
 pytestmark = pytest.mark.integration
 
@@ -42,39 +37,18 @@ INVITE_429 = re.compile(r'Processed request: .* 429 "POST [^"]*/invite ')
 
 
 @pytest.fixture
-async def limited_synapse(tmp_path: Path) -> AsyncIterator[SynapseServer]:
-    server = SynapseServer(
-        tmp_path / "synapse",
+async def limited_stack(tmp_path: Path, mbp: Path) -> AsyncIterator[RunningStack]:
+    async with running_stack(
+        tmp_path,
         rc_invites={"per_room": LIMITED, "per_issuer": LIMITED, "per_user": RELAXED},
-    )
-    try:
-        await server.start()
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def own_maubot(
-    tmp_path: Path, limited_synapse: SynapseServer
-) -> AsyncIterator[MaubotServer]:
-    server = MaubotServer(tmp_path / "maubot", homeserver_url=limited_synapse.base_url)
-    try:
-        await server.start()
-        yield server
-    finally:
-        await server.stop()
+        mbp=mbp,
+    ) as stack:
+        with server_logs.attached(stack.started):
+            yield stack
 
 
 async def open_session(plugin: RunningPlugin, user: MatrixUser) -> aiohttp.ClientSession:
-    http = aiohttp.ClientSession(
-        base_url=plugin.web_url,
-        headers={"Origin": plugin.origin},
-        cookie_jar=aiohttp.CookieJar(unsafe=True),
-    )
-    async with http.post("api/session", json=await user.request_openid_token()) as resp:
-        assert resp.status == 200, await resp.text()
-    return http
+    return await signed_in_session(plugin.web_url, user)
 
 
 async def invite_of(http: aiohttp.ClientSession, room_id: str) -> dict:
@@ -93,27 +67,15 @@ async def invited(admin: MatrixUser, room_id: str, users: list[MatrixUser]) -> s
 
 async def wait_web_api(plugin: RunningPlugin, timeout: float = 60) -> None:
     """Until the plugin's routes answer again after the restart (401: not signed in)."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(plugin.web_url + "api/session") as resp:
-                    if resp.status == 401:
-                        return
-            assert time.monotonic() < deadline, "plugin web API did not come back"
-            await asyncio.sleep(0.1)
+    await wait_web_ready(plugin.web_url, timeout)
 
 
 async def test_pending_invites_survive_a_restart_and_are_sent_once(
-    tmp_path: Path, limited_synapse: SynapseServer, own_maubot: MaubotServer
+    limited_stack: RunningStack,
 ) -> None:
-    synapse, maubot = limited_synapse, own_maubot
-    admin = await synapse.register_user(f"admin-{secrets.token_hex(3)}")
-    bot = await synapse.register_user(f"bot-{secrets.token_hex(3)}")
-    instance_id = f"tpiq{secrets.token_hex(3)}"
-    plugin = await start_plugin(
-        maubot, synapse, bot, [admin.user_id], instance_id, build_mbp(tmp_path)
-    )
+    synapse, maubot = limited_stack.synapse, limited_stack.maubot
+    admin, bot, plugin = limited_stack.admin, limited_stack.bot, limited_stack.plugin
+    instance_id = plugin.instance_id
     room_id = await room_managed_by_bot(admin, bot, "Restart room")
     _, token = await ask_for_link(admin, bot, room_id, f"--uses {USERS}")
 

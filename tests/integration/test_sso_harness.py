@@ -12,11 +12,12 @@ from aiohttp import web
 from playwright.async_api import async_playwright, expect
 import pytest
 from support import server_logs
+from support.browser_pages import serve_on_loopback
 
 from devtools.browser import launch_chromium
 from devtools.oidc_provider import OIDCProvider
-from devtools.ports import LOOPBACK, free_port
-from devtools.synapse import SynapseServer, oidc_provider_config
+from devtools.stack import SSO, Homeserver, running_homeserver
+from devtools.synapse import SynapseServer
 
 pytestmark = pytest.mark.integration
 
@@ -26,31 +27,23 @@ SYNAPSE_IDP_ID = f"oidc-{IDP_ID}"  # Synapse prefixes the ids of oidc_providers 
 
 
 @pytest.fixture(scope="module")
-async def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OIDCProvider]:
-    provider = OIDCProvider(tmp_path_factory.mktemp("oidc"))
-    server_logs.attach("OIDC provider log tail", lambda: provider.log_tail(30))
-    try:
-        async with provider:
-            yield provider
-    finally:
-        server_logs.detach("OIDC provider log tail")
+async def sso_homeserver(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Homeserver]:
+    async with running_homeserver(
+        tmp_path_factory.mktemp("sso"), sso=SSO(idp_id=IDP_ID, idp_name=IDP_NAME)
+    ) as homeserver:
+        with server_logs.attached(homeserver.started):
+            yield homeserver
 
 
 @pytest.fixture(scope="module")
-async def sso_synapse(
-    tmp_path_factory: pytest.TempPathFactory, oidc_provider: OIDCProvider
-) -> AsyncIterator[SynapseServer]:
-    entry = oidc_provider_config(oidc_provider, idp_id=IDP_ID, idp_name=IDP_NAME)
-    server = SynapseServer(
-        tmp_path_factory.mktemp("synapse-sso"), extra_config={"oidc_providers": [entry]}
-    )
-    server_logs.attach("SSO synapse log tail", lambda: server.log_tail(40))
-    try:
-        async with server:
-            oidc_provider.allow_redirect_uri(server.oidc_callback_url)
-            yield server
-    finally:
-        server_logs.detach("SSO synapse log tail")
+def oidc_provider(sso_homeserver: Homeserver) -> OIDCProvider:
+    assert sso_homeserver.oidc is not None
+    return sso_homeserver.oidc
+
+
+@pytest.fixture(scope="module")
+def sso_synapse(sso_homeserver: Homeserver) -> SynapseServer:
+    return sso_homeserver.synapse
 
 
 @contextlib.asynccontextmanager
@@ -62,14 +55,8 @@ async def client_page() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/sso-done", landing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    try:
-        await web.TCPSite(runner, LOOPBACK, port).start()
-        yield f"http://{LOOPBACK}:{port}/sso-done"
-    finally:
-        await runner.cleanup()
+    async with serve_on_loopback(app) as server_name:
+        yield f"http://{server_name}/sso-done"
 
 
 async def test_sso_login_through_the_local_openid_provider(
