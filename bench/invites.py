@@ -20,7 +20,6 @@ from collections import Counter
 import contextlib
 import json
 from pathlib import Path
-import re
 import secrets
 import sqlite3
 import sys
@@ -34,12 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Stack, figure, gather_limited, progress, run_main
 from devtools.matrix_user import MatrixUser
 from devtools.plugin import find_link
+from devtools.synapse import REFUSED_INVITE_LINE, limited_invites
 
-RELAXED = {"per_second": 10000, "burst_count": 100000}
 TARGET_RATIO = 1.1
 POLL_INTERVAL = 0.2
-# A Synapse access-log line of a rate-limited invite request.
-_INVITE_429 = re.compile(r'Processed request: .* 429 "POST [^"]*/invite ')
+_INVITE_429 = REFUSED_INVITE_LINE
 
 
 def parse_args() -> argparse.Namespace:
@@ -94,10 +92,7 @@ def read_plugin_db(path: Path) -> tuple[list[tuple], list[tuple]]:
 
 async def run(args: argparse.Namespace) -> None:
     n, rate, burst = args.invites, args.rate, args.burst
-    limit = {"per_second": rate, "burst_count": burst}
-    stack = Stack(
-        rc_invites={"per_room": limit, "per_issuer": limit, "per_user": RELAXED}, keep=args.keep
-    )
+    stack = Stack(rc_invites=limited_invites(per_second=rate, burst=burst), keep=args.keep)
     sessions: list[aiohttp.ClientSession] = []
     try:
         progress(f"starting Synapse and maubot in {stack.workdir}")

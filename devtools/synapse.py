@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from pathlib import Path
+import re
 import secrets
 import sys
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,17 @@ RELAXED_RATE_LIMITS: dict[str, Any] = {
     },
     "federation_rr_transactions_per_room_per_second": 10000,
 }
+
+
+# An invite Synapse refused with 429, as its access log records the request.
+REFUSED_INVITE_LINE = re.compile(r'Processed request: .* 429 "POST [^"]*/invite ')
+
+
+def limited_invites(per_second: float, burst: int) -> dict[str, Any]:
+    """``rc_invites`` that limit invites per room and per inviting user (the bot) to
+    ``per_second`` with ``burst``; invites per invited user stay relaxed."""
+    limit = {"per_second": per_second, "burst_count": burst}
+    return {"per_room": limit, "per_issuer": limit, "per_user": dict(_RELAXED)}
 
 
 def deep_merge(base: dict, override: dict) -> dict:

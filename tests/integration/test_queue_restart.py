@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 import contextlib
 from pathlib import Path
-import re
 import secrets
 import sqlite3
 import time
@@ -25,23 +24,19 @@ from support import server_logs
 from devtools.matrix_user import MatrixUser
 from devtools.plugin import RunningPlugin, ask_for_link, room_managed_by_bot
 from devtools.stack import RunningStack, running_stack
+from devtools.synapse import REFUSED_INVITE_LINE, limited_invites
 from devtools.web_client import signed_in_session, wait_web_ready
 
 pytestmark = pytest.mark.integration
 
 USERS = 8
-LIMITED = {"per_second": 1, "burst_count": 1}
-RELAXED = {"per_second": 10000, "burst_count": 100000}
-# Synapse's access-log line for a rate-limited invite request.
-INVITE_429 = re.compile(r'Processed request: .* 429 "POST [^"]*/invite ')
+INVITE_429 = REFUSED_INVITE_LINE
 
 
 @pytest.fixture
 async def limited_stack(tmp_path: Path, mbp: Path) -> AsyncIterator[RunningStack]:
     async with running_stack(
-        tmp_path,
-        rc_invites={"per_room": LIMITED, "per_issuer": LIMITED, "per_user": RELAXED},
-        mbp=mbp,
+        tmp_path, rc_invites=limited_invites(per_second=1, burst=1), mbp=mbp
     ) as stack:
         with server_logs.attached(stack.started):
             yield stack
