@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from multidict import CIMultiDict
 
 USERINFO_PATH = "/_matrix/federation/v1/openid/userinfo"
 _ABSENT = object()
@@ -38,12 +39,13 @@ class SeenRequest:
     path: str
     host_header: str
     query: dict[str, str]
+    user_agent: str = ""
 
 
 @attrs.frozen
 class _Route:
     status: int
-    headers: dict[str, str]
+    headers: list[tuple[str, str]]
     body: bytes
 
 
@@ -81,19 +83,26 @@ class FakeHomeserver:
         body: object = _ABSENT,
         *,
         status: int = 200,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
         raw: bytes | None = None,
     ) -> None:
-        """Serve `body` as JSON (or `raw` bytes) at `path`."""
+        """Serve `body` as JSON (or `raw` bytes) at `path`. `headers` as a list of pairs may
+        repeat a header (several Cache-Control lines)."""
         payload = raw if raw is not None else b"" if body is _ABSENT else json.dumps(body).encode()
-        self._routes[path] = _Route(status, dict(headers or {}), payload)
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+        self._routes[path] = _Route(status, pairs, payload)
 
     def redirect(self, path: str, location: str, status: int = 302) -> None:
-        self._routes[path] = _Route(status, {"Location": location}, b"")
+        self._routes[path] = _Route(status, [("Location", location)], b"")
 
     def _record(self, request: web.Request) -> None:
         self.requests.append(
-            SeenRequest(request.path, request.headers.get("Host", ""), dict(request.query))
+            SeenRequest(
+                request.path,
+                request.headers.get("Host", ""),
+                dict(request.query),
+                request.headers.get("User-Agent", ""),
+            )
         )
 
     async def _userinfo(self, request: web.Request) -> web.Response:
@@ -116,7 +125,9 @@ class FakeHomeserver:
         route = self._routes.get(request.path)
         if route is None:
             return web.json_response({"errcode": "M_NOT_FOUND"}, status=404)
-        return web.Response(status=route.status, headers=route.headers, body=route.body)
+        return web.Response(
+            status=route.status, headers=CIMultiDict(route.headers), body=route.body
+        )
 
     async def __aenter__(self) -> FakeHomeserver:
         app = web.Application()

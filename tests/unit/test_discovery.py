@@ -1,4 +1,4 @@
-"""Server-name parsing and discovery, against a real DNS server and a real HTTPS server."""
+"""Server discovery, against a real DNS server and a real HTTPS server."""
 
 from __future__ import annotations
 
@@ -14,75 +14,17 @@ import yarl
 
 from thirdparty_invite.identity.discovery import (
     DiscoveryError,
-    InvalidServerName,
     ResolvedServer,
     ServerResolver,
     SrvRecord,
-    normalize_server_name,
     order_srv_records,
-    parse_server_name,
     well_known_cache_ttl,
 )
-from thirdparty_invite.net.guard import (
-    AddressPolicy,
-    ForbiddenAddress,
-    make_dns_resolver,
-    make_guarded_session,
-)
+from thirdparty_invite.net.guard import AddressPolicy, ForbiddenAddress, make_dns_resolver
+from thirdparty_invite.net.http import make_guarded_session
 
 WELL_KNOWN = "/.well-known/matrix/server"
 HOUR = 3600.0
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("example.org", ("example.org", None)),
-        ("Example.ORG:8448", ("example.org", 8448)),
-        ("matrix.example-1.org:1", ("matrix.example-1.org", 1)),
-        ("localhost", ("localhost", None)),
-        ("xn--bcher-kva.example", ("xn--bcher-kva.example", None)),
-        ("1.2.3.4", ("1.2.3.4", None)),
-        ("1.2.3.4:65535", ("1.2.3.4", 65535)),
-        ("[::1]", ("::1", None)),
-        ("[2001:DB8:0::1]:443", ("2001:db8::1", 443)),
-        ("[::ffff:1.2.3.4]:8448", ("::ffff:102:304", 8448)),
-        ("a" * 63 + ".org", ("a" * 63 + ".org", None)),
-    ],
-)
-def test_parse_server_name_accepts(name: str, expected: tuple[str, int | None]) -> None:
-    assert parse_server_name(name) == expected
-
-
-BAD_NAMES = [
-    *"""
-    :8448 example.org: example.org:0 example.org:65536 example.org:08448 example.org:84a8
-    example.org:8448:1 example..org .example.org example.org. -a.org a-.org a_b.org a/b.org
-    @example.org ::1 [::1 [::1]x [::1]: [1.2.3.4] [fe80::1%eth0] [] 256.1.1.1 1.2.3.04 127.1
-    1.2.3 example.123
-    """.split(),
-    "",
-    "exa mple.org",
-    "ex\u00e4mple.org",
-    "a" * 64 + ".org",  # label too long
-    "a." * 127 + "org",  # name too long
-]
-
-
-@pytest.mark.parametrize("name", BAD_NAMES)
-def test_parse_server_name_rejects(name: str) -> None:
-    with pytest.raises(InvalidServerName):
-        parse_server_name(name)
-
-
-def test_parse_server_name_rejects_non_strings() -> None:
-    with pytest.raises(InvalidServerName):
-        parse_server_name(12345)  # type: ignore[arg-type]
-
-
-def test_normalize_server_name() -> None:
-    assert normalize_server_name("HS.Example.org:443") == "hs.example.org:443"
-    assert normalize_server_name("[2001:db8:0:0::1]") == "[2001:db8::1]"
 
 
 def _scripted(*draws: int) -> tuple[list[tuple[int, int]], object]:

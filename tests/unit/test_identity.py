@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+import hashlib
 import logging
 import socket
+import time
 import traceback
 
 import pytest
 from support.dnsserver import DNSServer
 from support.fakehomeserver import USERINFO_PATH, FakeHomeserver, make_test_tls
 
+from thirdparty_invite.errors import UserFacingError
 from thirdparty_invite.identity.discovery import ServerResolver
-from thirdparty_invite.identity.verifier import (
-    IdentityError,
-    IdentitySettings,
-    OpenIDVerifier,
-    parse_user_id,
-)
-from thirdparty_invite.net.guard import AddressPolicy, make_dns_resolver, make_guarded_session
+from thirdparty_invite.identity.verifier import IdentitySettings, OpenIDVerifier, VerifiedToken
+from thirdparty_invite.net.guard import AddressPolicy, make_dns_resolver
+from thirdparty_invite.net.http import make_guarded_session
 
 TOKEN = "tok3n-SECRET_value.0123456789"
-
-
-class MemoryReplayGuard:
-    """The database guard's contract, in memory: one winner per hash."""
-
-    def __init__(self) -> None:
-        self.seen: dict[bytes, int] = {}
-
-    async def mark_seen(self, token_hash: bytes, expires_at_ms: int) -> bool:
-        await asyncio.sleep(0)  # a real database awaits too
-        if token_hash in self.seen:
-            return False
-        self.seen[token_hash] = expires_at_ms
-        return True
-
 
 MakeVerifier = Callable[..., OpenIDVerifier]
 
@@ -45,10 +28,8 @@ MakeVerifier = Callable[..., OpenIDVerifier]
 async def make_verifier() -> AsyncIterator[MakeVerifier]:
     created: list[OpenIDVerifier] = []
 
-    def make(
-        settings: IdentitySettings, guard: MemoryReplayGuard | None = None, **kwargs: object
-    ) -> OpenIDVerifier:
-        verifier = OpenIDVerifier(settings, guard or MemoryReplayGuard(), **kwargs)  # type: ignore[arg-type]
+    def make(settings: IdentitySettings, **kwargs: object) -> OpenIDVerifier:
+        verifier = OpenIDVerifier(settings, **kwargs)  # type: ignore[arg-type]
         created.append(verifier)
         return verifier
 
@@ -68,34 +49,42 @@ def mapped(hs: FakeHomeserver, **kwargs: object) -> IdentitySettings:
     return IdentitySettings(server_urls={"hs.test": hs.url}, **kwargs)  # type: ignore[arg-type]
 
 
-async def expect_error(call: Awaitable[str], errcode: str, status: int) -> IdentityError:
-    with pytest.raises(IdentityError) as caught:
+async def expect_error(
+    call: Awaitable[VerifiedToken], errcode: str, status: int
+) -> UserFacingError:
+    with pytest.raises(UserFacingError) as caught:
         await call
     assert (caught.value.errcode, caught.value.http_status) == (errcode, status)
     assert TOKEN not in caught.value.message
     return caught.value
 
 
-def test_parse_user_id() -> None:
-    assert parse_user_id("@alice:hs.test") == ("alice", "hs.test")
-    assert parse_user_id("@a.b=c/d+e:HS.test:8448") == ("a.b=c/d+e", "hs.test:8448")
-    assert parse_user_id("@x:[::1]:80") == ("x", "[::1]:80")
-    for bad in ("alice", "@alice", "@:hs.test", "@al ice:hs.test", "@a:bad name", 7, None, ""):
-        with pytest.raises(ValueError):
-            parse_user_id(bad)
-
-
 async def test_good_token(hs: FakeHomeserver, make_verifier: MakeVerifier) -> None:
-    verifier = make_verifier(mapped(hs))
-    assert await verifier.verify(TOKEN, "hs.test") == "@alice:hs.test"
+    verifier = make_verifier(mapped(hs, seen_token_ttl=600))
+    before = time.time()
+    verified = await verifier.verify(TOKEN, "hs.test")
+    assert (verified.user_id, verified.server_name) == ("@alice:hs.test", "hs.test")
+    # What the session insert spends: the hash of server name and token, never the token.
+    assert verified.token_hash == hashlib.sha256(f"hs.test\0{TOKEN}".encode()).hexdigest()
+    assert before + 600 <= verified.expires_at / 1000 <= time.time() + 600
     [request] = hs.requests_to(USERINFO_PATH)
     assert request.query == {"access_token": TOKEN}
+    assert request.user_agent.startswith("thirdparty_invite/")
+
+
+async def test_the_verifier_does_not_spend_tokens(
+    hs: FakeHomeserver, make_verifier: MakeVerifier
+) -> None:
+    # Spending is the session insert's job (tests/unit/test_sessions.py): asking twice is fine.
+    verifier = make_verifier(mapped(hs))
+    first, second = [await verifier.verify(TOKEN, "hs.test") for _ in range(2)]
+    assert first.token_hash == second.token_hash
 
 
 async def test_server_name_is_compared_case_insensitively(
     hs: FakeHomeserver, make_verifier: MakeVerifier
 ) -> None:
-    assert await make_verifier(mapped(hs)).verify(TOKEN, "HS.Test") == "@alice:hs.test"
+    assert (await make_verifier(mapped(hs)).verify(TOKEN, "HS.Test")).user_id == "@alice:hs.test"
 
 
 @pytest.mark.parametrize(
@@ -106,11 +95,7 @@ async def test_sub_of_another_server_is_refused(
     hs: FakeHomeserver, make_verifier: MakeVerifier, sub: str
 ) -> None:
     hs.sub = sub
-    guard = MemoryReplayGuard()
-    await expect_error(
-        make_verifier(mapped(hs), guard).verify(TOKEN, "hs.test"), "TPI_SUB_MISMATCH", 403
-    )
-    assert guard.seen == {}  # a refused answer does not burn the token
+    await expect_error(make_verifier(mapped(hs)).verify(TOKEN, "hs.test"), "TPI_SUB_MISMATCH", 403)
 
 
 @pytest.mark.parametrize(
@@ -129,32 +114,6 @@ async def test_unknown_token(hs: FakeHomeserver, make_verifier: MakeVerifier) ->
         make_verifier(mapped(hs)).verify("some-other-token", "hs.test"), "M_UNKNOWN_TOKEN", 401
     )
     assert "Sign in again" in error.message
-
-
-async def test_replayed_token_is_refused(hs: FakeHomeserver, make_verifier: MakeVerifier) -> None:
-    guard = MemoryReplayGuard()
-    verifier = make_verifier(mapped(hs), guard)
-    await verifier.verify(TOKEN, "hs.test")
-    await expect_error(verifier.verify(TOKEN, "hs.test"), "TPI_TOKEN_REPLAYED", 401)
-    # Another verifier sharing the database refuses it too.
-    await expect_error(
-        make_verifier(mapped(hs), guard).verify(TOKEN, "hs.test"), "TPI_TOKEN_REPLAYED", 401
-    )
-    [expires_at_ms] = guard.seen.values()
-    assert expires_at_ms > 0
-
-
-async def test_concurrent_replays_only_one_wins(
-    hs: FakeHomeserver, make_verifier: MakeVerifier
-) -> None:
-    verifier = make_verifier(mapped(hs))
-    results = await asyncio.gather(
-        *(verifier.verify(TOKEN, "hs.test") for _ in range(20)), return_exceptions=True
-    )
-    assert results.count("@alice:hs.test") == 1
-    errors = [r for r in results if isinstance(r, IdentityError)]
-    assert len(errors) == 19
-    assert {e.errcode for e in errors} == {"TPI_TOKEN_REPLAYED"}
 
 
 @pytest.mark.parametrize(
@@ -184,7 +143,7 @@ async def test_allow_and_deny_lists(
     )
     verifier = make_verifier(settings)
     if allowed:
-        assert await verifier.verify(TOKEN, server_name) == "@alice:hs.test"
+        assert (await verifier.verify(TOKEN, server_name)).user_id == "@alice:hs.test"
     else:
         await expect_error(verifier.verify(TOKEN, server_name), "TPI_SERVER_NOT_ALLOWED", 403)
         assert hs.requests == []  # refused before any network I/O
@@ -258,7 +217,9 @@ async def test_malformed_token(
 
 async def test_longest_token_is_accepted(hs: FakeHomeserver, make_verifier: MakeVerifier) -> None:
     hs.valid_tokens = {"x" * 512}
-    assert await make_verifier(mapped(hs)).verify("x" * 512, "hs.test") == "@alice:hs.test"
+    assert (
+        await make_verifier(mapped(hs)).verify("x" * 512, "hs.test")
+    ).user_id == "@alice:hs.test"
 
 
 @pytest.mark.parametrize(
@@ -281,14 +242,14 @@ async def test_verifier_is_usable_after_close(
 ) -> None:
     hs.valid_tokens = None
     verifier = make_verifier(mapped(hs))
-    assert await verifier.verify("first", "hs.test") == "@alice:hs.test"
+    assert (await verifier.verify("first", "hs.test")).user_id == "@alice:hs.test"
     await verifier.close()
-    assert await verifier.verify("second", "hs.test") == "@alice:hs.test"
+    assert (await verifier.verify("second", "hs.test")).user_id == "@alice:hs.test"
 
 
 def test_invalid_server_urls_key_is_a_configuration_error() -> None:
     with pytest.raises(ValueError):
-        OpenIDVerifier(IdentitySettings(server_urls={"bad name": "http://x"}), MemoryReplayGuard())
+        OpenIDVerifier(IdentitySettings(server_urls={"bad name": "http://x"}))
 
 
 # Discovery end to end: HTTPS with a test CA, a loopback DNS server, SRV records.
@@ -314,7 +275,8 @@ async def dns(tls_hs: FakeHomeserver) -> AsyncIterator[DNSServer]:
 
 
 def discovering(dns: DNSServer, **kwargs: object) -> IdentitySettings:
-    return IdentitySettings(dns_nameservers=(dns.nameserver,), timeout=5.0, **kwargs)  # type: ignore[arg-type]
+    options: dict = {"timeout": 5.0, **kwargs}
+    return IdentitySettings(dns_nameservers=(dns.nameserver,), **options)
 
 
 async def test_discovered_server_over_https(
@@ -322,7 +284,7 @@ async def test_discovered_server_over_https(
 ) -> None:
     settings = discovering(dns, allow_private_addresses=True)
     verifier = make_verifier(settings, ssl_context=make_test_tls().client)
-    assert await verifier.verify(TOKEN, "hs.test") == "@alice:hs.test"
+    assert (await verifier.verify(TOKEN, "hs.test")).user_id == "@alice:hs.test"
     [request] = tls_hs.requests_to(USERINFO_PATH)
     assert request.host_header == "hs.test"
 
@@ -343,7 +305,7 @@ async def test_allowed_networks_open_one_network(
 ) -> None:
     settings = discovering(dns, allowed_networks=("127.0.0.1/32",))
     verifier = make_verifier(settings, ssl_context=make_test_tls().client)
-    assert await verifier.verify(TOKEN, "hs.test") == "@alice:hs.test"
+    assert (await verifier.verify(TOKEN, "hs.test")).user_id == "@alice:hs.test"
 
 
 async def test_private_ip_literal_server_name(
@@ -357,7 +319,7 @@ async def test_private_ip_literal_server_name(
     permissive = make_verifier(
         discovering(dns, allow_private_addresses=True), ssl_context=make_test_tls().client
     )
-    assert await permissive.verify(TOKEN, name) == f"@alice:{name}"
+    assert (await permissive.verify(TOKEN, name)).user_id == f"@alice:{name}"
     assert tls_hs.requests[-1].host_header == name
 
 
@@ -396,7 +358,7 @@ async def test_well_known_delegation_end_to_end(
         resolver = ServerResolver(session, dns_resolver, policy, well_known_port=tls_hs.port)
         settings = discovering(dns, allowed_networks=("127.0.0.1/32",))
         verifier = make_verifier(settings, resolver=resolver, ssl_context=tls.client)
-        assert await verifier.verify(TOKEN, "hs.test") == "@alice:hs.test"
+        assert (await verifier.verify(TOKEN, "hs.test")).user_id == "@alice:hs.test"
     [request] = tls_hs.requests_to(USERINFO_PATH)
     assert request.host_header == f"delegated.test:{tls_hs.port}"
 
@@ -433,14 +395,13 @@ async def test_the_token_never_reaches_logs_or_errors(
     slow = make_verifier(mapped(hs, timeout=0.2))
     failures: list[BaseException] = []
 
-    async def attempt(call: Awaitable[str]) -> None:
+    async def attempt(call: Awaitable[VerifiedToken]) -> None:
         try:
             await call
-        except IdentityError as error:
+        except UserFacingError as error:
             failures.append(error)
 
     await attempt(good.verify(TOKEN, "hs.test"))  # succeeds
-    await attempt(good.verify(TOKEN, "hs.test"))  # replay
     await attempt(discovered.verify(TOKEN, "wrongcert.test"))  # certificate
     await attempt(strict.verify(TOKEN, "hs.test"))  # forbidden address
     await attempt(unreachable.verify(TOKEN, "hs.test"))  # connection refused
@@ -456,7 +417,7 @@ async def test_the_token_never_reaches_logs_or_errors(
     await attempt(slow.verify(TOKEN, "hs.test"))  # timeout
     await attempt(good.verify(TOKEN + " ", "hs.test"))  # malformed
 
-    assert len(failures) == 10
+    assert len(failures) == 9
     for error in failures:
         assert TOKEN not in _all_text(error)
     ours = [r for r in caplog.records if not r.name.startswith(("aiohttp.server", "aiohttp.web"))]

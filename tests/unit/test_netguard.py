@@ -1,11 +1,10 @@
-"""The SSRF guard: address classification, DNS answers, IP-literal URLs, sessions."""
+"""The SSRF guard: address classification, DNS answers, IP-literal URLs, guarded sessions."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 import socket
 
-import aiohttp
 import pytest
 from support.dnsserver import DNSServer
 from support.fakehomeserver import FakeHomeserver
@@ -15,12 +14,10 @@ from thirdparty_invite.net.guard import (
     AddressPolicy,
     ForbiddenAddress,
     GuardedResolver,
-    ResponseTooLarge,
     check_url_host,
     make_dns_resolver,
-    make_guarded_session,
-    read_body_limited,
 )
+from thirdparty_invite.net.http import make_guarded_session
 
 REFUSED = {
     "127.0.0.1": "loopback",
@@ -191,14 +188,3 @@ async def test_session_sends_no_cookies_between_hosts(dns_server: DNSServer) -> 
             async with session.get(f"{server.url}/set") as response:
                 assert response.status == 200
             assert len(session.cookie_jar) == 0
-
-
-async def test_read_body_limited() -> None:
-    async with FakeHomeserver() as server, aiohttp.ClientSession() as session:
-        server.route("/small", raw=b"x" * 100)
-        server.route("/big", raw=b"x" * (64 * 1024 + 1))
-        async with session.get(f"{server.url}/small") as response:
-            assert await read_body_limited(response, 64 * 1024) == b"x" * 100
-        async with session.get(f"{server.url}/big") as response:
-            with pytest.raises(ResponseTooLarge):
-                await read_body_limited(response, 64 * 1024)

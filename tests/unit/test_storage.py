@@ -17,7 +17,6 @@ TABLES = {
     "invite_links",
     "invite_link_rooms",
     "web_sessions",
-    "seen_openid_tokens",
     "grants",
     "invite_queue",
     "audit_log",
@@ -108,25 +107,7 @@ async def test_queue_states(storage: Storage) -> None:
     assert await storage.queue.counts_for_room("!r") == {"done": 1}
 
 
-async def test_seen_tokens_are_refused_until_they_expire(storage: Storage) -> None:
-    now = now_ms()
-    assert await storage.sessions.mark_token_seen("t", now + 1000, now)
-    assert not await storage.sessions.mark_token_seen("t", now + 1000, now)
-    # After expiry the hash may be reused (the token itself is dead at the homeserver).
-    assert await storage.sessions.mark_token_seen("t", now + 5000, now + 2000)
-    results = await asyncio.gather(
-        *(storage.sessions.mark_token_seen("race", now + 1000, now) for _ in range(20))
-    )
-    assert sum(results) == 1
-
-
-async def test_sessions_expire_and_purge(storage: Storage) -> None:
-    now = now_ms()
-    await storage.sessions.create("s1", "@u:x", now, now + 1000)
-    assert (await storage.sessions.get_valid("s1", now)).user_id == "@u:x"
-    assert await storage.sessions.get_valid("s1", now + 1000) is None
-    await storage.sessions.purge_expired(now + 1000)
-    assert await storage.db.fetchval("SELECT COUNT(*) FROM web_sessions") == 0
+# Web sessions and the OpenID tokens they spend: tests/unit/test_sessions.py.
 
 
 async def test_audit_log(storage: Storage) -> None:

@@ -12,12 +12,9 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 import email.utils
-import ipaddress
 import itertools
-import json
 import logging
 import random
-import re
 import time
 
 import aiohttp
@@ -28,14 +25,15 @@ import dns.name
 import dns.resolver
 import yarl
 
-from ..net.guard import (
-    AddressPolicy,
-    ForbiddenAddress,
-    ResponseTooLarge,
-    check_url_host,
-    is_ip_literal,
-    read_body_limited,
+from ..matrix.ids import (
+    InvalidServerName,
+    format_server_name,
+    normalize_server_name,
+    parse_hostname,
+    parse_server_name,
 )
+from ..net.guard import AddressPolicy, ForbiddenAddress, check_url_host, is_ip_literal
+from ..net.http import InvalidJSON, ResponseTooLarge, parse_json, read_body_limited
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +46,6 @@ WELL_KNOWN_MAX_TTL = 48 * 3600.0
 # resolver's failure_ttl: the spec asks for exponential back-off, at most an hour by default.
 WELL_KNOWN_FIRST_FAILURE_TTL = 60.0
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
-_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}\Z")
-_PORT = re.compile(r"[1-9][0-9]{0,4}\Z")
-
-
-class InvalidServerName(ValueError):
-    """Not a server name per the Matrix grammar. The message is safe to show."""
 
 
 class DiscoveryError(Exception):
@@ -63,71 +54,6 @@ class DiscoveryError(Exception):
 
 class _WellKnownFailure(Exception):
     """No usable delegation; the spec says to carry on with SRV lookups."""
-
-
-def _parse_port(text: str, name: str) -> int:
-    if not _PORT.match(text) or not 1 <= int(text) <= 65535:
-        raise InvalidServerName(f"{name!r} has an invalid port")
-    return int(text)
-
-
-def parse_hostname(text: str) -> str:
-    """Validate a DNS name or IP literal (IPv6 without brackets), returned in canonical form."""
-    lowered = text.lower()
-    if _DOTTED_QUAD.match(lowered):
-        try:
-            return str(ipaddress.IPv4Address(lowered))
-        except ValueError:
-            raise InvalidServerName(f"{text!r} is not a valid IPv4 address") from None
-    if ":" in lowered:
-        if "%" in lowered:  # a zone index means nothing outside this machine
-            raise InvalidServerName(f"{text!r} is not a valid IPv6 address")
-        try:
-            return ipaddress.IPv6Address(lowered).compressed
-        except ValueError:
-            raise InvalidServerName(f"{text!r} is not a valid IPv6 address") from None
-    labels = lowered.split(".")
-    if not all(_DNS_LABEL.match(label) for label in labels) or labels[-1].isdigit():
-        # An all-digit last label would be a numeric IPv4 form such as 127.1, not a name.
-        raise InvalidServerName(f"{text!r} is not a valid host name")
-    return lowered
-
-
-def parse_server_name(name: str) -> tuple[str, int | None]:
-    """Split a server name into (host, port or None).
-
-    The host comes back lower-cased, IP literals canonical and IPv6 without brackets.
-    Raises `InvalidServerName`."""
-    if not isinstance(name, str) or not name or len(name) > 255 or not name.isascii():
-        raise InvalidServerName("a server name is 1 to 255 ASCII characters")
-    if name.startswith("["):
-        end = name.find("]")
-        if end < 0 or ":" not in name[1:end]:
-            raise InvalidServerName(f"{name!r} is not a valid IPv6 literal")
-        host_text, rest = name[1:end], name[end + 1 :]
-    else:
-        host_text, colon, port_text = name.partition(":")
-        if ":" in port_text:
-            raise InvalidServerName(f"{name!r}: an IPv6 address needs [brackets]")
-        rest = colon + port_text
-    if not host_text:
-        raise InvalidServerName(f"{name!r} has no host")
-    host = parse_hostname(host_text)
-    if rest == "":
-        return host, None
-    if not rest.startswith(":"):
-        raise InvalidServerName(f"{name!r} has characters after the host")
-    return host, _parse_port(rest[1:], name)
-
-
-def format_server_name(host: str, port: int | None) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port is None else f"{shown}:{port}"
-
-
-def normalize_server_name(name: str) -> str:
-    """The canonical spelling of a server name (lower-case host), for comparisons."""
-    return format_server_name(*parse_server_name(name))
 
 
 @attrs.frozen
@@ -197,9 +123,9 @@ class _Delegation:
 class ServerResolver:
     """Resolves server names to `ResolvedServer`s, caching .well-known answers.
 
-    `session` should come from `make_guarded_session` with the same `policy`; the resolver does
-    not own it. `randint` drives the SRV weighted draw, `wall_clock` reads HTTP dates;
-    `well_known_port` exists for tests only (the spec fixes 443)."""
+    `session` should come from `net.http.make_guarded_session` with the same `policy`; the
+    resolver does not own it. `randint` drives the SRV weighted draw, `wall_clock` reads HTTP
+    dates; `well_known_port` exists for tests only (the spec fixes 443)."""
 
     def __init__(
         self,
@@ -379,8 +305,8 @@ def _redirect_target(current: yarl.URL, location: str | None) -> yarl.URL:
 
 def _parse_well_known(body: bytes) -> str:
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+        document = parse_json(body)
+    except InvalidJSON:
         raise _WellKnownFailure("the body is not JSON") from None
     server = document.get("m.server") if isinstance(document, dict) else None
     if not isinstance(server, str):

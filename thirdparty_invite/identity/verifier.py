@@ -2,8 +2,12 @@
 
 The browser sends `{access_token, matrix_server_name}`. Both are untrusted: a hostile homeserver
 can answer anything, so the answer's `sub` must belong to the server we asked, and we must have
-reached that server through proper discovery (or an operator-configured URL). Each token is
-accepted once. The token is a credential: it never appears in a log line or an error message.
+reached that server through proper discovery (or an operator-configured URL). The token is a
+credential: it never appears in a log line or an error message.
+
+The verifier does not remember tokens: it returns a `VerifiedToken` whose `token_hash` the
+caller must spend exactly once (the web session insert does, under a unique column), so a
+token is marked only after its homeserver vouched for it, in the same write that uses it.
 """
 
 from __future__ import annotations
@@ -12,38 +16,29 @@ import asyncio
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 import hashlib
-import json
 import logging
 import re
 import ssl
 import time
 from types import MappingProxyType
-from typing import Protocol
 
 import aiohttp
 import attrs
-import dns.asyncresolver
 import dns.exception
 import yarl
 
-from ..net.guard import (
-    AddressPolicy,
-    ForbiddenAddress,
-    ResponseTooLarge,
-    check_url_host,
-    make_dns_resolver,
-    make_guarded_session,
-    read_body_limited,
-)
-from .discovery import (
-    DiscoveryError,
+from ..errors import UserFacingError
+from ..matrix.ids import (
+    InvalidMatrixID,
     InvalidServerName,
-    ResolvedServer,
-    ServerResolver,
     format_server_name,
     normalize_server_name,
     parse_server_name,
+    parse_user_id,
 )
+from ..net.guard import AddressPolicy, ForbiddenAddress, check_url_host
+from ..net.http import InvalidJSON, OutboundHTTP, ResponseTooLarge, parse_json, read_body_limited
+from .discovery import DiscoveryError, ResolvedServer, ServerResolver
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +47,6 @@ USERINFO_BODY_LIMIT = 64 * 1024
 # SRV records may list several servers; try a few when the first cannot be connected to.
 MAX_CONNECT_ATTEMPTS = 3
 _TOKEN = re.compile(r"[\x21-\x7e]{1,512}\Z")
-# Historical user IDs allow any printable ASCII in the localpart except ':'.
-_LOCALPART = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")
 
 
 def _frozen_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -81,31 +74,18 @@ class IdentitySettings:
     discovery_failure_ttl: float = 3600.0
 
 
-class IdentityError(Exception):
-    """Verification failed. `message` is meant for the user; it never contains the token."""
+@attrs.frozen
+class VerifiedToken:
+    """What a homeserver vouched for.
 
-    def __init__(self, errcode: str, message: str, http_status: int) -> None:
-        super().__init__(message)
-        self.errcode = errcode
-        self.message = message
-        self.http_status = http_status
+    The caller must spend `token_hash` before trusting `user_id`: store it under a unique key
+    kept at least until `expires_at` (ms), and refuse the sign-in when it was already there
+    (`TPI_TOKEN_REPLAYED`). The hash covers the server name and the token."""
 
-
-class ReplayGuard(Protocol):
-    async def mark_seen(self, token_hash: bytes, expires_at_ms: int) -> bool:
-        """Record a token; True when it had not been seen (atomically: one caller wins)."""
-        ...
-
-
-def parse_user_id(user_id: object) -> tuple[str, str]:
-    """Split `@localpart:server` into (localpart, normalized server name); ValueError if not a
-    valid Matrix user ID."""
-    if not isinstance(user_id, str) or not user_id.startswith("@") or len(user_id) > 255:
-        raise ValueError("not a Matrix user ID")
-    localpart, colon, server_name = user_id[1:].partition(":")
-    if not colon or not _LOCALPART.match(localpart):
-        raise ValueError("not a Matrix user ID")
-    return localpart, normalize_server_name(server_name)
+    user_id: str
+    server_name: str
+    token_hash: str
+    expires_at: int
 
 
 @attrs.frozen
@@ -122,8 +102,8 @@ class _ConnectFailed(Exception):
     """Nothing was sent (no connection): the next candidate may be tried."""
 
 
-def _unreachable(server_name: str, reason: str) -> IdentityError:
-    return IdentityError(
+def _unreachable(server_name: str, reason: str) -> UserFacingError:
+    return UserFacingError(
         "TPI_SERVER_UNREACHABLE",
         f"Could not check your sign-in with your homeserver {server_name}: {reason}. "
         "Try again in a few minutes; if it keeps failing, ask your homeserver's administrator "
@@ -132,8 +112,8 @@ def _unreachable(server_name: str, reason: str) -> IdentityError:
     )
 
 
-def _forbidden(server_name: str) -> IdentityError:
-    return IdentityError(
+def _forbidden(server_name: str) -> UserFacingError:
+    return UserFacingError(
         "TPI_SERVER_FORBIDDEN_ADDRESS",
         f"Your homeserver {server_name} is only reachable at private or local network addresses, "
         "which this service does not contact. Ask its operator to add it to the server "
@@ -150,13 +130,11 @@ class OpenIDVerifier:
     def __init__(
         self,
         settings: IdentitySettings,
-        replay_guard: ReplayGuard,
         *,
         resolver: ServerResolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._settings = settings
-        self._replay_guard = replay_guard
         self._policy = AddressPolicy(
             allow_private=settings.allow_private_addresses,
             allowed_networks=settings.allowed_networks,
@@ -165,17 +143,21 @@ class OpenIDVerifier:
             normalize_server_name(name): yarl.URL(url)
             for name, url in settings.server_urls.items()
         }
+        self._http = OutboundHTTP(
+            timeout=settings.timeout,
+            policy=self._policy,
+            dns_nameservers=settings.dns_nameservers,
+            ssl_context=ssl_context,
+        )
         self._resolver = resolver
         self._owns_resolver = resolver is None
-        self._ssl_context = ssl_context
-        self._dns: dns.asyncresolver.Resolver | None = None
-        self._guarded: aiohttp.ClientSession | None = None
-        self._direct: aiohttp.ClientSession | None = None
 
-    async def verify(self, access_token: str, matrix_server_name: str) -> str:
-        """Return the Matrix user ID the token belongs to, or raise `IdentityError`."""
+    async def verify(self, access_token: str, matrix_server_name: str) -> VerifiedToken:
+        """What the token's homeserver vouches for, or raise `UserFacingError`.
+
+        The token is not spent here: see `VerifiedToken`."""
         if not isinstance(access_token, str) or not _TOKEN.match(access_token):
-            raise IdentityError(
+            raise UserFacingError(
                 "TPI_BAD_TOKEN",
                 "The OpenID token is malformed (expected 1 to 512 printable characters). "
                 "Sign in again.",
@@ -184,35 +166,22 @@ class OpenIDVerifier:
         try:
             host, port = parse_server_name(matrix_server_name)
         except InvalidServerName as error:
-            raise IdentityError(
+            raise UserFacingError(
                 "TPI_BAD_SERVER_NAME", f"The homeserver name is not valid: {error}.", 400
             ) from None
         server_name = format_server_name(host, port)
         self._check_lists(server_name, host)
         user_id = await self._ask_homeserver(access_token, server_name)
-        # Marked only now, so a forged or failed attempt cannot burn someone's token.
-        token_hash = hashlib.sha256(f"{server_name}\0{access_token}".encode()).digest()
-        expires_at_ms = int((time.time() + self._settings.seen_token_ttl) * 1000)
-        if not await self._replay_guard.mark_seen(token_hash, expires_at_ms):
-            log.info("Refused a replayed OpenID token for %s", user_id)
-            raise IdentityError(
-                "TPI_TOKEN_REPLAYED",
-                "This sign-in was already used. Sign in again to get a fresh one.",
-                401,
-            )
-        log.debug("Verified %s through its homeserver", user_id)
-        return user_id
+        token_hash = hashlib.sha256(f"{server_name}\0{access_token}".encode()).hexdigest()
+        expires_at = int((time.time() + self._settings.seen_token_ttl) * 1000)
+        return VerifiedToken(user_id, server_name, token_hash, expires_at)
 
     async def close(self) -> None:
         if self._resolver is not None and self._owns_resolver:
             await self._resolver.close()
-        for session in (self._guarded, self._direct):
-            if session is not None:
-                await session.close()
-        # Usable again afterwards: everything is rebuilt lazily on the next verify().
-        self._guarded = self._direct = self._dns = None
-        if self._owns_resolver:
+            # It holds the session closed below; a new one is made on the next verify().
             self._resolver = None
+        await self._http.close()
 
     def _check_lists(self, server_name: str, host: str) -> None:
         names = (server_name, host)
@@ -225,7 +194,7 @@ class OpenIDVerifier:
         allow, deny = self._settings.homeserver_allow, self._settings.homeserver_deny
         if matches(deny) or (allow and not matches(allow)):
             log.info("Refused an OpenID token from %s (homeserver allow/deny lists)", server_name)
-            raise IdentityError(
+            raise UserFacingError(
                 "TPI_SERVER_NOT_ALLOWED",
                 f"Accounts on {server_name} are not accepted here. Sign in with an account on "
                 "another homeserver, or ask the operator of this service.",
@@ -278,7 +247,7 @@ class OpenIDVerifier:
             check_url_host(self._policy, url)
         headers = {"Host": target.host_header} if target.host_header else None
         try:
-            session = self._guarded_session() if target.guarded else self._direct_session()
+            session = self._http.guarded() if target.guarded else self._http.direct()
             # No redirects: a redirect could take the token anywhere.
             async with session.get(
                 url,
@@ -312,7 +281,7 @@ class OpenIDVerifier:
     def _read_answer(self, status: int, body: bytes, server_name: str) -> str:
         if status == 401:
             log.info("%s does not know the OpenID token (unknown or expired)", server_name)
-            raise IdentityError(
+            raise UserFacingError(
                 "M_UNKNOWN_TOKEN",
                 f"{server_name} does not recognise this sign-in (unknown or expired). "
                 "Sign in again.",
@@ -321,18 +290,18 @@ class OpenIDVerifier:
         if status != 200:
             raise _unreachable(server_name, f"it answered with HTTP status {status}")
         try:
-            answer = json.loads(body)
-        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+            answer = parse_json(body)
+        except InvalidJSON:
             raise _unreachable(server_name, "its answer was not JSON") from None
         sub = answer.get("sub") if isinstance(answer, dict) else None
         try:
             _, sub_server = parse_user_id(sub)
-        except (ValueError, InvalidServerName):
+        except InvalidMatrixID:
             sub_server = None
         if sub_server != server_name:
             # The heart of the check: a homeserver may only vouch for its own users.
             log.warning("%s answered for a user that is not its own; refused", server_name)
-            raise IdentityError(
+            raise UserFacingError(
                 "TPI_SUB_MISMATCH",
                 f"{server_name} did not confirm a user of its own, so the sign-in cannot be "
                 "trusted. Sign in again with an account on that homeserver.",
@@ -343,33 +312,10 @@ class OpenIDVerifier:
 
     def _server_resolver(self) -> ServerResolver:
         if self._resolver is None:
-            session = self._guarded_session()
-            assert self._dns is not None
             self._resolver = ServerResolver(
-                session,
-                self._dns,
+                self._http.guarded(),
+                self._http.dns,
                 self._policy,
                 failure_ttl=self._settings.discovery_failure_ttl,
             )
         return self._resolver
-
-    def _guarded_session(self) -> aiohttp.ClientSession:
-        if self._guarded is None:
-            self._dns = make_dns_resolver(self._settings.dns_nameservers, self._settings.timeout)
-            self._guarded = make_guarded_session(
-                self._policy, self._dns, self._settings.timeout, ssl_context=self._ssl_context
-            )
-        return self._guarded
-
-    def _direct_session(self) -> aiohttp.ClientSession:
-        if self._direct is None:
-            # Operator-configured URLs: no address policy, but the same hygiene otherwise.
-            self._direct = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    ssl=self._ssl_context if self._ssl_context is not None else True
-                ),
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-            )
-        return self._direct

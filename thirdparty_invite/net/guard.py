@@ -8,6 +8,8 @@ services. The guard is applied at three places, so no path around it remains:
   redirect too);
 * every IP-literal URL (`check_url_host`; aiohttp never consults the resolver for those);
 * every IP-literal server name or delegation (`AddressPolicy.check_ip`, called by discovery).
+
+Sessions using the guard are made in `net.http`, the only place client sessions are made.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from collections.abc import Iterable, Sequence
 import ipaddress
 import logging
 import socket
-import ssl
 
-import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 import attrs
 import dns.asyncresolver
@@ -43,10 +43,6 @@ _NUMERIC_FLAGS = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
 class ForbiddenAddress(Exception):
     """An address the policy refuses. The message names the address and its kind; it is safe
     to log and to show (it never contains a URL, hence never a token)."""
-
-
-class ResponseTooLarge(Exception):
-    """A response body exceeded the size we are willing to read."""
 
 
 def _to_networks(values: Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
@@ -237,40 +233,3 @@ def make_dns_resolver(nameservers: Sequence[str], lifetime: float) -> dns.asyncr
     resolver.lifetime = lifetime
     resolver.cache = dns.resolver.LRUCache(4096)
     return resolver
-
-
-def make_guarded_session(
-    policy: AddressPolicy,
-    dns_resolver: dns.asyncresolver.Resolver,
-    timeout: float,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-) -> aiohttp.ClientSession:
-    """A client session whose every DNS answer passes through `policy`.
-
-    `ssl_context` defaults to the system trust store with certificate and hostname checks.
-    Callers must still pass `allow_redirects=False` and run `check_url_host` on every URL."""
-    connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(dns_resolver, policy),
-        ssl=ssl_context if ssl_context is not None else True,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout),
-        # Cookies from one homeserver must never travel to another; proxies from the
-        # environment would bypass the address checks.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-    )
-
-
-async def read_body_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """Read a response body, refusing to buffer more than `limit` bytes."""
-    if response.content_length is not None and response.content_length > limit:
-        raise ResponseTooLarge(f"response body of {response.content_length} bytes is too large")
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(16 * 1024):
-        body.extend(chunk)
-        if len(body) > limit:
-            raise ResponseTooLarge(f"response body exceeds {limit} bytes")
-    return bytes(body)

@@ -1,18 +1,37 @@
-"""Browser sessions opened after a Matrix ID was proven: random ids, stored hashed."""
+"""Browser sessions opened after a Matrix ID was proven: random ids, stored hashed.
+
+Opening a session is where a verified OpenID token is spent: the session row carries the
+token's hash under a unique index, so one INSERT both spends the token and opens the
+session, and a replayed token (even one whose session was closed since) opens nothing.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 
 from ..durations import now_ms
+from ..errors import UserFacingError
+from ..identity.verifier import VerifiedToken
 from ..storage import Storage, WebSession
 
 COOKIE_NAME = "tpi_session"
 
+log = logging.getLogger(__name__)
+
 
 def _hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def token_replayed() -> UserFacingError:
+    """The error for an OpenID token that was already spent."""
+    return UserFacingError(
+        "TPI_TOKEN_REPLAYED",
+        "This sign-in was already used. Sign in again to get a fresh one.",
+        401,
+    )
 
 
 class WebSessionService:
@@ -20,14 +39,24 @@ class WebSessionService:
         self.storage = storage
         self.lifetime_ms = int(lifetime_seconds * 1000)
 
-    async def open(self, user_id: str) -> tuple[str, WebSession]:
-        """A new session id (for the cookie only; the database keeps its hash)."""
+    async def open(self, verified: VerifiedToken) -> tuple[str, WebSession]:
+        """Spend the verified token and open a session: its id is for the cookie only (the
+        database keeps its hash). Raises `UserFacingError` TPI_TOKEN_REPLAYED when the token
+        was spent before."""
         session_id = secrets.token_urlsafe(32)
         now = now_ms()
-        session = WebSession(user_id, now, now + self.lifetime_ms)
-        await self.storage.sessions.create(
-            _hash(session_id), user_id, session.created_at, session.expires_at
+        session = WebSession(verified.user_id, now, now + self.lifetime_ms)
+        opened = await self.storage.sessions.create(
+            _hash(session_id),
+            verified.user_id,
+            session.created_at,
+            session.expires_at,
+            verified.token_hash,
+            verified.expires_at,
         )
+        if not opened:
+            log.info("Refused a replayed OpenID token for %s", verified.user_id)
+            raise token_replayed()
         return session_id, session
 
     async def get(self, session_id: str | None) -> WebSession | None:
@@ -36,16 +65,4 @@ class WebSessionService:
         return await self.storage.sessions.get_valid(_hash(session_id), now_ms())
 
     async def close(self, session_id: str) -> None:
-        await self.storage.sessions.delete(_hash(session_id))
-
-
-class DatabaseReplayGuard:
-    """The verifier's memory of used OpenID tokens, kept in the plugin database."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-
-    async def mark_seen(self, token_hash: bytes, expires_at_ms: int) -> bool:
-        return await self.storage.sessions.mark_token_seen(
-            token_hash.hex(), expires_at_ms, now_ms()
-        )
+        await self.storage.sessions.end(_hash(session_id), now_ms())

@@ -6,6 +6,8 @@ columns as strings, and integers compare the same way on both engines.
 
 from __future__ import annotations
 
+import time
+
 from mautrix.util.async_db import Connection, Scheme, UpgradeTable
 
 upgrade_table = UpgradeTable()
@@ -113,3 +115,34 @@ async def upgrade_v1(conn: Connection, scheme: Scheme) -> None:
         )"""
     )
     await conn.execute("CREATE INDEX audit_log_room_idx ON audit_log (room_id, at)")
+
+
+@upgrade_table.register(description="Sign-in in one statement: the OpenID token on the session")
+async def upgrade_v2(conn: Connection, scheme: Scheme) -> None:
+    # A sign-in used to be two writes: spend the token in seen_openid_tokens, then insert the
+    # session. Now the session row carries the hash of the OpenID token that opened it, under
+    # a unique index, so one INSERT ... ON CONFLICT DO NOTHING both spends the token and opens
+    # the session, and a replay inserts nothing. A row stays until its session *and* its
+    # token have expired (closing a session ends it but keeps the row), so a token stays
+    # refused for its whole lifetime whatever happens to its session.
+    await conn.execute("ALTER TABLE web_sessions ADD COLUMN openid_token_hash TEXT")
+    await conn.execute(
+        "ALTER TABLE web_sessions ADD COLUMN token_expires_at BIGINT NOT NULL DEFAULT 0"
+    )
+    # Unique index rather than constraint: SQLite cannot add a UNIQUE column. NULLs (sessions
+    # from before this version) are distinct from each other on both engines.
+    await conn.execute(
+        "CREATE UNIQUE INDEX web_sessions_openid_token_idx ON web_sessions (openid_token_hash)"
+    )
+    await conn.execute("CREATE INDEX web_sessions_expires_idx ON web_sessions (expires_at)")
+    # Tokens spent before the upgrade stay refused: each live one becomes a row whose
+    # session is over (expires_at 0). 'spent:' cannot collide with a session id hash (64 hex
+    # digits).
+    await conn.execute(
+        """INSERT INTO web_sessions
+            (id_hash, user_id, created_at, expires_at, openid_token_hash, token_expires_at)
+        SELECT 'spent:' || token_hash, '', 0, 0, token_hash, expires_at
+        FROM seen_openid_tokens WHERE expires_at > $1""",
+        int(time.time() * 1000),
+    )
+    await conn.execute("DROP TABLE seen_openid_tokens")

@@ -1,25 +1,60 @@
-"""Web sessions and the OpenID tokens already used (both stored as hashes only)."""
+"""Web sessions, each carrying the OpenID token that opened it (both stored as hashes only).
+
+The token hash is unique: opening a session spends the token in the same statement, and a
+second session with the same token inserts nothing (a replay). A row stays until both its
+session and its token have expired; closing a session only ends it, so its token stays
+refused. See migration v2.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from mautrix.util.async_db import Database
 
 from .records import WebSession
 
 
+def _rows_changed(result: Any) -> int:
+    """How many rows an INSERT/UPDATE/DELETE run by `Database.execute` changed: SQLite gives
+    a cursor, asyncpg its status line ("INSERT 0 1")."""
+    if isinstance(result, str):
+        return int(result.rsplit(" ", 1)[-1])
+    return int(result.rowcount)
+
+
 class SessionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, id_hash: str, user_id: str, now: int, expires_at: int) -> None:
-        await self.db.execute(
-            "INSERT INTO web_sessions (id_hash, user_id, created_at, expires_at)"
-            " VALUES ($1, $2, $3, $4)",
+    async def create(
+        self,
+        id_hash: str,
+        user_id: str,
+        now: int,
+        expires_at: int,
+        token_hash: str,
+        token_expires_at: int,
+    ) -> bool:
+        """Open a session with an OpenID token; False (nothing written) when a session was
+        already opened with that token.
+
+        One statement, one round trip: no RETURNING, whose row SQLite would make us fetch
+        and close in two more trips to its worker thread; the changed-row count says it all.
+        Of concurrent inserts with one token, exactly one changes a row (unique index).
+        """
+        result = await self.db.execute(
+            "INSERT INTO web_sessions (id_hash, user_id, created_at, expires_at,"
+            " openid_token_hash, token_expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (openid_token_hash) DO NOTHING",
             id_hash,
             user_id,
             now,
             expires_at,
+            token_hash,
+            token_expires_at,
         )
+        return _rows_changed(result) == 1
 
     async def get_valid(self, id_hash: str, now: int) -> WebSession | None:
         row = await self.db.fetchrow(
@@ -32,25 +67,16 @@ class SessionStore:
             return None
         return WebSession(row["user_id"], int(row["created_at"]), int(row["expires_at"]))
 
-    async def delete(self, id_hash: str) -> None:
-        await self.db.execute("DELETE FROM web_sessions WHERE id_hash=$1", id_hash)
-
-    async def mark_token_seen(self, token_hash: str, expires_at: int, now: int) -> bool:
-        """Remember a used OpenID token; False when it was already seen and not expired.
-
-        One upsert decides, so of two concurrent requests with the same token only one
-        gets True.
-        """
-        inserted = await self.db.fetchval(
-            "INSERT INTO seen_openid_tokens (token_hash, expires_at) VALUES ($1, $2)"
-            " ON CONFLICT (token_hash) DO UPDATE SET expires_at=excluded.expires_at"
-            " WHERE seen_openid_tokens.expires_at <= $3 RETURNING token_hash",
-            token_hash,
-            expires_at,
+    async def end(self, id_hash: str, now: int) -> None:
+        """End a session. The row stays until purged: its token must stay refused."""
+        await self.db.execute(
+            "UPDATE web_sessions SET expires_at=$2 WHERE id_hash=$1 AND expires_at>$2",
+            id_hash,
             now,
         )
-        return inserted is not None
 
     async def purge_expired(self, now: int) -> None:
-        await self.db.execute("DELETE FROM web_sessions WHERE expires_at<=$1", now)
-        await self.db.execute("DELETE FROM seen_openid_tokens WHERE expires_at<=$1", now)
+        """Forget sessions that have ended and whose OpenID token has expired."""
+        await self.db.execute(
+            "DELETE FROM web_sessions WHERE expires_at<=$1 AND token_expires_at<=$1", now
+        )
