@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 import email.utils
+import itertools
 import random
 
 import attrs
+import dns.asyncresolver
+from multidict import CIMultiDict
 import pytest
 from support.dnsserver import DNSServer
 from support.fakehomeserver import FakeHomeserver, make_test_tls
 import yarl
 
 from thirdparty_invite.identity.discovery import (
+    STALE_GRACE,
+    WELL_KNOWN_MAX_REDIRECTS,
+    WELL_KNOWN_MIN_TTL,
     DiscoveryError,
     ResolvedServer,
     ServerResolver,
@@ -83,10 +89,23 @@ def test_srv_weights_shape_the_distribution() -> None:
         ({"Expires": "garbage"}, 0),
         ({"Expires": email.utils.formatdate(1_000_000 - 60, usegmt=True)}, 0),
         ({"Expires": email.utils.formatdate(1_000_000 + 10**7, usegmt=True)}, 48 * HOUR),
+        # Every Cache-Control line counts, not only the first.
+        ([("Cache-Control", "public"), ("Cache-Control", "max-age=600")], 600),
+        ([("Cache-Control", "max-age=600"), ("cache-control", "no-store")], 0),
+        ([("Cache-Control", "max-age=600"), ("Cache-Control", "max-age=60")], 60),
+        ([("Cache-Control", "public, max-age=600, no-cache")], 0),
+        (
+            [
+                ("Expires", email.utils.formatdate(1_000_000 + 60, usegmt=True)),
+                ("Expires", email.utils.formatdate(1_000_000 + 120, usegmt=True)),
+            ],
+            120,
+        ),
     ],
 )
-def test_well_known_cache_ttl(headers: dict[str, str], ttl: float) -> None:
-    assert well_known_cache_ttl(headers, now=1_000_000.0) == ttl
+def test_well_known_cache_ttl(headers: dict[str, str] | list[tuple[str, str]], ttl: float) -> None:
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    assert well_known_cache_ttl(CIMultiDict(pairs), now=1_000_000.0) == ttl
 
 
 class FakeClock:
@@ -103,6 +122,7 @@ class Env:
     hs: FakeHomeserver
     clock: FakeClock
     make: object  # (policy=..., **kwargs) -> ServerResolver
+    dns_resolvers: list[dns.asyncresolver.Resolver]  # of the resolvers made, in order
 
     def resolver(self, policy: AddressPolicy | None = None, **kwargs: object) -> ServerResolver:
         return self.make(policy, **kwargs)  # type: ignore[operator]
@@ -123,10 +143,12 @@ async def env() -> AsyncIterator[Env]:
     ):
         clock = FakeClock()
         sessions = []
+        dns_resolvers = []
 
         def make(policy: AddressPolicy | None, **kwargs: object) -> ServerResolver:
             # A fresh DNS resolver each time: dnspython caches answers, negative ones too.
             dns_resolver = make_dns_resolver([dns.nameserver], 2.0)
+            dns_resolvers.append(dns_resolver)
             policy = policy or LOOPBACK_ONLY
             session = make_guarded_session(policy, dns_resolver, 5.0, ssl_context=tls.client)
             sessions.append(session)
@@ -135,7 +157,7 @@ async def env() -> AsyncIterator[Env]:
             return ServerResolver(session, dns_resolver, policy, clock, **options)
 
         try:
-            yield Env(dns, hs, clock, make)
+            yield Env(dns, hs, clock, make, dns_resolvers)
         finally:
             for session in sessions:
                 await session.close()
@@ -301,30 +323,63 @@ async def test_unusable_well_known_falls_back_to_srv(env: Env, body: bytes) -> N
     assert resolved.base_url == yarl.URL("https://target.test:8800")
 
 
-async def test_well_known_is_cached(env: Env) -> None:
+async def test_well_known_is_cached_and_refreshed_before_it_expires(env: Env) -> None:
     env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"})
     resolver = env.resolver()
     await resolver.resolve("hs.test")
+    [request] = env.hs.requests_to(WELL_KNOWN)
+    assert request.user_agent.startswith("thirdparty_invite/")
     env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:2"})
-    env.clock.now += 24 * HOUR - 1
+    env.clock.now += 0.8 * 24 * HOUR - 1
     assert (await resolver.resolve("hs.test")).base_url.port == 1
+    await resolver.refreshes_done()
     assert env.well_known_requests() == 1
+    # The last fifth of the TTL: answered from the cache at once, refreshed meanwhile.
     env.clock.now += 2
+    assert (await resolver.resolve("hs.test")).base_url.port == 1
+    await resolver.refreshes_done()
+    assert env.well_known_requests() == 2
     assert (await resolver.resolve("hs.test")).base_url.port == 2
     assert env.well_known_requests() == 2
 
 
-async def test_well_known_max_age_is_honoured(env: Env) -> None:
-    env.hs.route(
-        WELL_KNOWN, {"m.server": "delegated.test:1"}, headers={"Cache-Control": "max-age=600"}
-    )
+async def test_an_expired_delegation_is_fetched_before_answering(env: Env) -> None:
+    env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"})
     resolver = env.resolver()
     await resolver.resolve("hs.test")
-    env.clock.now += 599
+    env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:2"})
+    env.clock.now += 24 * HOUR + 1  # nobody asked during the refresh window
+    assert (await resolver.resolve("hs.test")).base_url.port == 2
+    assert env.well_known_requests() == 2
+
+
+async def refreshed_port(env: Env, resolver: ServerResolver) -> int:
+    """The port a lookup answers, once any refresh it started has finished."""
+    port = (await resolver.resolve("hs.test")).base_url.port
+    await resolver.refreshes_done()
+    assert port is not None
+    return port
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Cache-Control": "max-age=600"},
+        # A second Cache-Control line counts too.
+        [("Cache-Control", "public"), ("Cache-Control", "max-age=600")],
+    ],
+)
+async def test_well_known_max_age_is_honoured(
+    env: Env, headers: dict[str, str] | list[tuple[str, str]]
+) -> None:
+    env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"}, headers=headers)
+    resolver = env.resolver()
     await resolver.resolve("hs.test")
+    env.clock.now += 479  # refresh from 480 s (a fifth of 600 s left)
+    await refreshed_port(env, resolver)
     assert env.well_known_requests() == 1
     env.clock.now += 2
-    await resolver.resolve("hs.test")
+    await refreshed_port(env, resolver)
     assert env.well_known_requests() == 2
 
 
@@ -333,22 +388,80 @@ async def test_well_known_cache_is_capped_at_48_hours(env: Env) -> None:
     env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"}, headers=headers)
     resolver = env.resolver()
     await resolver.resolve("hs.test")
-    env.clock.now += 48 * HOUR - 1
-    await resolver.resolve("hs.test")
+    env.clock.now += 0.8 * 48 * HOUR - 1
+    await refreshed_port(env, resolver)
     assert env.well_known_requests() == 1
     env.clock.now += 2
-    await resolver.resolve("hs.test")
+    await refreshed_port(env, resolver)
     assert env.well_known_requests() == 2
 
 
-async def test_no_store_is_not_cached(env: Env) -> None:
-    env.hs.route(
-        WELL_KNOWN, {"m.server": "delegated.test:1"}, headers={"Cache-Control": "no-store"}
-    )
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Cache-Control": "no-store"},
+        [("Cache-Control", "max-age=86400"), ("Cache-Control", "no-store")],
+        {"Cache-Control": "max-age=0"},
+    ],
+)
+async def test_no_store_is_cached_for_synapses_five_minutes(
+    env: Env, headers: dict[str, str] | list[tuple[str, str]]
+) -> None:
+    # Synapse floors a period from the headers at 5 minutes (no-store included): without
+    # it, every sign-in would pay an extra HTTPS fetch.
+    env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"}, headers=headers)
     resolver = env.resolver()
     await resolver.resolve("hs.test")
-    await resolver.resolve("hs.test")
+    env.clock.now += 0.8 * WELL_KNOWN_MIN_TTL - 1
+    await refreshed_port(env, resolver)
+    assert env.well_known_requests() == 1
+    env.clock.now += WELL_KNOWN_MIN_TTL
+    await refreshed_port(env, resolver)
     assert env.well_known_requests() == 2
+
+
+async def test_a_brief_well_known_outage_keeps_the_last_good_delegation(env: Env) -> None:
+    headers = {"Cache-Control": "max-age=600"}
+    env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"}, headers=headers)
+    resolver = env.resolver()
+    await resolver.resolve("hs.test")
+    env.hs.route(WELL_KNOWN, {"errcode": "M_UNKNOWN"}, status=503)
+    env.clock.now += 481  # refresh window: the refresh fails
+    assert await refreshed_port(env, resolver) == 1
+    env.clock.now += 600  # expired, but within the grace: still the last good answer
+    assert await refreshed_port(env, resolver) == 1
+    env.clock.now += STALE_GRACE  # grace over: no delegation (SRV, then 8448)
+    assert await refreshed_port(env, resolver) == 8448
+    env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:3"})  # back
+    env.clock.now += 3600
+    assert await refreshed_port(env, resolver) == 3
+
+
+async def test_a_stale_delegation_is_used_when_the_first_refresh_comes_after_expiry(
+    env: Env,
+) -> None:
+    env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"})
+    resolver = env.resolver()
+    await resolver.resolve("hs.test")
+    env.hs.route(WELL_KNOWN, raw=b"x" * (70 * 1024))  # too large: may be temporary
+    env.clock.now += 24 * HOUR + 10
+    assert await refreshed_port(env, resolver) == 1
+    assert env.well_known_requests() == 2
+    env.clock.now += 30  # within the retry back-off: answered from the cache, no fetch
+    assert await refreshed_port(env, resolver) == 1
+    assert env.well_known_requests() == 2
+
+
+@pytest.mark.parametrize("answer", [{"status": 404}, {"raw": b"not json"}, {"body": {}}])
+async def test_a_definite_answer_ends_the_delegation_at_once(
+    env: Env, answer: dict[str, object]
+) -> None:
+    env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"})
+    resolver = env.resolver()
+    await resolver.resolve("hs.test")
+    env.hs.route(WELL_KNOWN, **answer)  # type: ignore[arg-type]
+    env.clock.now += 24 * HOUR + 1
+    assert await refreshed_port(env, resolver) == 8448
 
 
 async def test_failures_are_cached_with_backoff_up_to_the_limit(env: Env) -> None:
@@ -378,20 +491,26 @@ async def test_concurrent_resolves_share_one_fetch(env: Env) -> None:
     assert env.well_known_requests() == 1
 
 
-async def test_redirects_are_followed_up_to_three(env: Env) -> None:
-    env.hs.redirect(WELL_KNOWN, "/hop1")
-    env.hs.redirect("/hop1", f"https://hs.test:{env.hs.port}/hop2", status=301)
-    env.hs.redirect("/hop2", "/final", status=307)
+def redirect_chain(env: Env, hops: int) -> None:
+    """WELL_KNOWN -> /hop1 -> ... -> /final, `hops` redirects of mixed kinds and forms."""
+    paths = [WELL_KNOWN] + [f"/hop{i}" for i in range(1, hops)] + ["/final"]
+    statuses = [302, 301, 307, 308, 303]
+    for i, (here, there) in enumerate(itertools.pairwise(paths)):
+        # Relative and absolute Location headers alike.
+        target = there if i % 2 else f"https://hs.test:{env.hs.port}{there}"
+        env.hs.redirect(here, target, status=statuses[i % len(statuses)])
     env.hs.route("/final", {"m.server": "delegated.test:1"})
+
+
+async def test_redirects_are_followed_as_far_as_synapse_follows_them(env: Env) -> None:
+    assert WELL_KNOWN_MAX_REDIRECTS == 20  # Twisted's RedirectAgent default, used by Synapse
+    redirect_chain(env, WELL_KNOWN_MAX_REDIRECTS)
     assert (await env.resolver().resolve("hs.test")).base_url.port == 1
+    assert len(env.hs.requests_to("/final")) == 1
 
 
 async def test_too_many_redirects_fail(env: Env) -> None:
-    env.hs.redirect(WELL_KNOWN, "/hop1")
-    env.hs.redirect("/hop1", "/hop2")
-    env.hs.redirect("/hop2", "/hop3")
-    env.hs.redirect("/hop3", "/final")
-    env.hs.route("/final", {"m.server": "delegated.test:1"})
+    redirect_chain(env, WELL_KNOWN_MAX_REDIRECTS + 1)
     assert (await env.resolver().resolve("hs.test")).base_url.port == 8448
     assert env.hs.requests_to("/final") == []
 
@@ -445,3 +564,29 @@ async def test_well_known_certificate_must_match(env: Env) -> None:
     env.hs.route(WELL_KNOWN, {"m.server": "delegated.test:1"})
     assert (await env.resolver().resolve("nocert.test")).base_url.port == 8448
     assert env.hs.requests == []  # the TLS handshake failed before any request
+
+
+async def test_srv_dns_failure_falls_back_to_the_last_answer_for_a_while(env: Env) -> None:
+    env.dns.ttl = 0  # dnspython caches nothing: every lookup reaches the DNS server
+    env.dns.set("_matrix-fed._tcp.hs.test", ("SRV", "10 0 8800 target.test."))
+    resolver = env.resolver()
+    assert (await resolver.resolve("hs.test")).base_url.port == 8800
+    env.dns.servfail.add("_matrix-fed._tcp.hs.test")
+    env.clock.now += STALE_GRACE - 1
+    assert (await resolver.resolve("hs.test")).base_url.port == 8800
+    env.clock.now += 2
+    with pytest.raises(DiscoveryError, match="DNS lookup"):
+        await resolver.resolve("hs.test")
+
+
+async def test_srv_records_withdrawn_are_not_used_after_dns_fails(env: Env) -> None:
+    env.dns.ttl = 0
+    env.dns.set("_matrix-fed._tcp.hs.test", ("SRV", "10 0 8800 target.test."))
+    resolver = env.resolver()
+    assert (await resolver.resolve("hs.test")).base_url.port == 8800
+    del env.dns.records["_matrix-fed._tcp.hs.test"]  # NXDOMAIN: a definite "none"
+    assert (await resolver.resolve("hs.test")).base_url.port == 8448
+    env.dns_resolvers[-1].cache.flush()  # dnspython keeps the NXDOMAIN for a while
+    env.dns.servfail.add("_matrix-fed._tcp.hs.test")
+    with pytest.raises(DiscoveryError, match="DNS lookup"):
+        await resolver.resolve("hs.test")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import hashlib
 import logging
 import socket
@@ -424,3 +424,75 @@ async def test_the_token_never_reaches_logs_or_errors(
     assert ours, "expected the verifier to log its refusals"
     assert all(TOKEN not in record.getMessage() for record in ours)
     assert TOKEN not in caplog.text
+
+
+async def test_every_srv_target_is_tried(
+    tls_hs: FakeHomeserver, dns: DNSServer, make_verifier: MakeVerifier
+) -> None:
+    # Three dead targets before the live one: a verifier that gave up after three could not
+    # verify anybody on this server.
+    dead = [closed_port() for _ in range(3)]
+    records = [("SRV", f"{i} 0 {port} target.test.") for i, port in enumerate(dead)]
+    dns.set("_matrix-fed._tcp.hs.test", *records, ("SRV", f"9 0 {tls_hs.port} target.test."))
+    settings = discovering(dns, allow_private_addresses=True)
+    verifier = make_verifier(settings, ssl_context=make_test_tls().client)
+    assert (await verifier.verify(TOKEN, "hs.test")).user_id == "@alice:hs.test"
+
+
+async def test_when_every_target_fails_the_last_reason_is_given(
+    dns: DNSServer, make_verifier: MakeVerifier
+) -> None:
+    records = [("SRV", f"{i} 0 {closed_port()} target.test.") for i in range(5)]
+    dns.set("_matrix-fed._tcp.hs.test", *records)
+    settings = discovering(dns, allow_private_addresses=True)
+    verifier = make_verifier(settings, ssl_context=make_test_tls().client)
+    error = await expect_error(verifier.verify(TOKEN, "hs.test"), "TPI_SERVER_UNREACHABLE", 502)
+    assert "connection failed" in error.message
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A port that accepts TCP connections (into the backlog) and never answers: a TLS
+    handshake with it hangs until the client gives up."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+async def test_a_target_that_hangs_cannot_starve_the_next(
+    tls_hs: FakeHomeserver, dns: DNSServer, make_verifier: MakeVerifier, black_hole: int
+) -> None:
+    dns.set(
+        "_matrix-fed._tcp.hs.test",
+        ("SRV", f"0 0 {black_hole} target.test."),
+        ("SRV", f"1 0 {tls_hs.port} target.test."),
+    )
+    settings = discovering(dns, allow_private_addresses=True, timeout=2.0)
+    verifier = make_verifier(settings, ssl_context=make_test_tls().client)
+    started = time.monotonic()
+    assert (await verifier.verify(TOKEN, "hs.test")).user_id == "@alice:hs.test"
+    # The first target had its share of the time to connect (half), not all of it.
+    assert 0.9 < time.monotonic() - started < 1.9
+
+
+async def test_one_deadline_covers_the_whole_verification(
+    dns: DNSServer, make_verifier: MakeVerifier, black_hole: int
+) -> None:
+    records = [("SRV", f"{i} 0 {black_hole} target.test.") for i in range(4)]
+    dns.set("_matrix-fed._tcp.hs.test", *records)
+    settings = discovering(dns, allow_private_addresses=True, timeout=1.0)
+    verifier = make_verifier(settings, ssl_context=make_test_tls().client)
+    started = time.monotonic()
+    await expect_error(verifier.verify(TOKEN, "hs.test"), "TPI_SERVER_UNREACHABLE", 502)
+    assert time.monotonic() - started < 1.5  # not 4 x 1 s
+
+
+async def test_slow_discovery_counts_against_the_deadline(
+    dns: DNSServer, make_verifier: MakeVerifier
+) -> None:
+    dns.silent.add("_matrix-fed._tcp.slow.test")  # the SRV query is never answered
+    verifier = make_verifier(discovering(dns, timeout=0.5), ssl_context=make_test_tls().client)
+    started = time.monotonic()
+    await expect_error(verifier.verify(TOKEN, "slow.test"), "TPI_SERVER_UNREACHABLE", 502)
+    assert time.monotonic() - started < 1.0

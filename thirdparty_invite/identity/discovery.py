@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 import email.utils
 import itertools
 import logging
 import random
 import time
+from typing import Generic, TypeVar
 
 import aiohttp
 import attrs
@@ -23,6 +24,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.resolver
+from multidict import MultiMapping
 import yarl
 
 from ..matrix.ids import (
@@ -39,9 +41,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FEDERATION_PORT = 8448
 WELL_KNOWN_BODY_LIMIT = 64 * 1024
-WELL_KNOWN_MAX_REDIRECTS = 3
+# Synapse follows .well-known redirects with Twisted's RedirectAgent, whose limit is 20.
+WELL_KNOWN_MAX_REDIRECTS = 20
 WELL_KNOWN_DEFAULT_TTL = 24 * 3600.0
 WELL_KNOWN_MAX_TTL = 48 * 3600.0
+# Synapse's floor for a period given by the headers (no-store included): a .well-known sent
+# with `no-store` would otherwise cost an extra HTTPS fetch on every sign-in.
+WELL_KNOWN_MIN_TTL = 5 * 60.0
+# Refresh a delegation when this fraction of its TTL is left (Synapse's
+# WELL_KNOWN_GRACE_PERIOD_FACTOR): lookups meanwhile get the cached answer at once.
+WELL_KNOWN_REFRESH_FACTOR = 0.2
+# When a refresh fails for a reason that may pass (no connection, timeout, 5xx), the last
+# good answer keeps being used for up to this long after it expired, so a homeserver's brief
+# .well-known outage does not lock its users out. A definite answer (404, a body without
+# m.server) ends the delegation at once, as in Synapse.
+STALE_GRACE = 3600.0
 # Failures are cached for this long at first, doubling on each repeated failure up to the
 # resolver's failure_ttl: the spec asks for exponential back-off, at most an hour by default.
 WELL_KNOWN_FIRST_FAILURE_TTL = 60.0
@@ -53,7 +67,12 @@ class DiscoveryError(Exception):
 
 
 class _WellKnownFailure(Exception):
-    """No usable delegation; the spec says to carry on with SRV lookups."""
+    """No usable delegation; the spec says to carry on with SRV lookups. `temporary` when
+    asking again later may well succeed (no connection, timeout, 5xx, oversized body)."""
+
+    def __init__(self, reason: str, *, temporary: bool = False) -> None:
+        super().__init__(reason)
+        self.temporary = temporary
 
 
 @attrs.frozen
@@ -90,21 +109,27 @@ def order_srv_records(
     return ordered
 
 
-def well_known_cache_ttl(headers: Mapping[str, str], now: float) -> float:
-    """Seconds to cache a .well-known answer: Cache-Control max-age, else Expires, else 24 h;
-    never more than 48 h. `now` is the wall clock, used when the answer has no Date."""
-    directives: dict[str, str] = {}
-    for part in headers.get("Cache-Control", "").split(","):
-        key, _, value = part.strip().partition("=")
-        directives[key.strip().lower()] = value.strip().strip('"')
+def well_known_cache_ttl(headers: MultiMapping[str], now: float) -> float:
+    """Seconds to cache a .well-known answer, from its headers (every `Cache-Control` line
+    counts): 0 for no-store/no-cache, else max-age (the smallest, if several), else Expires,
+    else 24 h; never more than 48 h. `now` is the wall clock, used when there is no Date.
+    The resolver raises a result under `WELL_KNOWN_MIN_TTL` to that floor, as Synapse does."""
+    directives: dict[str, list[str]] = {}
+    for line in headers.getall("Cache-Control", ()):
+        for part in line.split(","):
+            key, _, value = part.strip().partition("=")
+            directives.setdefault(key.strip().lower(), []).append(value.strip().strip('"'))
+    max_ages = [int(value) for value in directives.get("max-age", ()) if value.isdigit()]
     ttl = WELL_KNOWN_DEFAULT_TTL
     if "no-store" in directives or "no-cache" in directives:
         ttl = 0.0
-    elif directives.get("max-age", "").isdigit():
-        ttl = float(directives["max-age"])
+    elif max_ages:
+        ttl = float(min(max_ages))
     elif "Expires" in headers:
         try:
-            expires = email.utils.parsedate_to_datetime(headers["Expires"]).timestamp()
+            # Several Expires lines make no sense; Synapse reads the last one, so do we.
+            expires_at = headers.getall("Expires")[-1]
+            expires = email.utils.parsedate_to_datetime(expires_at).timestamp()
             date = headers.get("Date")
             base = email.utils.parsedate_to_datetime(date).timestamp() if date else now
             ttl = expires - base
@@ -113,11 +138,45 @@ def well_known_cache_ttl(headers: Mapping[str, str], now: float) -> float:
     return max(0.0, min(ttl, WELL_KNOWN_MAX_TTL))
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _LRU(Generic[K, V]):
+    """A dict that forgets its least recently stored entries beyond `size`."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        return self._entries.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+
 @attrs.frozen
 class _Delegation:
-    server: str | None  # the delegated server name; None after a failure
-    expires_at: float
-    failures: int = 0
+    """A cached .well-known outcome and what to do with it as time passes."""
+
+    server: str | None  # the delegated server name; None: no delegation (SRV, then 8448)
+    refresh_at: float  # from then on, a lookup answers from here and refreshes meanwhile
+    expires_at: float  # from then on, a lookup waits for a fresh answer
+    stale_until: float = 0.0  # a good answer may stand in for failed refreshes until then
+    failures: int = 0  # consecutive failed fetches, for the back-off
+
+
+@attrs.frozen
+class _GoodSrv:
+    records: tuple[SrvRecord, ...]
+    stale_until: float
 
 
 class ServerResolver:
@@ -125,7 +184,13 @@ class ServerResolver:
 
     `session` should come from `net.http.make_guarded_session` with the same `policy`; the
     resolver does not own it. `randint` drives the SRV weighted draw, `wall_clock` reads HTTP
-    dates; `well_known_port` exists for tests only (the spec fixes 443)."""
+    dates; `well_known_port` exists for tests only (the spec fixes 443).
+
+    As Synapse does, a delegation is refreshed before it expires (when a fifth of its TTL is
+    left; lookups meanwhile answer from the cache at once), and a refresh that fails for a
+    reason that may pass keeps the last good answer in use; unlike Synapse, also after it
+    expired, for up to `STALE_GRACE`. An SRV lookup whose DNS query fails likewise falls back
+    to the last good answer for the same name, within its TTL plus `STALE_GRACE`."""
 
     def __init__(
         self,
@@ -147,9 +212,9 @@ class ServerResolver:
         self._randint = randint or random.SystemRandom().randint
         self._wall_clock = wall_clock
         self._failure_ttl = failure_ttl
-        self._cache_size = cache_size
         self._well_known_port = well_known_port
-        self._cache: OrderedDict[str, _Delegation] = OrderedDict()
+        self._cache: _LRU[str, _Delegation] = _LRU(cache_size)
+        self._good_srv: _LRU[str, _GoodSrv] = _LRU(cache_size)
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
 
     async def resolve(self, server_name: str) -> ResolvedServer:
@@ -169,6 +234,11 @@ class ServerResolver:
         if is_ip_literal(delegated_host) or delegated_port is not None:
             return [self._explicit(delegated_host, delegated_port)]
         return await self._srv_or_default(delegated_host)
+
+    async def refreshes_done(self) -> None:
+        """Wait for the .well-known fetches running now, background refreshes included."""
+        while self._inflight:
+            await asyncio.wait(list(self._inflight.values()))
 
     async def close(self) -> None:
         """Stop .well-known fetches still running (the session is the caller's to close)."""
@@ -193,13 +263,21 @@ class ServerResolver:
         try:
             answer = await self._dns.resolve(name, "SRV")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            self._good_srv.pop(name)  # a definite "none": nothing stale to fall back to
             return []
         except dns.exception.DNSException as error:
+            good = self._good_srv.get(name)
+            if good is not None and self._clock() < good.stale_until:
+                log.info("DNS lookup of %s failed (%s): using its last answer", name, error)
+                return list(good.records)
             # Carrying on to port 8448 could reach a different server than the SRV names.
             raise DiscoveryError(f"DNS lookup of {name} failed ({type(error).__name__})") from None
         records = [SrvRecord(r.priority, r.weight, r.port, r.target.to_text()) for r in answer]
         if len(records) == 1 and records[0].target == dns.name.root.to_text():
+            self._good_srv.pop(name)
             raise DiscoveryError(f"{name} declares that the service is not offered")
+        ttl = answer.rrset.ttl if answer.rrset is not None else 0
+        self._good_srv.put(name, _GoodSrv(tuple(records), self._clock() + ttl + STALE_GRACE))
         return records
 
     def _srv_candidates(self, host: str, records: Sequence[SrvRecord]) -> list[ResolvedServer]:
@@ -226,39 +304,68 @@ class ServerResolver:
 
     async def _delegation(self, host: str) -> str | None:
         entry = self._cache.get(host)
-        if entry is not None and entry.expires_at > self._clock():
+        now = self._clock()
+        if entry is not None and now < entry.expires_at:
+            if now >= entry.refresh_at:
+                self._fetch(host)  # in the background: this lookup is answered now
             return entry.server
+        return await asyncio.shield(self._fetch(host))
+
+    def _fetch(self, host: str) -> asyncio.Future[str | None]:
+        """The running fetch of `host`'s .well-known, started if there is none: one fetch per
+        host however many lookups wait for it."""
         future = self._inflight.get(host)
         if future is None:
-            # One fetch per host however many verifications wait for it.
-            future = asyncio.ensure_future(self._refresh(host, entry))
+            future = asyncio.ensure_future(self._refresh(host))
             self._inflight[host] = future
-            future.add_done_callback(lambda done: self._forget_fetch(host, done))
-        return await asyncio.shield(future)
+            future.add_done_callback(lambda done: self._fetch_done(host, done))
+        return future
 
-    def _forget_fetch(self, host: str, done: asyncio.Future[str | None]) -> None:
+    def _fetch_done(self, host: str, done: asyncio.Future[str | None]) -> None:
         if self._inflight.get(host) is done:
             del self._inflight[host]
+        if not done.cancelled() and done.exception() is not None:
+            # Nobody may be waiting (a background refresh): say so rather than lose it.
+            log.error("Refreshing the delegation of %s failed", host, exc_info=done.exception())
 
-    async def _refresh(self, host: str, previous: _Delegation | None) -> str | None:
+    async def _refresh(self, host: str) -> str | None:
+        previous = self._cache.get(host)
         try:
             server, ttl = await self._fetch_well_known(host)
         except _WellKnownFailure as failure:
+            now = self._clock()
             failures = previous.failures + 1 if previous is not None else 1
             backoff = WELL_KNOWN_FIRST_FAILURE_TTL * 2 ** min(failures - 1, 30)
-            ttl = min(backoff, self._failure_ttl)
-            log.info("No server delegation for %s: %s (retry in %d s)", host, failure, ttl)
-            self._store(host, _Delegation(None, self._clock() + ttl, failures))
+            retry = min(backoff, self._failure_ttl)
+            if (
+                failure.temporary
+                and previous is not None
+                and previous.server is not None
+                and now < previous.stale_until
+            ):
+                log.info(
+                    "Could not refresh the delegation of %s (%s): still using %s, retry in %d s",
+                    host,
+                    failure,
+                    previous.server,
+                    retry,
+                )
+                stale = attrs.evolve(
+                    previous,
+                    refresh_at=now + retry,
+                    expires_at=previous.stale_until,
+                    failures=failures,
+                )
+                self._cache.put(host, stale)
+                return previous.server
+            log.info("No server delegation for %s: %s (retry in %d s)", host, failure, retry)
+            self._cache.put(host, _Delegation(None, now + retry, now + retry, failures=failures))
             return None
-        log.debug("%s delegates to %s (cached for %d s)", host, server, ttl)
-        self._store(host, _Delegation(server, self._clock() + ttl))
+        now = self._clock()
+        ttl = max(ttl, WELL_KNOWN_MIN_TTL)
+        refresh_at = now + ttl * (1 - WELL_KNOWN_REFRESH_FACTOR)
+        self._cache.put(host, _Delegation(server, refresh_at, now + ttl, now + ttl + STALE_GRACE))
         return server
-
-    def _store(self, host: str, entry: _Delegation) -> None:
-        self._cache[host] = entry
-        self._cache.move_to_end(host)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     async def _fetch_well_known(self, host: str) -> tuple[str, float]:
         url = yarl.URL.build(
@@ -269,20 +376,26 @@ class ServerResolver:
         )
         try:
             for _hop in range(WELL_KNOWN_MAX_REDIRECTS + 1):
+                # Every hop is checked: an IP literal here, a name's addresses on connecting.
                 check_url_host(self._policy, url)
                 async with self._session.get(url, allow_redirects=False) as response:
                     if response.status in _REDIRECT_STATUSES:
                         url = _redirect_target(url, response.headers.get("Location"))
                         continue
+                    if response.status >= 500:
+                        raise _WellKnownFailure(f"HTTP status {response.status}", temporary=True)
                     if response.status != 200:
                         raise _WellKnownFailure(f"HTTP status {response.status}")
                     body = await read_body_limited(response, WELL_KNOWN_BODY_LIMIT)
                     ttl = well_known_cache_ttl(response.headers, self._wall_clock())
                 return _parse_well_known(body), ttl
-        except (ForbiddenAddress, ResponseTooLarge) as error:
+        except ForbiddenAddress as error:
             raise _WellKnownFailure(str(error)) from None
+        except ResponseTooLarge as error:
+            raise _WellKnownFailure(str(error), temporary=True) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-            raise _WellKnownFailure(f"request failed ({type(error).__name__})") from None
+            reason = f"request failed ({type(error).__name__})"
+            raise _WellKnownFailure(reason, temporary=True) from None
         raise _WellKnownFailure(f"more than {WELL_KNOWN_MAX_REDIRECTS} redirects")
 
 

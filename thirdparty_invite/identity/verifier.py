@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 
 USERINFO_PATH = "_matrix/federation/v1/openid/userinfo"
 USERINFO_BODY_LIMIT = 64 * 1024
-# SRV records may list several servers; try a few when the first cannot be connected to.
-MAX_CONNECT_ATTEMPTS = 3
 _TOKEN = re.compile(r"[\x21-\x7e]{1,512}\Z")
 
 
@@ -125,7 +123,12 @@ def _forbidden(server_name: str) -> UserFacingError:
 class OpenIDVerifier:
     """Verifies OpenID tokens against the issuing homeserver. Create one and share it; call
     `close()` on shutdown. `resolver` replaces server discovery (the caller then owns it);
-    `ssl_context` replaces the system trust store (tests)."""
+    `ssl_context` replaces the system trust store (tests).
+
+    `settings.timeout` bounds a whole verification: discovery, then the userinfo request to
+    each place discovery found (every SRV target, in order) until one answers. Each attempt
+    may use the time left, but only its share of it to connect, so a target that swallows
+    connection attempts cannot starve the ones after it."""
 
     def __init__(
         self,
@@ -171,7 +174,8 @@ class OpenIDVerifier:
             ) from None
         server_name = format_server_name(host, port)
         self._check_lists(server_name, host)
-        user_id = await self._ask_homeserver(access_token, server_name)
+        deadline = asyncio.get_running_loop().time() + self._settings.timeout
+        user_id = await self._ask_homeserver(access_token, server_name, deadline)
         token_hash = hashlib.sha256(f"{server_name}\0{access_token}".encode()).hexdigest()
         expires_at = int((time.time() + self._settings.seen_token_ttl) * 1000)
         return VerifiedToken(user_id, server_name, token_hash, expires_at)
@@ -201,20 +205,27 @@ class OpenIDVerifier:
                 403,
             )
 
-    async def _ask_homeserver(self, token: str, server_name: str) -> str:
+    async def _ask_homeserver(self, token: str, server_name: str, deadline: float) -> str:
         mapped = self._server_urls.get(server_name)
         if mapped is not None:
             targets = [_Target(mapped, guarded=False)]
         else:
             targets = [
                 _Target(found.base_url, found.host_header, found.tls_server_name)
-                for found in await self._discover(server_name)
+                for found in await self._discover(server_name, deadline)
             ]
+        loop = asyncio.get_running_loop()
         refused = 0
         reason = "no address to connect to"
-        for target in targets[:MAX_CONNECT_ATTEMPTS]:
+        for index, target in enumerate(targets):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise _unreachable(server_name, "it did not answer in time")
+            timeout = aiohttp.ClientTimeout(
+                total=remaining, connect=remaining / (len(targets) - index)
+            )
             try:
-                return await self._userinfo(target, token, server_name)
+                return await self._userinfo(target, token, server_name, timeout)
             except ForbiddenAddress as error:
                 log.info("Not contacting %s for %s: %s", target.base_url, server_name, error)
                 refused += 1
@@ -223,25 +234,31 @@ class OpenIDVerifier:
                 log.info(
                     "Could not connect to %s for %s: %s", target.base_url, server_name, reason
                 )
-        if refused and refused == min(len(targets), MAX_CONNECT_ATTEMPTS):
+        if refused and refused == len(targets):
             raise _forbidden(server_name)
         raise _unreachable(server_name, reason)
 
-    async def _discover(self, server_name: str) -> list[ResolvedServer]:
+    async def _discover(self, server_name: str, deadline: float) -> list[ResolvedServer]:
+        remaining = deadline - asyncio.get_running_loop().time()
         try:
             resolver = self._server_resolver()
-            return await resolver.resolve_candidates(server_name)
+            return await asyncio.wait_for(resolver.resolve_candidates(server_name), remaining)
         except ForbiddenAddress as error:
             log.info("Not contacting %s: %s", server_name, error)
             raise _forbidden(server_name) from None
         except (DiscoveryError, InvalidServerName) as error:
             log.info("Could not locate %s: %s", server_name, error)
             raise _unreachable(server_name, str(error)) from None
+        except asyncio.TimeoutError:
+            log.info("Locating %s took longer than the verification may", server_name)
+            raise _unreachable(server_name, "it could not be located in time") from None
         except dns.exception.DNSException as error:  # e.g. no resolver configuration
             log.error("DNS is not usable: %s", error)
             raise _unreachable(server_name, "DNS is not available here") from None
 
-    async def _userinfo(self, target: _Target, token: str, server_name: str) -> str:
+    async def _userinfo(
+        self, target: _Target, token: str, server_name: str, timeout: aiohttp.ClientTimeout
+    ) -> str:
         url = (target.base_url / USERINFO_PATH).with_query(access_token=token)
         if target.guarded:
             check_url_host(self._policy, url)
@@ -253,6 +270,7 @@ class OpenIDVerifier:
                 url,
                 headers=headers,
                 allow_redirects=False,
+                timeout=timeout,
                 server_hostname=target.tls_server_name if url.scheme == "https" else None,
             ) as response:
                 status = response.status
@@ -265,6 +283,9 @@ class OpenIDVerifier:
             raise _ConnectFailed("its address could not be looked up in DNS") from None
         except aiohttp.ClientConnectorError:
             raise _ConnectFailed("the connection failed") from None
+        except aiohttp.ConnectionTimeoutError:
+            # Nothing was sent: the next place may still answer in the time left.
+            raise _ConnectFailed("the connection timed out") from None
         except (asyncio.TimeoutError, TimeoutError):
             raise _unreachable(server_name, "it did not answer in time") from None
         except ResponseTooLarge:
