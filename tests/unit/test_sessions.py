@@ -221,3 +221,12 @@ async def test_migration_v2_keeps_sessions_and_spent_tokens(
     assert await storage.sessions.get_valid("spent:spent", now - HOUR_MS) is None
     await storage.sessions.purge_expired(now + HOUR_MS)
     assert await db.fetchval("SELECT COUNT(*) FROM web_sessions") == 0
+
+
+async def test_sessions_without_a_token_never_conflict(storage: Storage) -> None:
+    now = now_ms()
+    for i in range(3):
+        assert await storage.sessions.create(f"p{i}", "@u:x", now, now + 1000, None, 0)
+    assert (await storage.sessions.get_valid("p2", now)).user_id == "@u:x"
+    await storage.sessions.purge_expired(now + 1000)
+    assert await storage.db.fetchval("SELECT COUNT(*) FROM web_sessions") == 0

@@ -33,11 +33,12 @@ class SessionStore:
         user_id: str,
         now: int,
         expires_at: int,
-        token_hash: str,
+        token_hash: str | None,
         token_expires_at: int,
     ) -> bool:
         """Open a session with an OpenID token; False (nothing written) when a session was
-        already opened with that token.
+        already opened with that token. `token_hash` None: the Matrix ID was proven another
+        way (NULLs never conflict), and `token_expires_at` may be 0.
 
         One statement, one round trip: no RETURNING, whose row SQLite would make us fetch
         and close in two more trips to its worker thread; the changed-row count says it all.
