@@ -113,6 +113,9 @@ class RoomUpgrades:
         self._followed: set[tuple[str, str]] = set()
         # Replacement room -> tombstone of the room whose admins were asked to invite us.
         self._waiting: dict[str, Tombstone] = {}
+        # Replacement room -> the room it replaces, for rooms the bot followed into: the
+        # invite arrives a second time in the new room's timeline, without stripped state.
+        self._replaces: dict[str, str] = {}
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -158,7 +161,7 @@ class RoomUpgrades:
         """Handle an invite into the replacement of a room the bot was in: True when it was
         one (the bot joined and carried the room over, or tried), False for any other
         invite, which the caller vets as usual."""
-        candidates = [predecessor]
+        candidates = [predecessor, self._replaces.get(room_id)]
         if room_id in self._waiting:
             candidates.append(self._waiting[room_id].room_id)
         for old_room in dict.fromkeys(c for c in candidates if c):
@@ -218,6 +221,7 @@ class RoomUpgrades:
             self.log.warning("Could not follow %s to its replacement: %s", tomb.room_id, e)
             return None
         self._waiting.pop(tomb.replacement, None)
+        self._replaces[tomb.replacement] = tomb.room_id
         bot = self.rooms.bot_user_id
         await self.storage.audit.add(
             now_ms(),
