@@ -34,6 +34,7 @@ async def run(state_dir: Path, password: str) -> None:
         admin_name="demo-admin",
         bot_name="invitebot",
         instance_id="invitebot",
+        rate_limits=True,  # the plugin as operators run it
     ) as stack:
         try:
             user = await stack.synapse.register_user("demo-user", password)

@@ -43,8 +43,9 @@ from devtools.plugin import (
     room_managed_by_bot,
     start_plugin,
 )
+from devtools.plugin import instance_config as render_instance_config
 from devtools.ports import ManagedServer
-from devtools.synapse import SynapseServer, oidc_provider_config
+from devtools.synapse import SynapseServer, deep_merge, oidc_provider_config
 from devtools.web_client import signed_in_session, wait_web_ready, web_client
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,19 @@ log = logging.getLogger(__name__)
 DEFAULT_POSTGRES_URL = os.environ.get(
     "TPI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # Every stack's Synapse: the invite page finds the homeserver from a Matrix ID through
 # .well-known, as it would for any server.
 BASE_SYNAPSE_CONFIG = {"serve_client_wellknown": True}
+
+
+def rate_limits_off() -> dict[str, dict]:
+    """Instance config that turns off each of the plugin's per-address rate limits (those
+    base-config.yaml names): every client of a test stack comes from 127.0.0.1."""
+    from ruamel.yaml import YAML  # maubot's YAML library, in the venv that runs maubot
+
+    base = YAML(typ="safe").load((REPO_ROOT / "base-config.yaml").read_text())
+    return {"rate_limits": {name: {"burst": 0} for name in base.get("rate_limits") or {}}}
 
 
 @attrs.frozen
@@ -109,6 +120,7 @@ class RunningStack:
     admin: MatrixUser
     bot: MatrixUser
     plugin: RunningPlugin
+    base_config: dict  # the instance config's own keys, before configure() overrides
     workdir: Path
     database: Literal["sqlite", "postgres"]
     password: str | None  # of the admin and of the people user() makes (None: random)
@@ -156,6 +168,13 @@ class RunningStack:
         """``!invitebot link ARGS`` typed by the admin in the room: the whole link."""
         url, token = await ask_for_link(self.admin, self.bot, room_id, args)
         return f"{url}#{token}"
+
+    async def configure(self, **overrides: object) -> None:
+        """Replace the instance's config: the stack's own, with ``overrides`` deep-merged
+        (maubot hands it to the running plugin)."""
+        config = deep_merge(self.base_config, overrides)
+        text = render_instance_config(self.synapse, [self.admin.user_id], **config)
+        await self.maubot.set_instance_config(self.instance_id, text)
 
     # -- the plugin's database (SQLite) -----------------------------------------------------
 
@@ -209,6 +228,7 @@ async def running_stack(
     mbp: Path | None = None,
     instance_id: str | None = None,
     instance_config: dict | None = None,
+    rate_limits: bool = False,
     password: str | None = None,
     admin_name: str | None = None,
     bot_name: str | None = None,
@@ -222,8 +242,10 @@ async def running_stack(
     - ``database="postgres"``: the instance's database is a schema at ``postgres_url``
       (dropped at the end), in a maubot the stack starts; else SQLite in maubot's workdir.
     - ``mbp``: the built plugin (default: built now into ``workdir/build``).
-    - ``instance_id`` (default random), ``instance_config``: keys merged over the
-      instance's generated config (operators: the admin; this Synapse's URL).
+    - ``instance_id`` (default random), ``instance_config``: deep-merged over the
+      instance's generated config (operators: the admin; this Synapse's URL; the plugin's
+      rate limits off unless ``rate_limits``, as Synapse's are relaxed: a test that wants a
+      limit names it in ``instance_config``). ``stack.configure()`` changes it later.
     - ``password``: of the admin and of people made by ``stack.user()`` (default random).
     - ``admin_name``, ``bot_name``: localparts (default ``admin-<random>``, ``bot-<random>``).
     """
@@ -262,14 +284,9 @@ async def running_stack(
         bot = await homeserver.synapse.register_user(bot_name or f"bot-{secrets.token_hex(3)}")
         if shared_maubot:
             cleanup.push_async_callback(_remove_from_shared, maubot, instance_id, bot.user_id)
+        base_config = deep_merge({} if rate_limits else rate_limits_off(), instance_config or {})
         plugin = await start_plugin(
-            maubot,
-            homeserver.synapse,
-            bot,
-            [admin.user_id],
-            instance_id,
-            mbp,
-            **(instance_config or {}),
+            maubot, homeserver.synapse, bot, [admin.user_id], instance_id, mbp, **base_config
         )
         yield RunningStack(
             synapse=homeserver.synapse,
@@ -278,6 +295,7 @@ async def running_stack(
             admin=admin,
             bot=bot,
             plugin=plugin,
+            base_config=base_config,
             workdir=workdir,
             database=database,
             password=password,
