@@ -320,6 +320,7 @@ async def test_a_chain_of_upgrades_is_followed_to_its_end_on_start(storage: Stor
     assert [i.room_id for i in await storage.queue.for_user("@alice:x")] == ["!c"]
     [(room, text)] = rooms.notices  # told once, in the room that lives on
     assert room == "!c" and f"replaces {OLD}" in text
+    assert "carried over 1 invite link and 1 queued invite." in text  # not once per hop
 
 
 async def test_a_direct_chat_is_not_followed(storage: Storage) -> None:

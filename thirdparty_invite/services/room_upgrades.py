@@ -188,12 +188,15 @@ class RoomUpgrades:
     async def follow(self, tomb: Tombstone) -> None:
         """Join the replacement (and its replacements), move the rows, tell the admins."""
         async with self._lock:
-            origin, total, seen = tomb.room_id, RoomMove(), {tomb.room_id}
+            origin, seen = tomb.room_id, {tomb.room_id}
+            moved_any, carried = False, RoomMove()
             for _ in range(_MAX_HOPS):
                 moved = await self._hop(tomb)
                 if moved is None:
                     return
-                total += moved
+                # Each hop moves everything the previous one brought: the last one says
+                # what arrived at the end of the chain.
+                moved_any, carried = moved_any or not moved.empty, moved
                 seen.add(tomb.replacement)
                 try:
                     after = await self.rooms.tombstone(tomb.replacement)
@@ -203,10 +206,10 @@ class RoomUpgrades:
                     break
                 tomb = after
             final = tomb.replacement
-            if total.empty and (origin, final) in self._followed:
+            if not moved_any and (origin, final) in self._followed:
                 return  # a second trigger for an upgrade already followed
             self._followed.add((origin, final))
-            await self._announce(origin, final, total, seen)
+            await self._announce(origin, final, carried, seen)
 
     async def _hop(self, tomb: Tombstone) -> RoomMove | None:
         """One upgrade: join the replacement and move the rows; None when the bot could not
