@@ -12,7 +12,7 @@ from mautrix.errors import MForbidden
 from thirdparty_invite.matrix.power import RoomPower
 from thirdparty_invite.matrix.rooms import RoomInfo, Tombstone
 from thirdparty_invite.services.room_upgrades import RoomUpgrades, describe_carried
-from thirdparty_invite.storage import Storage
+from thirdparty_invite.storage import BindingRule, Storage
 
 OLD, NEW, OTHER = "!old:x", "!new", "!other:x"
 UPGRADED_AT = 1_000_000
@@ -57,11 +57,7 @@ async def test_move_carries_links_bindings_and_the_right_invites(storage: Storag
     both = await _link(storage, "h2", (OLD, NEW))
     with_other = await _link(storage, "h3", (OLD, OTHER))
     untouched = await _link(storage, "h4", (OTHER,))
-    await storage.db.execute(
-        "INSERT INTO bindings (room_id, provider, rule, created_by, created_at)"
-        " VALUES ($1, 'github', 'org:x', '@admin:x', 1)",
-        OLD,
-    )
+    await storage.bindings.create("b1", "@admin:x", (BindingRule("github", "org:x"),), (OLD,), 1)
     grant_id = await storage.db.fetchval(
         "INSERT INTO grants (user_id, link_id, created_at) VALUES ('@alice:x', $1, 1)"
         " RETURNING id",
@@ -105,7 +101,7 @@ async def test_move_carries_links_bindings_and_the_right_invites(storage: Storag
         assert (await storage.links.get(link_id)).rooms == rooms
     # The link's token still finds it, now leading to the new room.
     assert (await storage.links.get_by_token_hash("h1")).rooms == (NEW,)
-    assert await storage.db.fetchval("SELECT room_id FROM bindings") == NEW
+    assert await storage.db.fetchval("SELECT room_id FROM binding_rooms") == NEW
     assert await _rows(storage, NEW) == {
         "@alice:x": ("pending", None),
         "@carol:x": ("pending", None),
@@ -142,9 +138,8 @@ async def test_managed_rooms_and_holdings(storage: Storage) -> None:
     await _link(storage, "h1", (OLD,))
     await _row(storage, OTHER, "@alice:x")
     await _row(storage, "!finished:x", "@bob:x", "done", "invited")
-    await storage.db.execute(
-        "INSERT INTO bindings (room_id, provider, rule, created_by, created_at)"
-        " VALUES ('!bound:x', 'github', 'org:x', '@admin:x', 1)"
+    await storage.bindings.create(
+        "b1", "@admin:x", (BindingRule("github", "org:x"),), ("!bound:x",), 1
     )
     assert await storage.rooms.managed_rooms() == sorted([OLD, OTHER, "!bound:x"])
     holdings = await storage.rooms.holdings(OLD)

@@ -5,13 +5,24 @@ from __future__ import annotations
 from mautrix.util.async_db import Database
 
 from .audit import AuditStore
+from .bindings import BindingStore
 from .grants import GrantStore
 from .links import LinkStore
 from .migrations import upgrade_table
 from .queue import QueueStore
-from .records import AuditEntry, InviteLink, QueuedInvite, WebSession
+from .records import (
+    AuditEntry,
+    Binding,
+    BindingAttempt,
+    BindingRule,
+    InviteLink,
+    OAuthState,
+    QueuedInvite,
+    WebSession,
+)
 from .rooms import RoomHoldings, RoomMove, RoomStore
 from .sessions import SessionStore
+from .signins import SignInStore
 
 
 class Storage:
@@ -24,12 +35,18 @@ class Storage:
         self.queue = QueueStore(db)
         self.sessions = SessionStore(db)
         self.audit = AuditStore(db)
+        self.bindings = BindingStore(db)
+        self.signins = SignInStore(db)
         self.rooms = RoomStore(db)
 
 
 __all__ = [
     "AuditEntry",
+    "Binding",
+    "BindingAttempt",
+    "BindingRule",
     "InviteLink",
+    "OAuthState",
     "QueuedInvite",
     "RoomHoldings",
     "RoomMove",

@@ -146,3 +146,115 @@ async def upgrade_v2(conn: Connection, scheme: Scheme) -> None:
         int(time.time() * 1000),
     )
     await conn.execute("DROP TABLE seen_openid_tokens")
+
+
+@upgrade_table.register(description="Provider bindings, OAuth states and account quotas")
+async def upgrade_v3(conn: Connection, scheme: Scheme) -> None:
+    serial = _serial(scheme)
+    # The first schema's placeholder `bindings` (one rule, one room, never written) gives
+    # way to bindings with several rules and rooms. grants.binding_id pointed at it: on
+    # Postgres the foreign key goes with the table and is made again below; SQLite keeps
+    # foreign keys by table name.
+    cascade = " CASCADE" if scheme != Scheme.SQLITE else ""
+    await conn.execute(f"DROP TABLE bindings{cascade}")
+    await conn.execute(
+        f"""CREATE TABLE bindings (
+            id          {serial},
+            public_id   TEXT NOT NULL UNIQUE,
+            created_by  TEXT NOT NULL,
+            created_at  BIGINT NOT NULL,
+            policy      TEXT NOT NULL DEFAULT 'notify',
+            removed_at  BIGINT,
+            removed_by  TEXT
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE binding_rules (
+            binding_id  BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            position    INTEGER NOT NULL,
+            provider    TEXT NOT NULL,
+            rule        TEXT NOT NULL,
+            PRIMARY KEY (binding_id, position)
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE binding_rooms (
+            binding_id  BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            room_id     TEXT NOT NULL,
+            PRIMARY KEY (binding_id, room_id)
+        )"""
+    )
+    await conn.execute("CREATE INDEX binding_rooms_room_idx ON binding_rooms (room_id)")
+    if scheme != Scheme.SQLITE:
+        await conn.execute(
+            "ALTER TABLE grants ADD CONSTRAINT grants_binding_id_fkey FOREIGN KEY (binding_id)"
+            " REFERENCES bindings (id) ON DELETE SET NULL"
+        )
+    # One grant per person per binding, as per link.
+    await conn.execute(
+        "CREATE UNIQUE INDEX grants_binding_user_idx ON grants (binding_id, user_id)"
+    )
+    # A sign-in at a provider in progress: taken once (DELETE ... RETURNING), and only by
+    # the browser session that started it.
+    await conn.execute(
+        """CREATE TABLE oauth_states (
+            state_hash     TEXT PRIMARY KEY,
+            session_hash   TEXT NOT NULL,
+            user_id        TEXT NOT NULL,
+            binding_id     BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            provider       TEXT NOT NULL,
+            code_verifier  TEXT,
+            nonce          TEXT,
+            created_at     BIGINT NOT NULL,
+            expires_at     BIGINT NOT NULL
+        )"""
+    )
+    await conn.execute("CREATE INDEX oauth_states_expires_idx ON oauth_states (expires_at)")
+    # What each provider said in a browser session's walk through a binding's rules, until
+    # the binding is complete (or the entry expires).
+    await conn.execute(
+        """CREATE TABLE binding_attempts (
+            session_hash  TEXT NOT NULL,
+            binding_id    BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            provider      TEXT NOT NULL,
+            outcome       TEXT NOT NULL,
+            external_id   TEXT,
+            display_name  TEXT,
+            reason        TEXT NOT NULL DEFAULT '',
+            remedy        TEXT NOT NULL DEFAULT '',
+            at            BIGINT NOT NULL,
+            expires_at    BIGINT NOT NULL,
+            PRIMARY KEY (session_hash, binding_id, provider)
+        )"""
+    )
+    await conn.execute(
+        "CREATE INDEX binding_attempts_expires_idx ON binding_attempts (expires_at)"
+    )
+    # At most N Matrix IDs per external account and binding: slot numbers 0..N-1 under a
+    # primary key make the limit atomic on both engines (two racing Matrix IDs cannot
+    # both take slot 0), and the second index lets a person come back to their own slot.
+    await conn.execute(
+        """CREATE TABLE account_slots (
+            binding_id   BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            provider     TEXT NOT NULL,
+            external_id  TEXT NOT NULL,
+            slot         INTEGER NOT NULL,
+            user_id      TEXT NOT NULL,
+            created_at   BIGINT NOT NULL,
+            PRIMARY KEY (binding_id, provider, external_id, slot)
+        )"""
+    )
+    await conn.execute(
+        "CREATE UNIQUE INDEX account_slots_user_idx"
+        " ON account_slots (binding_id, provider, external_id, user_id)"
+    )
+    # A sign-in link sent in a direct chat: the sender's Matrix ID is already proven, so it
+    # opens a web session for them once, without the Matrix sign-in step.
+    await conn.execute(
+        """CREATE TABLE signin_tickets (
+            ticket_hash  TEXT PRIMARY KEY,
+            user_id      TEXT NOT NULL,
+            binding_id   BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            expires_at   BIGINT NOT NULL
+        )"""
+    )

@@ -108,3 +108,92 @@ class AuditEntry:
 
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+@attrs.frozen
+class BindingRule:
+    provider: str
+    rule: str  # the provider's canonical text of the rule, parsed again when used
+
+
+@attrs.frozen
+class Binding:
+    id: int  # internal; never shown
+    public_id: str  # random: in links and commands, so nobody can walk the list
+    created_by: str
+    created_at: int
+    policy: str
+    removed_at: int | None
+    rules: tuple[BindingRule, ...]
+    rooms: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: Any, rules: tuple[BindingRule, ...], rooms: tuple[str, ...]) -> Binding:
+        return cls(
+            id=int(row["id"]),
+            public_id=row["public_id"],
+            created_by=row["created_by"],
+            created_at=int(row["created_at"]),
+            policy=row["policy"],
+            removed_at=_int_or_none(row["removed_at"]),
+            rules=rules,
+            rooms=rooms,
+        )
+
+
+@attrs.frozen
+class OAuthState:
+    state_hash: str
+    session_hash: str
+    user_id: str
+    binding_id: int
+    provider: str
+    code_verifier: str | None
+    nonce: str | None
+    created_at: int
+    expires_at: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> OAuthState:
+        return cls(
+            state_hash=row["state_hash"],
+            session_hash=row["session_hash"],
+            user_id=row["user_id"],
+            binding_id=int(row["binding_id"]),
+            provider=row["provider"],
+            code_verifier=row["code_verifier"],
+            nonce=row["nonce"],
+            created_at=int(row["created_at"]),
+            expires_at=int(row["expires_at"]),
+        )
+
+
+@attrs.frozen
+class BindingAttempt:
+    """What one provider said about one rule set of a binding, in one browser session."""
+
+    session_hash: str
+    binding_id: int
+    provider: str
+    outcome: str  # "passed", "failed" (the rule does not hold) or "error" (could not tell)
+    external_id: str | None
+    display_name: str | None
+    reason: str
+    remedy: str
+    at: int
+    expires_at: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> BindingAttempt:
+        return cls(
+            session_hash=row["session_hash"],
+            binding_id=int(row["binding_id"]),
+            provider=row["provider"],
+            outcome=row["outcome"],
+            external_id=row["external_id"],
+            display_name=row["display_name"],
+            reason=row["reason"],
+            remedy=row["remedy"],
+            at=int(row["at"]),
+            expires_at=int(row["expires_at"]),
+        )

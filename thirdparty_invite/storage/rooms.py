@@ -67,7 +67,7 @@ class RoomStore:
     async def managed_rooms(self) -> list[str]:
         """Rooms with invite links, bindings or invites still to deliver."""
         rows = await self.db.fetch(
-            "SELECT room_id FROM invite_link_rooms UNION SELECT room_id FROM bindings"
+            "SELECT room_id FROM invite_link_rooms UNION SELECT room_id FROM binding_rooms"
             " UNION SELECT room_id FROM invite_queue WHERE state='pending'"
         )
         return sorted(str(row["room_id"]) for row in rows)
@@ -77,7 +77,7 @@ class RoomStore:
             "SELECT COUNT(*) FROM invite_link_rooms WHERE room_id=$1", room_id
         )
         bindings = await self.db.fetchval(
-            "SELECT COUNT(*) FROM bindings WHERE room_id=$1", room_id
+            "SELECT COUNT(*) FROM binding_rooms WHERE room_id=$1", room_id
         )
         pending = await self.db.fetchval(
             "SELECT COUNT(*) FROM invite_queue WHERE room_id=$1 AND state='pending'", room_id
@@ -125,11 +125,15 @@ class RoomStore:
             )
             await conn.execute("DELETE FROM invite_link_rooms WHERE room_id=$1", old_room)
             bindings = await conn.fetchval(
-                "SELECT COUNT(*) FROM bindings WHERE room_id=$1", old_room
+                "SELECT COUNT(*) FROM binding_rooms WHERE room_id=$1", old_room
             )
             await conn.execute(
-                "UPDATE bindings SET room_id=$2 WHERE room_id=$1", old_room, new_room
+                "UPDATE binding_rooms SET room_id=$2 WHERE room_id=$1 AND binding_id NOT IN"
+                " (SELECT binding_id FROM binding_rooms WHERE room_id=$2)",
+                old_room,
+                new_room,
             )
+            await conn.execute("DELETE FROM binding_rooms WHERE room_id=$1", old_room)
             rows = await conn.fetch(
                 "SELECT id, user_id, grant_id, state, outcome, updated_at FROM invite_queue"
                 " WHERE room_id=$1 ORDER BY id",
