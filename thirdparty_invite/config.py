@@ -17,6 +17,7 @@ from mautrix.util.config import BaseProxyConfig, ConfigUpdateHelper
 
 from .durations import DurationError, parse_duration
 from .identity.verifier import IdentitySettings
+from .providers.registry import ProviderSettings, read_provider_settings
 
 T = TypeVar("T")
 
@@ -49,6 +50,7 @@ _COPIED_KEYS = (
     "invites.max_attempts",
     "invites.max_backoff",
     "matrix.request_timeout",
+    "providers",
 )
 
 
@@ -137,6 +139,7 @@ class Settings:
     invites: InviteSettings
     rate_limits: RateLimitSettings = RateLimitSettings()
     matrix: MatrixSettings = MatrixSettings()
+    providers: ProviderSettings = attrs.field(factory=ProviderSettings)
 
 
 class _Missing:
@@ -153,6 +156,11 @@ class SettingsReader:
     def __init__(self, config: Any) -> None:
         self._config = config
         self.problems: list[str] = []
+
+    def raw(self, key: str) -> Any:
+        """The value as the config holds it (None when absent), for sections read elsewhere."""
+        value = self._raw(key)
+        return None if value is _MISSING else value
 
     def _raw(self, key: str) -> Any:
         try:
@@ -343,6 +351,7 @@ def read_settings(config: Any) -> Settings:
             max_backoff=r.seconds("invites.max_backoff", 600, 1, 7 * 86400),
         ),
         matrix=MatrixSettings(request_timeout=r.seconds("matrix.request_timeout", 5, 1, 60)),
+        providers=read_provider_settings(r.raw("providers"), r.problems),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -10,13 +10,19 @@ from ..config import Settings
 from ..durations import now_ms
 from ..identity.verifier import OpenIDVerifier
 from ..matrix.rooms import RoomOps
+from ..net.guard import AddressPolicy
+from ..net.http import OutboundHTTP
+from ..providers.registry import SINGLE_KINDS as SINGLE_PROVIDER_KINDS
+from ..providers.registry import ProviderRegistry
 from ..storage import Storage
+from .bindings import BindingService
 from .bot_memberships import BotMemberships
 from .direct_chats import DirectChats
 from .direct_claims import DirectClaims
 from .grants import GrantService
 from .invite_queue import InviteQueue
 from .links import LinkService
+from .provider_signin import ProviderSignIn
 from .reporting import MembershipReporter
 from .room_admin import RoomAdmin
 from .room_directory import RoomDirectory
@@ -24,6 +30,7 @@ from .room_upgrades import RoomUpgrades
 from .web_sessions import WebSessionService
 
 QUEUE_REQUEST_TIMEOUT = 30.0
+PROVIDER_TIMEOUT = 10.0
 
 
 class Services:
@@ -54,11 +61,29 @@ class Services:
         self.room_admin = RoomAdmin(rooms, self.direct_chats)
         self.bot_memberships = BotMemberships(settings, storage, rooms, self.direct_chats)
         self.room_directory = RoomDirectory(rooms, settings.web)
-        self.direct_claims = DirectClaims(
-            self.links, rooms, self.queue, log.getChild("direct_claims")
-        )
         self.room_upgrades = RoomUpgrades(
             storage, rooms, self.direct_chats, settings.admin_room, log.getChild("upgrades")
+        )
+        # Provider endpoints are the operator's choice (a self-hosted GitLab or Keycloak
+        # may be on a private network): they are reached with the direct session.
+        self.provider_http = OutboundHTTP(timeout=PROVIDER_TIMEOUT, policy=AddressPolicy())
+        self.providers = ProviderRegistry(settings.providers, self.provider_http)
+        self.bindings = BindingService(storage, self.providers)
+        self.provider_signin = ProviderSignIn(
+            storage,
+            self.bindings,
+            self.grants,
+            self.oauth_callback_url,
+            settings.providers.max_matrix_ids_per_account,
+        )
+        self.direct_claims = DirectClaims(
+            self.links,
+            self.bindings,
+            self.provider_signin,
+            self.binding_signin_url,
+            rooms,
+            self.queue,
+            log.getChild("direct_claims"),
         )
 
     def invite_url(self, token: str) -> str:
@@ -66,9 +91,48 @@ class Services:
         # request line or a Referer, so it stays out of access logs.
         return str(self.public_base_url / "invite") + "#" + token
 
+    def binding_url(self, public_id: str) -> str:
+        return str(self.public_base_url / "join") + "#" + public_id
+
+    def binding_signin_url(self, public_id: str, ticket: str) -> str:
+        """The page of a binding with a one-time ticket standing in for the Matrix sign-in."""
+        return str(self.public_base_url / "join") + f"#{public_id}.{ticket}"
+
+    def describe_providers(self) -> str:
+        """What `!invitebot providers` answers: what is set up, and what to register."""
+        registry = self.providers
+        if registry.unavailable:
+            return f"Provider rules are off on this bot. {registry.unavailable}"
+        configured = registry.all()
+        lines = [f"* **{p.display_name}**: `{p.id} <rule>`" for p in configured]
+        missing = [k for k in SINGLE_PROVIDER_KINDS if registry.get(k) is None]
+        text = (
+            "Providers set up here:\n\n" + "\n".join(lines)
+            if lines
+            else "No provider is set up here yet."
+        )
+        if missing:
+            text += (
+                f"\n\nNot set up: {', '.join(missing)} (the operator adds them to the instance "
+                "config; any number of OpenID Connect providers can be added too)."
+            )
+        return (
+            f"{text}\n\nCallback URL to register with each provider's OAuth application:"
+            f" {self.oauth_callback_url}"
+        )
+
+    @property
+    def oauth_callback_url(self) -> str:
+        """The one callback URL operators register at every provider ("" without a web
+        app, as under maubot's test fixtures)."""
+        if self.public_base_url is None:
+            return ""
+        return str(self.public_base_url / "api" / "oauth" / "callback")
+
     async def purge_expired(self) -> None:
         """Forget expired web sessions and used OpenID tokens (run every few minutes)."""
         await self.storage.sessions.purge_expired(now_ms())
+        await self.storage.signins.purge_expired(now_ms())
 
     async def start(self) -> None:
         self.queue.start()
@@ -79,3 +143,5 @@ class Services:
         await self.direct_claims.stop()
         await self.queue.stop()
         await self.verifier.close()
+        await self.providers.close()
+        await self.provider_http.close()

@@ -11,17 +11,21 @@ read it is refused (and the message redacted when the bot may).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import logging
 import time
 
+import attrs
 from mautrix.errors import MatrixRequestError
 
 from ..errors import UserFacingError
 from ..matrix.rooms import HomeserverUnavailable, RoomOps, matrix_to
 from ..storage import QueuedInvite
+from .bindings import BindingService, BindingView
 from .direct_chats import is_private_chat
 from .invite_queue import InviteQueue
 from .links import LinkService
+from .provider_signin import ProviderSignIn
 
 RESULT_WAIT = 60.0  # seconds the bot waits for the queue before saying "still queued"
 _POLL_INTERVAL = 0.5
@@ -78,51 +82,104 @@ def describe_outcome(item: QueuedInvite | None, room_name: str, room_id: str) ->
     )
 
 
+BINDING_IN_SHARED_ROOM = (
+    "Send me that link in a direct chat: I answer there with a sign-in link that is for "
+    "you alone."
+)
+SOMETHING_WENT_WRONG = "Something went wrong on my side; please try again in a few minutes."
+
+
+@attrs.frozen
+class ClaimReply:
+    text: str
+    # Send marked sensitive (kept out of logs): it carries a sign-in ticket.
+    sensitive: bool = False
+
+
 class DirectClaims:
     def __init__(
         self,
         links: LinkService,
+        bindings: BindingService,
+        provider_signin: ProviderSignIn,
+        signin_url: Callable[[str, str], str],
         rooms: RoomOps,
         queue: InviteQueue,
         log: logging.Logger,
         result_wait: float = RESULT_WAIT,
     ) -> None:
         self.links = links
+        self.bindings = bindings
+        self.provider_signin = provider_signin
+        self.signin_url = signin_url
         self.rooms = rooms
         self.queue = queue
         self.log = log
         self.result_wait = result_wait
         self._reporters: set[asyncio.Task] = set()
 
-    async def claim(self, room_id: str, event_id: str, sender: str, text: str | None) -> str:
+    async def claim(
+        self, room_id: str, event_id: str, sender: str, text: str | None
+    ) -> ClaimReply:
         """Claim the link in `text` for `sender`; returns the immediate answer.
 
-        The result follows as a second message in the same room, from a background task,
-        so the command handler never waits for the queue.
+        An invite link's result follows as a second message in the same room, from a
+        background task, so the command handler never waits for the queue. A binding's
+        link is answered with a sign-in link for the sender alone (to send marked
+        sensitive: it stands in for their Matrix sign-in).
         """
         token = parse_claim_code(text)
         if not token:
-            return USAGE
+            return ClaimReply(USAGE)
+        binding = await self._binding(token)
         try:
             joined = await self.rooms.joined_members(room_id)
         except (MatrixRequestError, HomeserverUnavailable):
-            return "I could not check who can read this chat; please try again in a minute."
-        if not is_private_chat(joined, self.rooms.bot_user_id, sender):
-            return await self._refuse_in_shared_room(room_id, event_id)
+            return ClaimReply(
+                "I could not check who can read this chat; please try again in a minute."
+            )
+        private = is_private_chat(joined, self.rooms.bot_user_id, sender)
+        if binding is not None:
+            if not private:
+                return ClaimReply(BINDING_IN_SHARED_ROOM)
+            return await self._sign_in_link(sender, binding)
+        if not private:
+            return ClaimReply(await self._refuse_in_shared_room(room_id, event_id))
         try:
             result = await self.links.claim(token, sender)
         except UserFacingError as e:
-            return e.message
+            return ClaimReply(e.message)
         except Exception:
             self.log.exception("A claim by %s failed", sender)
-            return "Something went wrong on my side; please try again in a few minutes."
+            return ClaimReply(SOMETHING_WENT_WRONG)
         rooms = result.link.rooms
         names = [await self._room_name(r) for r in rooms]
         self._report_later(room_id, sender, rooms)
         again = "" if result.first_claim else " (you had claimed it before; no use was spent)"
-        return (
+        return ClaimReply(
             f"Link accepted{again}: inviting you to {', '.join(names)}… "
             "I will tell you here how it went."
+        )
+
+    async def _binding(self, code: str) -> BindingView | None:
+        """The binding a pasted code names, if it is a binding's link (its id is public)."""
+        try:
+            return await self.bindings.get(code)
+        except UserFacingError:
+            return None
+
+    async def _sign_in_link(self, sender: str, view: BindingView) -> ClaimReply:
+        try:
+            ticket = await self.provider_signin.issue_ticket(sender, view)
+        except Exception:
+            self.log.exception("Could not make a sign-in link for %s", sender)
+            return ClaimReply(SOMETHING_WENT_WRONG)
+        names = ", ".join([await self._room_name(r) for r in view.binding.rooms])
+        url = self.signin_url(view.binding.public_id, ticket)
+        return ClaimReply(
+            f"{names} is open to {view.description}. Prove it here, signed in as {sender} "
+            f"already (this link is for you alone and works once, for 30 minutes):\n\n{url}",
+            sensitive=True,
         )
 
     async def stop(self) -> None:

@@ -46,6 +46,14 @@ class GrantService:
         # The invite queue's wake(): it delivers the new rows now instead of at its next poll.
         self.wake_queue = wake_queue
 
+    async def find(self, user_id: str, source: GrantSource) -> int | None:
+        """The id of the person's grant from this link or binding, if they hold one."""
+        async with self.storage.db.acquire() as conn:
+            grant_id = await self.storage.grants.find(
+                conn, user_id, link_id=source.link_id, binding_id=source.binding_id
+            )
+        return None if grant_id is None else int(grant_id)
+
     async def grant(
         self,
         user_id: str,

@@ -66,3 +66,14 @@ class WebSessionService:
 
     async def close(self, session_id: str) -> None:
         await self.storage.sessions.end(_hash(session_id), now_ms())
+
+    async def open_proven(self, user_id: str) -> tuple[str, WebSession]:
+        """A session for a Matrix ID proven another way than by an OpenID token: the
+        person redeemed a one-time sign-in link the bot sent to them in a direct chat."""
+        session_id = secrets.token_urlsafe(32)
+        now = now_ms()
+        session = WebSession(user_id, now, now + self.lifetime_ms)
+        await self.storage.sessions.create(
+            _hash(session_id), user_id, session.created_at, session.expires_at, None, 0
+        )
+        return session_id, session
