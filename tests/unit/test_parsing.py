@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from thirdparty_invite.chat.commands import CommandError, parse_link_args
+from thirdparty_invite.chat.arguments import CommandError, parse_link_args
 from thirdparty_invite.durations import DurationError, format_duration, parse_duration
 
 

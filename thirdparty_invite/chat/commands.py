@@ -3,7 +3,6 @@ for room admins, typed in the room they act on."""
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING
 
 from maubot import MessageEvent
@@ -13,56 +12,13 @@ from ..durations import DurationError, format_duration, now_ms, parse_duration
 from ..errors import UserFacingError
 from ..matrix.rooms import RoomInfo
 from ..services.links import describe_limits
+from .arguments import CommandError, parse_bind_args, parse_link_args
 
 if TYPE_CHECKING:
     from ..services.container import Services
 
-MAX_LINK_USES = 100_000
-MAX_ROOMS_PER_LINK = 20
 # Subcommands anyone may use; every other one checks the sender's power in the room.
 FOR_EVERYONE = ("claim", "help")
-
-
-class CommandError(UserFacingError):
-    """A command's arguments are wrong; the message says how, in a sentence."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("M_INVALID_PARAM", message)
-
-
-def parse_link_args(args: str) -> tuple[int | None, str | None, list[str]]:
-    """(--uses, --expires, rooms) from `[--uses N] [--expires 7d|never] [room ...]`."""
-    try:
-        words = shlex.split(args or "")
-    except ValueError as e:
-        raise CommandError(f"Could not read the arguments: {e}.") from None
-    uses: int | None = None
-    expires: str | None = None
-    rooms: list[str] = []
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in ("--uses", "--expires"):
-            if i + 1 >= len(words):
-                raise CommandError(f"{word} needs a value.")
-            value = words[i + 1]
-            i += 2
-            if word == "--uses":
-                if not value.isdigit() or not 1 <= int(value) <= MAX_LINK_USES:
-                    raise CommandError(f"--uses takes a number from 1 to {MAX_LINK_USES}.")
-                uses = int(value)
-            else:
-                expires = value
-        elif word.startswith("--"):
-            raise CommandError(f"Unknown option {word}. Options: --uses N, --expires 7d.")
-        else:
-            if not (word.startswith("!") or (word.startswith("#") and ":" in word)):
-                raise CommandError(f"{word} is not a room ID (!...) or alias (#...:server).")
-            rooms.append(word)
-            i += 1
-    if len(rooms) > MAX_ROOMS_PER_LINK:
-        raise CommandError(f"A link may lead to at most {MAX_ROOMS_PER_LINK} rooms.")
-    return uses, expires, rooms
 
 
 class InviteBotCommands:
@@ -95,7 +51,12 @@ class InviteBotCommands:
         reply = await self.services.direct_claims.claim(
             str(evt.room_id), str(evt.event_id), str(evt.sender), code
         )
-        await evt.reply(reply)
+        if reply.sensitive:
+            await self.services.rooms.reply_with_secret(
+                str(evt.room_id), str(evt.event_id), reply.text
+            )
+        else:
+            await evt.reply(reply.text)
 
     @invitebot.subcommand(
         "link", help="A new invite link to this room (or the rooms named); shown once."
@@ -165,6 +126,85 @@ class InviteBotCommands:
         else:
             await evt.reply(f"Invite link #{link.id} was already revoked.")
 
+    @invitebot.subcommand(
+        "bind",
+        help="Open this room (or those named) to people who satisfy every rule, e.g. "
+        "`github team:matrix-org/maintainers and patreon tier:Gold`.",
+    )
+    @command.argument(
+        "args", label="provider> <rule> [and ...] [--room ROOM ...", required=True, pass_raw=True
+    )
+    async def bind(self, evt: MessageEvent, args: str = "") -> None:
+        try:
+            rules_text, room_refs = parse_bind_args(args)
+            rooms = await self.services.room_admin.resolve(room_refs or [str(evt.room_id)])
+            infos = [await self._require_manager(evt, room_id) for room_id in rooms]
+            view = await self.services.bindings.create(str(evt.sender), rules_text, tuple(rooms))
+        except UserFacingError as e:
+            await evt.reply(e.message)
+            return
+        names = ", ".join(info.display_name for info in infos)
+        public_id = view.binding.public_id
+        await evt.reply(
+            f"{names} is now open to {view.description}.\n\n"
+            f"Share this link: {self.services.binding_url(public_id)}\n\n"
+            f"Binding `{public_id}`; remove it with `!invitebot unbind {public_id}`."
+        )
+
+    @invitebot.subcommand("bindings", help="This room's bindings, in words, with their links.")
+    async def bindings(self, evt: MessageEvent) -> None:
+        try:
+            await self._require_manager(evt, str(evt.room_id), bot_needs=())
+        except UserFacingError as e:
+            await evt.reply(e.message)
+            return
+        views = await self.services.bindings.for_room(str(evt.room_id))
+        if not views:
+            await evt.reply(
+                "This room has no bindings. Open it to people who prove something at a "
+                "provider with `!invitebot bind` (`!invitebot providers` lists them)."
+            )
+            return
+        lines = [
+            f"* `{v.binding.public_id}`: open to {v.description}; by {v.binding.created_by}; "
+            f"{self.services.binding_url(v.binding.public_id)}"
+            for v in views
+        ]
+        await evt.reply("Bindings of this room:\n\n" + "\n".join(lines))
+
+    @invitebot.subcommand("unbind", help="Remove a binding: its link admits nobody any more.")
+    @command.argument("binding_id", label="id", required=True)
+    async def unbind(self, evt: MessageEvent, binding_id: str) -> None:
+        try:
+            view = await self.services.bindings.get(binding_id.strip("`"))
+        except UserFacingError:
+            view = None
+        if view is None or str(evt.room_id) not in view.binding.rooms:
+            await evt.reply(f"This room has no binding {binding_id}.")
+            return
+        try:
+            for room_id in view.binding.rooms:
+                await self._require_manager(evt, room_id, bot_needs=())
+        except UserFacingError as e:
+            await evt.reply(e.message)
+            return
+        await self.services.bindings.remove(view, str(evt.sender))
+        await evt.reply(
+            f"Binding `{view.binding.public_id}` is removed: its link admits nobody from now "
+            "on. People it admitted stay."
+        )
+
+    @invitebot.subcommand(
+        "providers", help="The providers set up on this bot, and the callback URL to register."
+    )
+    async def providers(self, evt: MessageEvent) -> None:
+        try:
+            await self._require_manager(evt, str(evt.room_id), bot_needs=())
+        except UserFacingError as e:
+            await evt.reply(e.message)
+            return
+        await evt.reply(self.services.describe_providers())
+
     @invitebot.subcommand("status", help="What the bot may do here, links and invites.")
     async def status(self, evt: MessageEvent) -> None:
         room_id = str(evt.room_id)
@@ -181,12 +221,18 @@ class InviteBotCommands:
         )
         counts = await self.services.queue.counts_for_room(room_id)
         links = await self.services.links.for_room(room_id)
+        bindings = await self.services.bindings.for_room(room_id)
         now = now_ms()
         active = sum(1 for link in links if link.unusable_reason(now) is None)
+        unavailable = self.services.providers.unavailable
+        binding_line = f"* Bindings: {len(bindings)}" + (
+            f" (provider rules are off: {unavailable})" if unavailable else ""
+        )
         await evt.reply(
             f"**{info.display_name}** (room version {info.power.room_version})\n\n"
             f"* {power_line}\n"
             f"* Invite links: {active} active of {len(links)}\n"
+            f"{binding_line}\n"
             f"* Invites: {counts.get('done', 0)} delivered, {counts.get('pending', 0)} queued,"
             f" {counts.get('failed', 0)} failed"
         )
