@@ -1,0 +1,791 @@
+"""A stand-in for GitHub: the OAuth app web flow, and the REST and GraphQL calls the
+provider makes, answering with the documented shapes (tests/fixtures/github) filled in
+from a small scripted world. Loopback only, random port.
+
+    async with FakeGitHub() as github:
+        section = github.config_section(client_id="app", client_secret="s3cret",
+                                        callback_url="http://127.0.0.1:29316/callback")
+        alice = github.add_account("alice").join_org("matrix-org")
+        alice.join_team("matrix-org", "maintainers", role="maintainer")
+        github.sign_in_as(alice)          # who is logged in at "github.com"
+        github.auto_approve = True        # or False: a consent page; "deny": access_denied
+        github.fail("api", status=503)    # or "timeout", "malformed", "huge", "html"
+
+It lays out its URLs like GitHub Enterprise Server: the web side at `url`, the REST API
+under `/api/v3`, GraphQL at `/api/graphql`. What it checks, as GitHub documents it: the
+app's client id and secret, the callback URL (the redirect_uri's host and port equal to
+the registered one, its path the same or below it), PKCE (S256 only; a code issued with a
+challenge needs the matching verifier), single-use codes bound to their app and
+redirect_uri that expire after 10 minutes, and the scopes each token carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hashlib
+import hmac
+import html
+import itertools
+import json
+from pathlib import Path
+import secrets
+import time
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+import attrs
+import yarl
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "github"
+API = "/api/v3"
+GRAPHQL = "/api/graphql"
+CODE_LIFETIME = 600.0  # seconds, as GitHub documents
+LEVELS = ("pull", "triage", "push", "maintain", "admin")
+SECRET_FIELDS = ("client_secret",)
+SCOPE_WORDS = {
+    "read:org": "Read org and team membership, read org projects",
+    "read:user": "Read all user profile data",
+}
+# GitHub treats these as including the narrower scope on the left.
+IMPLIED = {"read:org": {"write:org", "admin:org"}, "read:user": {"user"}}
+FAILURES = ("timeout", "malformed", "huge", "html")
+DOCS = "https://docs.github.com"
+RATE_LIMIT_DOCS = f"{DOCS}/rest/overview/rate-limits-for-the-rest-api"
+SSO_DOCS = f"{DOCS}/articles/authenticating-to-a-github-organization-with-saml-single-sign-on/"
+ACCESS_DENIED_DOCS = (
+    f"{DOCS}/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/#access-denied"
+)
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@attrs.define
+class Membership:
+    state: str = "active"  # active | pending
+    role: str = "member"  # org: admin | member | billing_manager; team: member | maintainer
+
+
+@attrs.define
+class Sponsorship:
+    cents: int
+    tier_name: str
+    one_time: bool = False
+    active: bool = True
+
+
+@attrs.define(eq=False)
+class Account:
+    """A person at GitHub. Org, team and repository names are stored lowercased."""
+
+    login: str
+    id: int
+    name: str | None = None
+    orgs: dict[str, Membership] = attrs.Factory(dict)
+    teams: dict[str, Membership] = attrs.Factory(dict)  # "org/slug"
+    repos: dict[str, str] = attrs.Factory(dict)  # "owner/name" -> a level of LEVELS
+    sponsoring: dict[str, Sponsorship] = attrs.Factory(dict)  # sponsored login
+    # The scopes this person lets an app have when they approve (None: all it asks for).
+    # GitHub lets people edit the request, so they can grant fewer.
+    grants: frozenset[str] | None = None
+
+    def join_org(self, org: str, state: str = "active", role: str = "member") -> Account:
+        self.orgs[org.lower()] = Membership(state, role)
+        return self
+
+    def join_team(
+        self, org: str, team: str, state: str = "active", role: str = "member"
+    ) -> Account:
+        self.teams[f"{org}/{team}".lower()] = Membership(state, role)
+        return self
+
+    def give_access(self, repo: str, level: str) -> Account:
+        assert level in LEVELS, level
+        self.repos[repo.lower()] = level
+        return self
+
+    def sponsor(self, login: str, cents: int, *, one_time: bool = False) -> Account:
+        name = f"${cents // 100} {'one time' if one_time else 'a month'}"
+        self.sponsoring[login.lower()] = Sponsorship(cents, name, one_time)
+        return self
+
+
+@attrs.define
+class Organization:
+    login: str
+    id: int
+    # OAuth App access restrictions: only approved apps see its members.
+    restricts_apps: bool = False
+    approved_apps: set[str] = attrs.Factory(set)
+    # SAML single sign-on enforced: tokens need an SSO authorization for this org.
+    requires_sso: bool = False
+
+
+@attrs.define
+class Repository:
+    full_name: str
+    id: int
+    private: bool = False
+    moved_to: str | None = None  # renamed or transferred: old name answers 301
+
+
+@attrs.define
+class OAuthApp:
+    client_id: str
+    client_secret: str
+    name: str
+    callback_url: str | None
+
+
+@attrs.frozen
+class SeenRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # without Authorization and Cookie
+    form: dict[str, str]  # the body's form fields, client_secret redacted
+
+
+@attrs.define
+class _Code:
+    client_id: str
+    redirect_uri: str
+    challenge: str | None
+    account: Account
+    scopes: frozenset[str]
+    issued: float
+    used: bool = False
+    expired: bool = False
+
+
+@attrs.define
+class _Token:
+    account: Account
+    scopes: frozenset[str]
+    client_id: str
+
+
+@attrs.define
+class _Failure:
+    what: int | str
+    times: int | None
+
+
+class FakeGitHub:
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self.accounts: dict[str, Account] = {}
+        self.orgs: dict[str, Organization] = {}
+        self.repos: dict[str, Repository] = {}
+        self.apps: dict[str, OAuthApp] = {}
+        self.signed_in: Account | None = None
+        self.auto_approve: bool | str = False
+        self.require_pkce = True
+        self.rate_limit_remaining = 5000
+        self.secondary_rate_limit = False
+        self.requests: list[SeenRequest] = []
+        self._ids = itertools.count(583231)
+        self._codes: dict[str, _Code] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._consents: dict[str, dict[str, Any]] = {}
+        self._failures: dict[str, _Failure] = {}
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # The world
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def config_section(
+        self,
+        *,
+        client_id: str = "fake-github-app",
+        client_secret: str = "fake-github-secret",
+        callback_url: str | None = None,
+        name: str = "Matrix room invites",
+    ) -> dict[str, str]:
+        """Register (or update) an OAuth app; the plugin's `providers.github` section."""
+        app = self.apps.get(client_id)
+        if app is None:
+            self.apps[client_id] = OAuthApp(client_id, client_secret, name, callback_url)
+        else:
+            app.client_secret, app.name = client_secret, name
+            app.callback_url = callback_url or app.callback_url
+        return {
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "web_url": self.url,
+            "api_url": f"{self.url}{API}",
+            "graphql_url": f"{self.url}{GRAPHQL}",
+        }
+
+    def set_callback_url(self, client_id: str, callback_url: str) -> None:
+        self.apps[client_id].callback_url = callback_url
+
+    def add_account(self, login: str, *, name: str | None = None) -> Account:
+        account = Account(login, next(self._ids), name)
+        self.accounts[login.lower()] = account
+        return account
+
+    def add_org(
+        self, login: str, *, restricts_apps: bool = False, requires_sso: bool = False
+    ) -> Organization:
+        org = Organization(login, next(self._ids), restricts_apps, set(), requires_sso)
+        self.orgs[login.lower()] = org
+        return org
+
+    def add_repo(self, full_name: str, *, private: bool = False) -> Repository:
+        repo = Repository(full_name, next(self._ids), private)
+        self.repos[full_name.lower()] = repo
+        return repo
+
+    def sign_in_as(self, account: Account | None, *, grants: set[str] | None = None) -> None:
+        """Who is logged in at GitHub when the browser arrives; `grants` narrows what they
+        approve (see `Account.grants`)."""
+        self.signed_in = account
+        if account is not None and grants is not None:
+            account.grants = frozenset(grants)
+
+    # Faults
+
+    def fail(self, where: str, status: int | str = 503, *, times: int | None = None) -> None:
+        """Make `where` ("token", "user", "graphql", or "api": every API call) fail with an
+        HTTP status or one of FAILURES, `times` times (None: until `recover()`)."""
+        assert where in ("token", "user", "api", "graphql"), where
+        assert isinstance(status, int) or status in FAILURES, status
+        self._failures[where] = _Failure(status, times)
+
+    def recover(self) -> None:
+        self._failures.clear()
+
+    def expire_codes(self) -> None:
+        for code in self._codes.values():
+            code.expired = True
+
+    def revoke_tokens(self) -> None:
+        self._tokens.clear()
+
+    def exhaust_rate_limit(self, *, secondary: bool = False) -> None:
+        if secondary:
+            self.secondary_rate_limit = True
+        else:
+            self.rate_limit_remaining = 0
+
+    def requests_to(self, path: str) -> list[SeenRequest]:
+        return [r for r in self.requests if r.path == path]
+
+    # For tests without a browser: the person's visit to the authorize URL.
+
+    async def visit_authorize(self, url: str, *, decision: str = "authorize") -> yarl.URL:
+        """Open the authorize URL (pressing `decision` on the consent page when it is shown)
+        and return where GitHub sends the browser back."""
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, allow_redirects=False) as response:
+                if response.status == 302:
+                    return yarl.URL(response.headers["Location"])
+                page = await response.text()
+                if response.status != 200 or 'name="consent"' not in page:
+                    raise AssertionError(f"authorize answered {response.status}: {page[:300]}")
+            consent = page.split('name="consent" value="', 1)[1].split('"', 1)[0]
+            async with session.post(
+                f"{self.url}/login/oauth/authorize",
+                data={"consent": consent, "decision": decision},
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 302, await response.text()
+                return yarl.URL(response.headers["Location"])
+
+    # Serving
+
+    async def __aenter__(self) -> FakeGitHub:
+        app = web.Application(middlewares=[self._record])
+        app.router.add_get("/login/oauth/authorize", self._authorize)
+        app.router.add_post("/login/oauth/authorize", self._consent)
+        app.router.add_post("/login/oauth/access_token", self._access_token)
+        app.router.add_get(f"{API}/user", self._user)
+        app.router.add_get(f"{API}/user/memberships/orgs/{{org}}", self._org_membership)
+        app.router.add_get(
+            f"{API}/orgs/{{org}}/teams/{{team}}/memberships/{{username}}", self._team_membership
+        )
+        app.router.add_get(f"{API}/repos/{{owner}}/{{repo}}", self._repository)
+        app.router.add_post(GRAPHQL, self._graphql)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stopping.set()  # hung answers return now, so the runner stops at once
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        form: dict[str, str] = {}
+        if request.content_type == "application/x-www-form-urlencoded":
+            posted = await request.post()
+            form = {k: "[redacted]" if k in SECRET_FIELDS else str(v) for k, v in posted.items()}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("authorization", "cookie")
+        }
+        self.requests.append(
+            SeenRequest(request.method, request.path, dict(request.query), headers, form)
+        )
+        return await handler(request)
+
+    async def _injected_failure(self, *places: str) -> web.Response | None:
+        for place in places:
+            failure = self._failures.get(place)
+            if failure is None:
+                continue
+            if failure.times is not None:
+                failure.times -= 1
+                if failure.times <= 0:
+                    del self._failures[place]
+            return await self._failure_answer(failure.what)
+        return None
+
+    async def _failure_answer(self, what: int | str) -> web.Response:
+        if what == "timeout":
+            await self._stopping.wait()
+            return web.Response(status=503)
+        if what == "malformed":
+            return web.Response(body=b'{"login": "oct', content_type="application/json")
+        if what == "huge":
+            padding = "x" * (2 * 1024 * 1024)
+            return web.json_response({"login": "octocat", "padding": padding})
+        if what == "html":
+            return web.Response(
+                text="<html><body>Unicorn!</body></html>", content_type="text/html"
+            )
+        return web.json_response({"message": "Server Error"}, status=int(what))
+
+    # The web side: authorize, consent, token
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        query = request.query
+        app = self.apps.get(query.get("client_id", ""))
+        if app is None:
+            return _page("404: this application does not exist", status=404)
+        if app.callback_url is None:
+            return _page("The application has no callback URL registered.", status=400)
+        redirect_uri = query.get("redirect_uri") or app.callback_url
+        state = query.get("state", "")
+        if not _under_callback(redirect_uri, app.callback_url):
+            # GitHub sends the browser to the registered callback with the error.
+            return _redirect(
+                app.callback_url,
+                error="redirect_uri_mismatch",
+                error_description="The redirect_uri MUST match the registered callback URL "
+                "for this application.",
+                state=state,
+            )
+        if query.get("response_type", "code") != "code":
+            return _page("response_type must be code", status=400)
+        if not state:
+            return _page("state is missing (the fake requires it)", status=400)
+        challenge = query.get("code_challenge")
+        method = query.get("code_challenge_method")
+        if challenge is not None and (method != "S256" or len(challenge) != 43):
+            return _page("PKCE: only code_challenge_method=S256 is accepted", status=400)
+        if challenge is None and self.require_pkce:
+            return _page("PKCE: code_challenge is missing (the fake requires it)", status=400)
+        if self.signed_in is None:
+            return _page("Sign in to GitHub (nobody is signed in at the fake)", status=401)
+        scopes = frozenset(query.get("scope", "").replace(",", " ").split())
+        pending = {
+            "app": app,
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "challenge": challenge,
+            "scopes": scopes,
+            "account": self.signed_in,
+        }
+        if self.auto_approve is True:
+            return self._approve(pending)
+        if self.auto_approve == "deny":
+            return _denied(pending)
+        consent = secrets.token_urlsafe(16)
+        self._consents[consent] = pending
+        return _consent_page(app, self.signed_in, scopes, consent)
+
+    async def _consent(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        pending = self._consents.pop(str(form.get("consent", "")), None)
+        if pending is None:
+            return _page("This authorization request is unknown or was already answered.", 400)
+        if form.get("decision") == "authorize":
+            return self._approve(pending)
+        return _denied(pending)
+
+    def _approve(self, pending: dict[str, Any]) -> web.Response:
+        account: Account = pending["account"]
+        scopes = account.grants if account.grants is not None else pending["scopes"]
+        code = secrets.token_hex(10)
+        self._codes[code] = _Code(
+            pending["app"].client_id,
+            pending["redirect_uri"],
+            pending["challenge"],
+            account,
+            frozenset(scopes),
+            time.monotonic(),
+        )
+        return _redirect(pending["redirect_uri"], code=code, state=pending["state"])
+
+    async def _access_token(self, request: web.Request) -> web.Response:
+        wants_json = "application/json" in request.headers.get("Accept", "")
+        injected = await self._injected_failure("token")
+        if injected is not None:
+            return injected
+        # GitHub reads the parameters from the query string too; the provider must not.
+        params = {**request.query, **{k: str(v) for k, v in (await request.post()).items()}}
+        app = self.apps.get(params.get("client_id", ""))
+        if app is None or not hmac.compare_digest(
+            app.client_secret.encode(), params.get("client_secret", "").encode()
+        ):
+            return _token_answer(
+                fixture("oauth-error.incorrect_client_credentials.json"), wants_json
+            )
+        bad_code = fixture("oauth-error.bad_verification_code.json")
+        code = self._codes.get(params.get("code", ""))
+        if (
+            code is None
+            or code.used
+            or code.expired
+            or time.monotonic() - code.issued > CODE_LIFETIME
+            or code.client_id != app.client_id
+        ):
+            return _token_answer(bad_code, wants_json)
+        if "redirect_uri" in params and params["redirect_uri"] != code.redirect_uri:
+            return _token_answer(fixture("oauth-error.redirect_uri_mismatch.json"), wants_json)
+        if code.challenge is not None and _s256(params.get("code_verifier", "")) != code.challenge:
+            return _token_answer(bad_code, wants_json)  # GitHub does not document a PKCE error
+        code.used = True
+        token = f"gho_{secrets.token_urlsafe(27)}"
+        self._tokens[token] = _Token(code.account, code.scopes, app.client_id)
+        body = fixture("oauth-access-token.200.json")
+        body.update(access_token=token, scope=",".join(sorted(code.scopes)))
+        return _token_answer(body, wants_json)
+
+    # The REST API
+
+    async def _api_gate(
+        self, request: web.Request, place: str, needs: str | None
+    ) -> tuple[_Token | None, web.Response | None]:
+        """The checks every API call passes: faults, token, rate limit, scope."""
+        injected = await self._injected_failure(place, "api")
+        if injected is not None:
+            return None, injected
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        token = self._tokens.get(value) if scheme.lower() in ("bearer", "token") else None
+        if token is None:
+            return None, web.json_response(fixture("error-401-bad-credentials.json"), status=401)
+        if self.secondary_rate_limit:
+            return token, self._json(
+                token,
+                {
+                    "message": "You have exceeded a secondary rate limit. Please wait a few "
+                    "minutes before you try again.",
+                    "documentation_url": RATE_LIMIT_DOCS,
+                },
+                status=403,
+                extra={"Retry-After": "60"},
+            )
+        if self.rate_limit_remaining <= 0:
+            return token, self._json(
+                token,
+                {
+                    "message": f"API rate limit exceeded for user ID {token.account.id}.",
+                    "documentation_url": RATE_LIMIT_DOCS,
+                },
+                status=403,
+            )
+        self.rate_limit_remaining -= 1
+        if needs is not None and not _has_scope(token, needs) and place != "graphql":
+            return token, self._json(
+                token,
+                {"message": f"This call needs the {needs} scope.", "documentation_url": ""},
+                status=403,
+                extra={"X-Accepted-OAuth-Scopes": needs},
+            )
+        return token, None
+
+    def _json(
+        self,
+        token: _Token,
+        body: Any,
+        *,
+        status: int = 200,
+        extra: dict[str, str] | None = None,
+    ) -> web.Response:
+        headers = {
+            "X-OAuth-Scopes": ", ".join(sorted(token.scopes)),
+            "X-Accepted-OAuth-Scopes": "",
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": str(max(self.rate_limit_remaining, 0)),
+            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+            "X-GitHub-Media-Type": "github.v3; format=json",
+        }
+        headers.update(extra or {})
+        return web.json_response(body, status=status, headers=headers)
+
+    def _org_gate(self, token: _Token, org_login: str) -> web.Response | None:
+        """What an organisation's policies answer before its data is shown."""
+        org = self.orgs.get(org_login.lower())
+        if org is None:
+            return None
+        if org.restricts_apps and token.client_id not in org.approved_apps:
+            body = fixture("error-403-oauth-app-access-restrictions.constructed.json")
+            body["message"] = body["message"].replace("octo-org", org.login)
+            return self._json(token, body, status=403)
+        if org.requires_sso:
+            url = f"{self.url}/orgs/{org.login}/sso?authorization_request=A7ZQ"
+            return self._json(
+                token,
+                {
+                    "message": "Resource protected by organization SAML enforcement. You must "
+                    "grant your OAuth token access to this organization.",
+                    "documentation_url": SSO_DOCS,
+                },
+                status=403,
+                extra={"X-GitHub-SSO": f"required; url={url}"},
+            )
+        return None
+
+    async def _user(self, request: web.Request) -> web.Response:
+        token, refused = await self._api_gate(request, "user", None)
+        if refused is not None:
+            return refused
+        assert token is not None
+        account = token.account
+        body = fixture("user.200.public-profile.json")
+        body.update(
+            login=account.login,
+            id=account.id,
+            node_id=base64.b64encode(f"04:User{account.id}".encode()).decode(),
+            name=account.name,
+            url=f"{self.url}{API}/users/{account.login}",
+            html_url=f"{self.url}/{account.login}",
+        )
+        return self._json(token, body)
+
+    async def _org_membership(self, request: web.Request) -> web.Response:
+        token, refused = await self._api_gate(request, "org", "read:org")
+        if refused is not None:
+            return refused
+        assert token is not None
+        org = request.match_info["org"]
+        refused = self._org_gate(token, org)
+        if refused is not None:
+            return refused
+        membership = token.account.orgs.get(org.lower())
+        if membership is None:
+            return self._json(token, fixture("error-404-not-found.constructed.json"), status=404)
+        name = "user-memberships-orgs-org.200" + (
+            ".active" if membership.state == "active" else ""
+        )
+        body = fixture(f"{name}.json")
+        org_login = self.orgs[org.lower()].login if org.lower() in self.orgs else org
+        body.update(
+            state=membership.state,
+            role=membership.role,
+            url=f"{self.url}{API}/orgs/{org_login}/memberships/{token.account.login}",
+            organization_url=f"{self.url}{API}/orgs/{org_login}",
+        )
+        body["organization"].update(login=org_login, url=f"{self.url}{API}/orgs/{org_login}")
+        body["user"].update(login=token.account.login, id=token.account.id)
+        return self._json(token, body)
+
+    async def _team_membership(self, request: web.Request) -> web.Response:
+        token, refused = await self._api_gate(request, "team", "read:org")
+        if refused is not None:
+            return refused
+        assert token is not None
+        org, team, username = (request.match_info[k] for k in ("org", "team", "username"))
+        refused = self._org_gate(token, org)
+        if refused is not None:
+            return refused
+        account = self.accounts.get(username.lower())
+        membership = account.teams.get(f"{org}/{team}".lower()) if account else None
+        if membership is None:
+            return self._json(token, fixture("error-404-not-found.constructed.json"), status=404)
+        body = fixture("orgs-org-teams-team_slug-memberships-username.200.json")
+        body.update(
+            url=f"{self.url}{API}/teams/1/memberships/{username}",
+            role=membership.role,
+            state=membership.state,
+        )
+        return self._json(token, body)
+
+    async def _repository(self, request: web.Request) -> web.Response:
+        token, refused = await self._api_gate(request, "repo", None)
+        if refused is not None:
+            return refused
+        assert token is not None
+        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        repo = self.repos.get(full_name.lower())
+        not_found = fixture("error-404-not-found.constructed.json")
+        if repo is None or (repo.private and "repo" not in token.scopes):
+            return self._json(token, not_found, status=404)
+        if repo.moved_to is not None:
+            location = f"{self.url}{API}/repositories/{repo.id}"
+            return self._json(
+                token,
+                {"message": "Moved Permanently", "url": location, "documentation_url": ""},
+                status=301,
+                extra={"Location": location},
+            )
+        level = token.account.repos.get(repo.full_name.lower())
+        rank = LEVELS.index(level) if level else (-1 if repo.private else 0)
+        owner = repo.full_name.split("/")[0]
+        body = {
+            "id": repo.id,
+            "name": repo.full_name.split("/")[1],
+            "full_name": repo.full_name,
+            "private": repo.private,
+            "owner": {"login": owner, "url": f"{self.url}{API}/users/{owner}"},
+            "html_url": f"{self.url}/{repo.full_name}",
+            "permissions": {name: rank >= i for i, name in enumerate(LEVELS)},
+        }
+        return self._json(token, body)
+
+    # GraphQL: only the sponsorship question the provider asks
+
+    async def _graphql(self, request: web.Request) -> web.Response:
+        token, refused = await self._api_gate(request, "graphql", None)
+        if refused is not None:
+            if refused.status == 403 and token is not None and not self.secondary_rate_limit:
+                # GraphQL reports the hourly limit in its errors, with HTTP 200.
+                errors = [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]
+                return self._json(token, {"errors": errors})
+            return refused
+        assert token is not None
+        try:
+            payload = json.loads(await request.read())
+            query, login = payload["query"], payload["variables"]["login"]
+        except (ValueError, KeyError, TypeError):
+            return self._json(token, {"message": "Problems parsing JSON"}, status=400)
+        if "repositoryOwner" not in query or "sponsorshipForViewerAsSponsor" not in query:
+            errors = [{"message": "The fake answers only the sponsorship query"}]
+            return self._json(token, {"errors": errors})
+        if not _has_scope(token, "read:user"):
+            granted = ", ".join(f"'{s}'" for s in sorted(token.scopes))
+            message = (
+                "Your token has not been granted the required scopes to execute this query. "
+                "The 'sponsorshipForViewerAsSponsor' field requires one of the following "
+                f"scopes: ['read:user'], but your token has only been granted the: [{granted}] "
+                "scopes."
+            )
+            errors = [{"type": "INSUFFICIENT_SCOPES", "message": message}]
+            return self._json(token, {"errors": errors})
+        target = self.accounts.get(login.lower()) or self.orgs.get(login.lower())
+        if target is None:
+            return self._json(token, {"data": {"repositoryOwner": None}})
+        sponsorship = token.account.sponsoring.get(login.lower())
+        name = "sponsoring" if sponsorship and sponsorship.active else "not-sponsoring"
+        owner = fixture(f"graphql-sponsors.response.{name}.constructed.json")["data"]["user"]
+        owner.pop("isSponsoredBy")  # not asked for
+        owner["login"] = target.login
+        found = owner["sponsorshipForViewerAsSponsor"]
+        if found is not None and sponsorship is not None:
+            found["isOneTimePayment"] = sponsorship.one_time
+            found["tier"].update(
+                name=sponsorship.tier_name,
+                monthlyPriceInCents=sponsorship.cents,
+                monthlyPriceInDollars=sponsorship.cents // 100,
+                isOneTime=sponsorship.one_time,
+            )
+        return self._json(token, {"data": {"repositoryOwner": copy.deepcopy(owner)}})
+
+
+def _has_scope(token: _Token, scope: str) -> bool:
+    return scope in token.scopes or bool(token.scopes & IMPLIED.get(scope, set()))
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _under_callback(redirect_uri: str, callback_url: str) -> bool:
+    """GitHub's rule: same scheme, host and port; the path equal to or below the callback's."""
+    given, registered = yarl.URL(redirect_uri), yarl.URL(callback_url)
+    if (given.scheme, given.host, given.port) != (
+        registered.scheme,
+        registered.host,
+        registered.port,
+    ):
+        return False
+    base = registered.path.rstrip("/")
+    return given.path == registered.path or given.path.startswith(base + "/")
+
+
+def _redirect(location: str, **params: str) -> web.Response:
+    url = yarl.URL(location).update_query(params)
+    return web.Response(status=302, headers={"Location": str(url)})
+
+
+def _denied(pending: dict[str, Any]) -> web.Response:
+    return _redirect(
+        pending["redirect_uri"],
+        error="access_denied",
+        error_description="The user has denied your application access.",
+        error_uri=ACCESS_DENIED_DOCS,
+        state=pending["state"],
+    )
+
+
+def _token_answer(body: dict[str, Any], wants_json: bool) -> web.Response:
+    # Refusals come back with HTTP 200 too; without Accept: JSON, GitHub answers a form.
+    if wants_json:
+        return web.json_response(body)
+    form = str(yarl.URL.build(query={k: str(v) for k, v in body.items()}).query_string)
+    return web.Response(text=form, content_type="application/x-www-form-urlencoded")
+
+
+def _page(message: str, status: int = 200) -> web.Response:
+    body = f"<!doctype html><title>GitHub</title><p>{html.escape(message)}</p>"
+    return web.Response(text=body, status=status, content_type="text/html")
+
+
+def _consent_page(
+    app: OAuthApp, account: Account, scopes: frozenset[str], consent: str
+) -> web.Response:
+    items = (
+        "".join(
+            f"<li><code>{html.escape(s)}</code> {html.escape(SCOPE_WORDS.get(s, ''))}</li>"
+            for s in sorted(scopes)
+        )
+        or "<li>Public information only</li>"
+    )
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Authorize application</title></head>
+<body><main>
+<h1>Authorize {html.escape(app.name)}</h1>
+<p>Signed in as <strong>{html.escape(account.login)}</strong>.
+{html.escape(app.name)} would like permission to:</p>
+<ul>{items}</ul>
+<form method="post" action="/login/oauth/authorize">
+<input type="hidden" name="consent" value="{consent}">
+<button type="submit" name="decision" value="cancel">Cancel</button>
+<button type="submit" name="decision" value="authorize">Authorize</button>
+</form></main></body></html>"""
+    return web.Response(text=body, content_type="text/html")
