@@ -45,14 +45,6 @@ class RoomMove:
     def invites(self) -> int:
         return self.moved_invites + self.requeued_invites
 
-    def __add__(self, other: RoomMove) -> RoomMove:
-        return RoomMove(
-            links=self.links + other.links,
-            bindings=self.bindings + other.bindings,
-            moved_invites=self.moved_invites + other.moved_invites,
-            requeued_invites=self.requeued_invites + other.requeued_invites,
-        )
-
     def describe(self) -> str:
         return (
             f"links {self.links}, bindings {self.bindings}, invites moved"
