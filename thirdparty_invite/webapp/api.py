@@ -19,7 +19,7 @@ import attrs
 from ..durations import now_ms
 from ..errors import UserFacingError
 from ..services.web_sessions import COOKIE_NAME
-from .support import OriginCheck, read_json_object, require_string
+from .support import OriginCheck, read_cookie, read_json_object, require_string
 
 if TYPE_CHECKING:
     from ..services.container import Services
@@ -68,7 +68,7 @@ class WebAPI:
         return response
 
     async def _session(self, request: web.Request) -> WebSession:
-        session = await self.services.sessions.get(request.cookies.get(COOKIE_NAME))
+        session = await self.services.sessions.get(read_cookie(request, COOKIE_NAME))
         if session is None:
             raise UserFacingError(
                 "M_MISSING_TOKEN",
@@ -84,7 +84,7 @@ class WebAPI:
 
     async def close_session(self, request: web.Request) -> web.Response:
         self.origin.check(request)
-        session_id = request.cookies.get(COOKIE_NAME)
+        session_id = read_cookie(request, COOKIE_NAME)
         if session_id:
             await self.services.sessions.close(session_id)
         response = web.json_response({})
