@@ -10,7 +10,10 @@ from collections.abc import Awaitable, Callable
 import logging
 from typing import TYPE_CHECKING
 
+import attrs
+
 from .api import WebAPI
+from .ratelimit import RateLimiter, rate_limit_middleware
 from .static import StaticFiles
 from .support import error_middleware
 
@@ -18,6 +21,13 @@ if TYPE_CHECKING:
     from maubot.plugin_server import PluginWebApp
 
     from ..services.container import Services
+
+# The public endpoints limited per client address, and the `rate_limits` key of each.
+RATE_LIMITED_ROUTES = {
+    "POST /api/session": "session",
+    "POST /api/links/inspect": "link_inspect",
+    "POST /api/links/claim": "link_claim",
+}
 
 
 def install_web_app(
@@ -28,6 +38,13 @@ def install_web_app(
 ) -> None:
     """Replace whatever the plugin's web app served with routes over `services`."""
     webapp.clear()
+    settings = services.settings
+    limiter = RateLimiter(attrs.asdict(settings.rate_limits, recurse=False))
+    # maubot wraps the handler in each middleware in the order added: the last is outermost,
+    # so errors raised anywhere (the limiter included) still leave as {errcode, error}.
+    webapp.add_middleware(
+        rate_limit_middleware(limiter, RATE_LIMITED_ROUTES, settings.web.trusted_proxies, log)
+    )
     webapp.add_middleware(error_middleware(log))
     WebAPI(services, log).register(webapp)
     StaticFiles(read_file).register(webapp)
