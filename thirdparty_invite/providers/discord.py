@@ -1,0 +1,281 @@
+"""Discord: membership of a Discord server ("guild"), optionally holding one role.
+
+Rules: `guild:ID` (a member of that server) and `guild:ID:ROLE_ID` (a member holding that
+role). IDs are snowflakes: names cannot be read without a bot token in the server, so rules
+and their descriptions name IDs. Scopes: `identify` (who the person is) and
+`guilds.members.read` (their member object in one server, with its roles); nothing else.
+
+Discord does not document what `GET /users/@me/guilds/{guild}/member` answers for someone
+who is not in the server. This module reads a 404, or the JSON error codes 10004 (Unknown
+Guild) and 10007 (Unknown Member), as "not a member". Anything else that is not a member
+object (a rate limit, a 5xx, a 404 with code 0, which is Discord's "no such route") is
+"unknown", which never counts as a loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import ipaddress
+import math
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from .base import (
+    AuthorizationRequest,
+    ExternalAccount,
+    Provider,
+    ProviderSession,
+    ProviderUnavailable,
+    Rule,
+    RuleError,
+    SignInFailed,
+    Verdict,
+)
+from .oauth import ApiResponse, OAuthClient, OAuthEndpoints
+
+DEFAULT_WEB_URL = "https://discord.com"
+DEFAULT_API_URL = "https://discord.com/api/v10"
+SCOPES = ("identify", "guilds.members.read")
+# Snowflakes are unsigned 64-bit integers written in decimal: 17 to 20 digits today.
+SNOWFLAKE = re.compile(r"[0-9]{17,20}")
+NOT_A_MEMBER_CODES = frozenset({10004, 10007})  # Unknown Guild, Unknown Member
+RULE_FORMS = "guild:<server ID> or guild:<server ID>:<role ID>"
+HOW_TO_COPY_IDS = (
+    "IDs are the long numbers Discord shows with Developer Mode on "
+    "(User Settings > Advanced): right-click the server or the role, Copy ID."
+)
+
+
+# --- settings (shared with patreon.py; the two helpers belong in a shared module) -----
+
+
+def required_setting(section: Mapping[str, Any], key: str) -> str:
+    """A non-empty string setting; ValueError("<key>: why") otherwise."""
+    value = section.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key}: must be a non-empty string")
+    return value.strip()
+
+
+def url_setting(section: Mapping[str, Any], key: str, default: str) -> str:
+    """An optional base URL setting, without its trailing slash. http is allowed only for
+    loopback hosts (local test servers): elsewhere it would send the client secret and
+    people's tokens in clear text."""
+    value = section.get(key)
+    if value in (None, ""):
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: must be a URL like {default}, not {value!r}")
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{key}: must be a URL like {default}, not {value!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{key}: must be a plain base URL like {default}, not {value!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(f"{key}: must use https (http only for loopback test servers)")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the provider ------------------------------------------------------------------
+
+
+def _snowflake(value: str, what: str) -> str:
+    value = value.strip()
+    if not SNOWFLAKE.fullmatch(value) or int(value) >= 2**64:
+        raise RuleError(f"{value!r} is not a Discord {what} ID. {HOW_TO_COPY_IDS}")
+    return value
+
+
+class DiscordProvider(Provider):
+    kind = "discord"
+
+    def __init__(
+        self,
+        provider_id: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        web_url: str,
+        api_url: str,
+        http: Any,
+    ) -> None:
+        super().__init__(provider_id, "Discord")
+        self.web_url = web_url
+        self.api_url = api_url
+        self._oauth = OAuthClient(
+            self.display_name,
+            client_id,
+            client_secret,
+            OAuthEndpoints(
+                authorize_url=f"{web_url}/oauth2/authorize",
+                token_url=f"{api_url}/oauth2/token",
+                # Discord takes either; Basic keeps the secret out of the form body, which
+                # some proxies log.
+                token_auth="client_secret_basic",
+            ),
+            http,
+        )
+
+    @classmethod
+    def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> Provider:
+        return cls(
+            provider_id,
+            client_id=required_setting(section, "client_id"),
+            client_secret=required_setting(section, "client_secret"),
+            web_url=url_setting(section, "web_url", DEFAULT_WEB_URL),
+            api_url=url_setting(section, "api_url", DEFAULT_API_URL),
+            http=http,
+        )
+
+    def parse_rule(self, text: str) -> Rule:
+        words = text.strip()
+        if not words:
+            raise RuleError(f"Say which Discord server: {RULE_FORMS}.")
+        kind, _, rest = words.partition(":")
+        parts = rest.split(":")
+        if kind.strip().lower() != "guild" or not rest.strip() or len(parts) > 2:
+            raise RuleError(f"Unknown Discord rule {words!r}: use {RULE_FORMS}.")
+        guild = _snowflake(parts[0], "server")
+        role = _snowflake(parts[1], "role") if len(parts) == 2 else None
+        # The @everyone role has the server's own ID and is never listed in a member's
+        # roles, though every member holds it: it means "any member".
+        args = (guild,) if role is None or role == guild else (guild, role)
+        return Rule(self.id, "guild", args, "guild:" + ":".join(args))
+
+    def describe(self, rule: Rule) -> str:
+        if len(rule.args) == 2:
+            return f"members with role {rule.args[1]} in the Discord server {rule.args[0]}"
+        return f"members of the Discord server {rule.args[0]}"
+
+    def scopes(self, rules: Sequence[Rule]) -> list[str]:
+        return list(SCOPES)  # every rule needs the member object, and who the person is
+
+    def authorization_request(
+        self, rules: Sequence[Rule], redirect_uri: str, state: str
+    ) -> AuthorizationRequest:
+        # prompt=none: someone who already allowed these scopes goes straight back; the
+        # consent screen is still shown to everyone else (Discord's OAuth2 docs).
+        return self._oauth.authorization_request(
+            redirect_uri, self.scopes(rules), state, extra={"prompt": "none"}
+        )
+
+    async def finish(
+        self,
+        rules: Sequence[Rule],
+        code: str,
+        redirect_uri: str,
+        request: AuthorizationRequest,
+    ) -> ProviderSession:
+        token = await self._oauth.exchange_code(code, redirect_uri, request)
+        if token.granted_scopes is not None and not set(SCOPES) <= token.granted_scopes:
+            raise SignInFailed(
+                "Discord did not share your server memberships, which this room needs to "
+                "check. Start again and allow the app to read your member info.",
+                "TPI_PROVIDER_SCOPES_DENIED",
+            )
+        me = await self._oauth.get_json(f"{self.api_url}/users/@me", token.access_token)
+        if me.status != 200:
+            raise ProviderUnavailable(self.display_name, _failure_detail(me))
+        body = me.body if isinstance(me.body, dict) else {}
+        user_id, username = body.get("id"), body.get("username")
+        if not isinstance(user_id, str) or not SNOWFLAKE.fullmatch(user_id):
+            raise ProviderUnavailable(self.display_name, "it answered without an account ID")
+        name = username if isinstance(username, str) and username else user_id
+        global_name = body.get("global_name")
+        if isinstance(global_name, str) and global_name and global_name != name:
+            name = f"{global_name} ({name})"
+        account = ExternalAccount(self.id, user_id, name)
+        return DiscordSession(self, account, token.access_token)
+
+
+class DiscordSession(ProviderSession):
+    def __init__(self, provider: DiscordProvider, account: ExternalAccount, token: str) -> None:
+        self.account = account
+        self._provider = provider
+        self._token = token
+        # guild ID -> the member object, or None when not a member: rules on one server
+        # share one call.
+        self._members: dict[str, dict[str, Any] | None] = {}
+
+    async def check(self, rule: Rule) -> Verdict:
+        if rule.kind != "guild" or not rule.args or not self._token:
+            return Verdict.unknown(f"this sign-in cannot check the rule {rule.text!r}")
+        guild = rule.args[0]
+        try:
+            member = await self._member(guild)
+        except ProviderUnavailable as e:
+            return Verdict.unknown(f"Discord is not answering properly right now ({e.detail})")
+        who = f"the Discord account {self.account.display_name}"
+        if member is None:
+            return Verdict.no(
+                f"{who} is not a member of the Discord server {guild}",
+                "Join the server with this Discord account (or sign in with the account "
+                "that is in it), then start again.",
+            )
+        if len(rule.args) == 1:
+            return Verdict.yes()
+        role = rule.args[1]
+        roles = member.get("roles")
+        if not isinstance(roles, list):
+            return Verdict.unknown("Discord answered without the member's roles")
+        if role in roles:
+            return Verdict.yes()
+        return Verdict.no(
+            f"{who} does not have role {role} in the Discord server {guild}",
+            "Ask the server's moderators about that role, then start again.",
+        )
+
+    async def _member(self, guild: str) -> dict[str, Any] | None:
+        if guild in self._members:
+            return self._members[guild]
+        provider = self._provider
+        response = await provider._oauth.get_json(
+            f"{provider.api_url}/users/@me/guilds/{guild}/member", self._token
+        )
+        body = response.body if isinstance(response.body, dict) else None
+        code = body.get("code") if body is not None else None
+        if response.status == 200 and body is not None:
+            member: dict[str, Any] | None = body
+        elif code in NOT_A_MEMBER_CODES or (
+            response.status == 404 and body is not None and code is None
+        ):
+            member = None
+        else:
+            raise ProviderUnavailable(provider.display_name, _failure_detail(response))
+        self._members[guild] = member
+        return member
+
+    async def close(self) -> None:
+        self._token = ""
+        self._members.clear()
+
+
+def _failure_detail(response: ApiResponse) -> str:
+    """What went wrong, in a few words for the person and the log (never a token)."""
+    if response.status == 429:
+        body = response.body if isinstance(response.body, dict) else {}
+        wait = body.get("retry_after")
+        if not isinstance(wait, int | float) or isinstance(wait, bool):
+            try:
+                wait = float(response.header("Retry-After") or "")
+            except ValueError:
+                wait = None
+        if wait is None or not math.isfinite(wait) or wait <= 0:
+            return "rate limited"
+        return f"rate limited, retry in {max(1, round(wait))} s"
+    if response.status == 401:
+        return "it refused the sign-in it had just granted"
+    if response.status == 200:
+        return "its answer was not what its documentation describes"
+    return f"HTTP {response.status}"
