@@ -40,6 +40,7 @@ SCOPES = ("identify", "guilds.members.read")
 # Snowflakes are unsigned 64-bit integers written in decimal: 17 to 20 digits today.
 SNOWFLAKE = re.compile(r"[0-9]{17,20}")
 NOT_A_MEMBER_CODES = frozenset({10004, 10007})  # Unknown Guild, Unknown Member
+SETTINGS = ("client_id", "client_secret", "web_url", "api_url")
 RULE_FORMS = "guild:<server ID> or guild:<server ID>:<role ID>"
 HOW_TO_COPY_IDS = (
     "IDs are the long numbers Discord shows with Developer Mode on "
@@ -47,7 +48,14 @@ HOW_TO_COPY_IDS = (
 )
 
 
-# --- settings (shared with patreon.py; the two helpers belong in a shared module) -----
+# --- settings (shared with patreon.py; these helpers belong in a shared module) -------
+
+
+def refuse_unknown_settings(section: Mapping[str, Any], known: Sequence[str]) -> None:
+    """A misspelt optional key would otherwise fall back to its default without a word."""
+    for key in section:
+        if key not in known:
+            raise ValueError(f"{key}: unknown setting (known: {', '.join(known)})")
 
 
 def required_setting(section: Mapping[str, Any], key: str) -> str:
@@ -129,6 +137,7 @@ class DiscordProvider(Provider):
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> Provider:
+        refuse_unknown_settings(section, SETTINGS)
         return cls(
             provider_id,
             client_id=required_setting(section, "client_id"),

@@ -41,7 +41,7 @@ from .base import (
     SignInFailed,
     Verdict,
 )
-from .discord import required_setting, url_setting
+from .discord import refuse_unknown_settings, required_setting, url_setting
 from .oauth import ApiResponse, OAuthClient, OAuthEndpoints
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ IDENTITY_QUERY = {
     "fields[member]": "patron_status,currently_entitled_amount_cents,last_charge_status",
     "fields[tier]": "title,amount_cents",
 }
+SETTINGS = ("client_id", "client_secret", "campaign_id", "web_url", "api_url")
 RULE_FORMS = "patron, tier:<tier name or ID>, or min_cents:<amount in cents>"
 MAX_CENTS = 100_000_000
 INACTIVE_REASONS = {
@@ -146,6 +147,7 @@ class PatreonProvider(Provider):
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> Provider:
+        refuse_unknown_settings(section, SETTINGS)
         campaign = section.get("campaign_id")
         if isinstance(campaign, int) and not isinstance(campaign, bool):
             campaign = str(campaign)  # YAML reads an unquoted ID as a number

@@ -139,6 +139,10 @@ def test_describe_names_ids() -> None:
             {"client_id": "1", "client_secret": "s", "api_url": "https://d.example/api?x=1"},
             "api_url: must be a plain base URL",
         ),
+        (
+            {"client_id": "1", "client_secret": "s", "api_ulr": "https://d.example/api"},
+            r"api_ulr: unknown setting \(known: client_id, client_secret, web_url, api_url\)",
+        ),
     ],
 )
 def test_from_config_names_the_wrong_key(section: dict, error: str) -> None:

@@ -129,6 +129,7 @@ def test_describe_says_or_above() -> None:
         ({"client_id": ""}, "client_id: must be a non-empty string"),
         ({"web_url": "www.patreon.com"}, "web_url: must be a URL"),
         ({"api_url": "http://patreon.example/api/oauth2"}, "api_url: must use https"),
+        ({"campaign": "1"}, "campaign: unknown setting"),
     ],
 )
 def test_from_config_names_the_wrong_key(change: dict, error: str) -> None:
