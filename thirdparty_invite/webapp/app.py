@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 import attrs
 
 from .api import WebAPI
+from .bindings_api import BindingsAPI
 from .ratelimit import RateLimiter, rate_limit_middleware
+from .session_cookie import SessionCookie
 from .static import StaticFiles
-from .support import error_middleware
+from .support import OriginCheck, error_middleware
 
 if TYPE_CHECKING:
     from maubot.plugin_server import PluginWebApp
@@ -27,6 +29,11 @@ RATE_LIMITED_ROUTES = {
     "POST /api/session": "session",
     "POST /api/links/inspect": "link_inspect",
     "POST /api/links/claim": "link_claim",
+    "POST /api/bindings/inspect": "link_inspect",
+    "POST /api/oauth/start": "link_claim",
+    # Each callback makes the bot call a provider, like each sign-in a homeserver.
+    "GET /api/oauth/callback": "session",
+    "POST /api/session/ticket": "session",
 }
 
 
@@ -47,4 +54,7 @@ def install_web_app(
     )
     webapp.add_middleware(error_middleware(log))
     WebAPI(services, log).register(webapp)
+    cookie = SessionCookie(services.public_base_url)
+    origin = OriginCheck(services.public_base_url, settings.web.trusted_origins)
+    BindingsAPI(services, cookie, origin).register(webapp)
     StaticFiles(read_file).register(webapp)
