@@ -322,6 +322,7 @@ class JWKSCache:
         self.min_refetch_interval = min_refetch_interval
         self.clock = clock
         self.fetches = 0
+        self._attempts_done = 0  # fetches finished, well or not
         self._keys: list[SigningKey] | None = None
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
@@ -330,10 +331,10 @@ class JWKSCache:
         """The keys that may have signed a token with this `kid` and `alg` (several only
         when the token names no key id); [] when the provider publishes none."""
         if self._keys is None or self.clock() - self._fetched_at >= self.max_age:
-            await self._refresh(self._fetched_at)
+            await self._refresh(self._attempts_done)
         found = self._select(kid, alg)
         if not found and self.clock() - self._fetched_at >= self.min_refetch_interval:
-            await self._refresh(self._fetched_at)  # rotated keys: one more look
+            await self._refresh(self._attempts_done)  # rotated keys: one more look
             found = self._select(kid, alg)
         return found
 
@@ -343,22 +344,27 @@ class JWKSCache:
             return [key for key in candidates if key.kid == kid]
         return candidates
 
-    async def _refresh(self, seen_fetch: float) -> None:
+    async def _refresh(self, attempts_seen: int) -> None:
         async with self._lock:
-            if self._keys is not None and self._fetched_at != seen_fetch:
+            if self._keys is not None and self._attempts_done != attempts_seen:
                 return  # another sign-in fetched while we waited
             self._fetched_at = self.clock()  # counts even when it fails: no hammering
             self.fetches += 1
-            document = await fetch_public_json(
-                self.http, self.provider_name, self.url, "its signing keys (JWKS)"
-            )
             try:
-                keys = parse_jwks(document)
-            except ValueError as e:
-                raise ProviderUnavailable(self.provider_name, str(e)) from None
-            if not keys:
-                raise ProviderUnavailable(self.provider_name, "its JWKS holds no usable key")
-            self._keys = keys
+                self._keys = await self._fetch()
+            finally:
+                self._attempts_done += 1
+
+    async def _fetch(self) -> list[SigningKey]:
+        what = "its signing keys (JWKS)"
+        document = await fetch_public_json(self.http, self.provider_name, self.url, what)
+        try:
+            keys = parse_jwks(document)
+        except ValueError as e:
+            raise ProviderUnavailable(self.provider_name, str(e)) from None
+        if not keys:
+            raise ProviderUnavailable(self.provider_name, "its JWKS holds no usable key")
+        return keys
 
 
 # -- ID tokens ---------------------------------------------------------------------------
