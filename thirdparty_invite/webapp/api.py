@@ -10,16 +10,14 @@ Described in web/openapi.json (served at /api/openapi.json) and docs/API.md.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 import attrs
 
 from ..durations import now_ms
-from ..errors import UserFacingError
-from ..services.web_sessions import COOKIE_NAME
-from .support import OriginCheck, read_cookie, read_json_object, require_string
+from .session_cookie import SessionCookie
+from .support import OriginCheck, read_json_object, require_string
 
 if TYPE_CHECKING:
     from ..services.container import Services
@@ -28,14 +26,11 @@ if TYPE_CHECKING:
 
 
 class WebAPI:
-    def __init__(self, services: Services, log: logging.Logger) -> None:
+    def __init__(self, services: Services, cookie: SessionCookie, origin: OriginCheck) -> None:
         self.services = services
-        self.log = log
-        web_settings = services.settings.web
-        self.max_body = web_settings.max_body_bytes
-        self.origin = OriginCheck(services.public_base_url, web_settings.trusted_origins)
-        self.secure_cookie = services.public_base_url.scheme == "https"
-        self.cookie_path = services.public_base_url.path or "/"
+        self.cookie = cookie
+        self.origin = origin
+        self.max_body = services.settings.web.max_body_bytes
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/session", self.open_session)
@@ -56,26 +51,11 @@ class WebAPI:
         response = web.json_response(
             {"user_id": verified.user_id, "expires_at": session.expires_at}
         )
-        response.set_cookie(
-            COOKIE_NAME,
-            session_id,
-            max_age=int((session.expires_at - session.created_at) / 1000),
-            path=self.cookie_path,
-            httponly=True,
-            samesite="Lax",
-            secure=self.secure_cookie,
-        )
+        self.cookie.set(response, session_id, session)
         return response
 
     async def _session(self, request: web.Request) -> WebSession:
-        session = await self.services.sessions.get(read_cookie(request, COOKIE_NAME))
-        if session is None:
-            raise UserFacingError(
-                "M_MISSING_TOKEN",
-                "You are not signed in (or your session ended). Sign in with your Matrix "
-                "account again.",
-                401,
-            )
+        _, session = await self.cookie.require(request, self.services.sessions)
         return session
 
     async def get_session(self, request: web.Request) -> web.Response:
@@ -84,11 +64,11 @@ class WebAPI:
 
     async def close_session(self, request: web.Request) -> web.Response:
         self.origin.check(request)
-        session_id = read_cookie(request, COOKIE_NAME)
+        session_id = self.cookie.read(request)
         if session_id:
             await self.services.sessions.close(session_id)
         response = web.json_response({})
-        response.del_cookie(COOKIE_NAME, path=self.cookie_path)
+        self.cookie.clear(response)
         return response
 
     async def inspect_link(self, request: web.Request) -> web.Response:
@@ -130,10 +110,11 @@ class WebAPI:
 
     async def _rooms(self, room_ids: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
         summaries = await self.services.room_directory.describe(room_ids)
-        return [_summary_json(summary) for summary in summaries]
+        return [room_json(summary) for summary in summaries]
 
 
-def _summary_json(summary: RoomSummary) -> dict[str, Any]:
+def room_json(summary: RoomSummary) -> dict[str, Any]:
+    """A room as the pages get it: `client` only when the operator offers a web client."""
     data = attrs.asdict(summary)
     if data["client"] is None:
         del data["client"]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 import attrs
 
+from .api import room_json
 from .session_cookie import SessionCookie
 from .support import OriginCheck, read_json_object, require_string
 
@@ -56,7 +57,7 @@ class BindingsAPI:
                 for r in view.rules
             ],
             "providers": [{"id": p.id, "name": p.display_name} for p in view.providers],
-            "rooms": [_room_json(room) for room in rooms],
+            "rooms": [room_json(room) for room in rooms],
             "bot": attrs.asdict(self.services.room_directory.bot_contact()),
         }
 
@@ -123,10 +124,3 @@ class BindingsAPI:
 def _short(value: str | None, limit: int = 512) -> str | None:
     """A query value, or None when absent or absurdly long (never echoed anywhere)."""
     return value if value is not None and len(value) <= limit else None
-
-
-def _room_json(room: Any) -> dict[str, Any]:
-    data = attrs.asdict(room)
-    if data.get("client") is None:
-        data.pop("client", None)
-    return data
