@@ -3,14 +3,14 @@
 // went. Every failure lands in a state that says what happened and what to do next.
 
 import * as hs from "./homeserver.js";
+import { keepForSsoReturn, LINK_PROBLEMS, readLinkToken, takeSsoReturn } from "./link-token.js";
 import * as plugin from "./plugin-api.js";
 import { limitsText, openLinks, REFUSALS, roomList } from "./rooms.js";
 import {
-  $, announce, el, holdButton, progress as progressIn, setBusy, setFieldError, showState,
+  $, announce, el, hideStates, holdButton, progress as progressIn, setBusy, setFieldError,
+  showState,
 } from "./ui.js";
 
-const SSO_KEY = "thirdparty_invite.sso";  // sessionStorage: where an SSO sign-in started
-const SSO_MAX_AGE_MS = 30 * 60 * 1000;
 const INVITE_WAIT_SECONDS = 60;
 
 const page = {
@@ -75,17 +75,18 @@ function showProblem(title, text, { advice = "", rooms = [], retry = null, retry
   if (retry && waitSeconds) page.cancelHold = holdButton(retryButton, waitSeconds, retryLabel);
 }
 
-function showUnexpected(error, retry) {
+function showUnexpected(error, retry, options = {}) {
   if (plugin.isLinkProblem(error)) return showLinkProblem(error.message);
   if (error instanceof plugin.PluginError && error.status === 429) {
-    return showProblem("Too many attempts", error.message,
-      { retry, waitSeconds: error.waitSeconds || 10 });
+    return showProblem("Please wait a moment", error.message,
+      { retry, waitSeconds: error.waitSeconds || 10, ...options });
   }
   if (error instanceof hs.HomeserverError && error.kind === "rate_limited") {
     return showProblem("Your homeserver asks us to slow down", error.message,
-      { retry, waitSeconds: error.waitSeconds });
+      { retry, waitSeconds: error.waitSeconds, ...options });
   }
-  return showProblem("Something stopped us", error.message || String(error), { retry });
+  return showProblem("Something stopped us", error.message || String(error),
+    { retry, ...options });
 }
 
 // ---- step 1: the Matrix ID ----------------------------------------------------------
@@ -204,24 +205,9 @@ function onSignInProblem(error) {
 
 function startSso(idp) {
   const returnUrl = location.origin + location.pathname;  // no fragment: the link stays here
-  sessionStorage.setItem(SSO_KEY, JSON.stringify({
-    token: page.token, baseUrl: page.baseUrl, userId: page.userId, at: Date.now(),
-  }));
+  keepForSsoReturn({ token: page.token, baseUrl: page.baseUrl, userId: page.userId });
   announce(`Going to ${idp.name} to sign in.`);
   location.assign(hs.ssoRedirectUrl(page.baseUrl, idp.id, returnUrl));
-}
-
-// The homeserver sent the browser back here with ?loginToken=…: pick up where we left.
-function takeSsoReturn() {
-  const params = new URLSearchParams(location.search);
-  const loginToken = params.get("loginToken");
-  if (!loginToken) return null;
-  const saved = JSON.parse(sessionStorage.getItem(SSO_KEY) || "null");
-  sessionStorage.removeItem(SSO_KEY);
-  const fresh = saved && Date.now() - saved.at < SSO_MAX_AGE_MS;
-  // Out of the address bar and the history: the login token must not be reused or shared.
-  history.replaceState(null, "", location.pathname + (fresh ? `#${saved.token}` : location.hash));
-  return fresh ? { loginToken, ...saved } : { loginToken, lost: true };
 }
 
 async function continueSso(sso) {
@@ -348,16 +334,19 @@ async function start() {
     return showLinkProblem("The sign-in came back, but this page lost track of it. " +
       "Open your invite link again.");
   }
-  page.token = sso?.token || decodeURIComponent(location.hash.slice(1));
-  if (!page.token) {
-    return showLinkProblem("This page needs the whole invite link, including the part after #.");
-  }
+  const fragment = sso ? { token: sso.token } : readLinkToken(location.hash);
+  if (!fragment.token) return showLinkProblem(LINK_PROBLEMS[fragment.problem]);
+  page.token = fragment.token;
+  await loadLink(sso);
+}
+
+async function loadLink(sso) {
+  hideStates();
+  $("link-loading").hidden = false;
   try {
     page.link = await plugin.inspectLink(page.token);
   } catch (error) {
-    return error instanceof plugin.PluginError && error.status >= 500
-      ? showUnexpected(error, () => location.reload())
-      : showLinkProblem(error.message);
+    return onLinkUnreadable(error, () => loadLink(sso));
   }
   if (page.link.status !== "active") {
     const why = {
@@ -379,4 +368,23 @@ async function start() {
   askForMatrixId();
 }
 
-start();
+// The link could not be looked at: a refusal of the link itself is final; too many
+// attempts, an outage or a lost connection can be retried (after the wait, if any).
+function onLinkUnreadable(error, retry) {
+  const temporary = !(error instanceof plugin.PluginError) || error.status === 429 ||
+    error.status >= 500 || error.status === 0;
+  if (!temporary) return showLinkProblem(error.message);
+  $("link-loading").hidden = true;
+  return showUnexpected(error, retry, { back: null });
+}
+
+// Whatever went wrong that nothing above expected, the visitor never watches a spinner
+// forever: they get a problem state and a way to start again.
+function showStartupProblem() {
+  $("link-loading").hidden = true;
+  showProblem("This page could not start",
+    "Something unexpected stopped the invite page. Reload it to try again.",
+    { retry: () => location.reload(), retryLabel: "Reload the page", back: null });
+}
+
+start().catch(showStartupProblem);

@@ -17,6 +17,14 @@ export function isLinkProblem(error) {
   return error instanceof PluginError && LINK_ERRCODES.has(error.errcode);
 }
 
+// Seconds to wait after a 429: Retry-After (whole seconds), else the body's retry_after_ms.
+function waitOf(response, data) {
+  const seconds = Number(response.headers.get("Retry-After"));
+  if (Number.isFinite(seconds) && seconds > 0) return Math.ceil(seconds);
+  const ms = Number(data.retry_after_ms);
+  return Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : null;
+}
+
 async function api(path, { method = "GET", body } = {}) {
   let response;
   try {
@@ -33,10 +41,9 @@ async function api(path, { method = "GET", body } = {}) {
   }
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const seconds = Number(response.headers.get("Retry-After"));
     throw new PluginError(data.errcode || "TPI_HTTP",
       data.error || `The invite service answered with status ${response.status}.`,
-      response.status, response.status === 429 && seconds > 0 ? seconds : null);
+      response.status, response.status === 429 ? waitOf(response, data) : null);
   }
   return data;
 }

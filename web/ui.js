@@ -22,6 +22,11 @@ export function showState(id, focusId = null) {
   target?.focus();
 }
 
+// Hides every `.state` section (while something loads).
+export function hideStates() {
+  for (const section of document.querySelectorAll(".state")) section.hidden = true;
+}
+
 // Polite screen-reader announcement of progress (the #announcer live region).
 export function announce(text) {
   const region = $("announcer");
