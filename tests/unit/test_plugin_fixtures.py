@@ -111,6 +111,21 @@ async def test_a_wrong_config_keeps_the_bot_running_on_the_old_one(
     await maubot_plugin.internal_stop()
 
 
+async def test_without_authlib_links_work_and_bindings_say_what_to_install(
+    maubot_plugin, maubot_test_bot, monkeypatch
+) -> None:
+    from thirdparty_invite.providers import registry
+
+    monkeypatch.setattr(registry, "authlib_missing", lambda: True)
+    await maubot_plugin.on_external_config_update()  # rebuilds the services without it
+    assert "pip install authlib" in maubot_plugin.services.providers.unavailable
+    await maubot_test_bot.send("!invitebot bind github org:matrix-org")
+    assert "pip install authlib" in maubot_test_bot.responded[-1].content.body
+    await maubot_test_bot.send("!invitebot help")
+    assert "!invitebot link" in maubot_test_bot.responded[-1].content.body
+    await maubot_plugin.internal_stop()
+
+
 @pytest.mark.parametrize(
     ("attempt", "errcode"),
     [

@@ -137,6 +137,7 @@ class InviteBotCommands:
     async def bind(self, evt: MessageEvent, args: str = "") -> None:
         try:
             rules_text, room_refs = parse_bind_args(args)
+            self.services.bindings.parse(rules_text)  # say what is wrong with them first
             rooms = await self.services.room_admin.resolve(room_refs or [str(evt.room_id)])
             infos = [await self._require_manager(evt, room_id) for room_id in rooms]
             view = await self.services.bindings.create(str(evt.sender), rules_text, tuple(rooms))

@@ -23,7 +23,6 @@ says what to install.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 import attrs
@@ -47,7 +46,12 @@ MISSING_AUTHLIB = (
 
 
 def authlib_missing() -> bool:
-    return importlib.util.find_spec("authlib") is None
+    try:
+        import authlib  # noqa: F401
+        import joserfc  # noqa: F401
+    except ImportError:
+        return True
+    return False
 
 
 def provider_class(kind: str) -> type[Provider]:

@@ -68,6 +68,8 @@ class Services:
         # may be on a private network): they are reached with the direct session.
         self.provider_http = OutboundHTTP(timeout=PROVIDER_TIMEOUT, policy=AddressPolicy())
         self.providers = ProviderRegistry(settings.providers, self.provider_http)
+        if self.providers.unavailable:
+            log.warning("Provider bindings are off: %s", self.providers.unavailable)
         self.bindings = BindingService(storage, self.providers)
         self.provider_signin = ProviderSignIn(
             storage,
