@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -38,10 +41,6 @@ sys.modules['authlib'] = sys.modules['joserfc'] = None
 def test_the_plugin_imports_and_builds_without_authlib(tmp_path) -> None:
     """maubot's container has no authlib: every module must still import, and the
     provider registry must say what to install instead of raising."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     script = BLOCK_AUTHLIB + "\n".join(
         [
