@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 import re
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 import pytest
 from support.dnsserver import DNSServer
 from support.fakehomeserver import FakeHomeserver
@@ -108,3 +111,32 @@ async def test_read_json_limited(raw: bytes, outcome: object) -> None:
                     await read_json_limited(response, 100_000 if outcome is InvalidJSON else 1000)
             else:
                 assert await read_json_limited(response, 100_000) == outcome
+
+
+async def test_read_body_limited_without_a_length_and_compressed() -> None:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(10):
+            await response.write(b"x" * 1000)
+        return response
+
+    async def gzipped(request: web.Request) -> web.Response:
+        # 100 kB that compress to a few hundred bytes: the limit is on what is read.
+        body = gzip.compress(b"y" * 100_000)
+        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/chunked", chunked)
+    app.router.add_get("/gzipped", gzipped)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        async with session.get(server.make_url("/chunked")) as response:
+            assert response.content_length is None
+            assert await read_body_limited(response, 10_000) == b"x" * 10_000
+        async with session.get(server.make_url("/chunked")) as response:
+            with pytest.raises(ResponseTooLarge):
+                await read_body_limited(response, 9_999)
+        async with session.get(server.make_url("/gzipped")) as response:
+            with pytest.raises(ResponseTooLarge):
+                await read_body_limited(response, 50_000)

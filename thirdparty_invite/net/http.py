@@ -151,8 +151,13 @@ class OutboundHTTP:
 
 async def read_body_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """Read a response body, refusing to buffer more than `limit` bytes."""
-    if response.content_length is not None and response.content_length > limit:
-        raise ResponseTooLarge(f"response body of {response.content_length} bytes is too large")
+    length = response.content_length
+    if length is not None and length > limit:
+        raise ResponseTooLarge(f"response body of {length} bytes is too large")
+    if length is not None and not response.headers.get("Content-Encoding"):
+        # The common case (a small answer with its length, as from the userinfo call):
+        # one read, no chunk loop. aiohttp stops at Content-Length, so this is bounded.
+        return await response.content.read()
     body = bytearray()
     async for chunk in response.content.iter_chunked(16 * 1024):
         body.extend(chunk)
