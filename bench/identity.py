@@ -1,20 +1,24 @@
-"""Sign-in throughput: the plugin's POST api/session against Synapse's bare userinfo check.
+"""The identity step: the plugin's POST api/session against Synapse's bare userinfo check.
 
     .venv/bin/python bench/identity.py [--requests M] [--concurrency C] [--rounds K]
 
 Every plugin sign-in asks the homeserver's ``/_matrix/federation/v1/openid/userinfo`` once,
-so that request alone (a) is the ceiling for (b), the plugin's ``POST api/session``. Tokens
-for all rounds are minted up front; in each round the same M tokens go first to userinfo
-(which does not consume them) and then once each to the plugin (which refuses a token it has
-seen), each phase with C concurrent workers over one aiohttp session.
+so that request alone is (a) "bare", the reference for (b) "plugin", the plugin's
+``POST api/session``. Tokens for all rounds are minted up front; in each round the same M
+tokens go first to userinfo (which does not consume them) and then once each to the plugin
+(which refuses a token it has seen), each phase with C concurrent workers over one aiohttp
+session.
 
 A third, informational phase (c) "floor" sends ``GET api/session`` without a cookie: the
 plugin answers 401 without any verification, so (c) is what a request through maubot's web
 server costs at all. CPU time per request of Synapse, maubot and this script is printed for
 each phase (from /proc), to show which process the time goes to.
 
-Target: plugin throughput / bare throughput >= 0.9. The exit code is 0 either way; the
-verdict is the "TARGET MET" / "TARGET MISSED" line.
+Targets (DESIGN.md, "Performance"): maubot's CPU per sign-in (b) is at most Synapse's CPU
+per bare userinfo (a), and the plugin's p99 is at most twice the bare call's p99, under 16
+concurrent sign-ins. On one shared machine the two servers split the CPU, so throughput
+ratios mostly measure that split; they are printed for information only. The exit code is
+0 either way; the verdict is the "TARGET MET" / "TARGET MISSED" line.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Stack, figure, gather_limited, percentile, progress, run_main
 from devtools.matrix_user import MatrixUser
 
-TARGET_RATIO = 0.9
+TARGET_CPU_RATIO = 1.0  # maubot CPU per sign-in / Synapse CPU per bare userinfo
+TARGET_P99_RATIO = 2.0  # plugin p99 / bare p99
 USERS = 5
 WARMUP = 20
 USERINFO_PATH = "/_matrix/federation/v1/openid/userinfo"
@@ -77,24 +82,29 @@ class Phase:
         self.latencies += other.latencies
         self.errors.update(other.errors)
 
+    def p(self, fraction: float) -> float:
+        """A latency percentile in milliseconds."""
+        return percentile(self.latencies, fraction) * 1000
+
+    def cpu_ms(self, process: str) -> float:
+        """CPU milliseconds of one process per request of this phase."""
+        return self.cpu.get(process, 0.0) / self.requests * 1000 if self.requests else 0.0
+
     def describe(self) -> str:
-        p50 = percentile(self.latencies, 0.50) * 1000
-        p95 = percentile(self.latencies, 0.95) * 1000
         return (
-            f"{self.throughput:7.1f} req/s  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+            f"{self.throughput:7.1f} req/s  p50 {self.p(0.50):6.1f} ms  "
+            f"p95 {self.p(0.95):6.1f} ms  p99 {self.p(0.99):6.1f} ms  "
             f"({self.requests} in {self.seconds:.2f} s)"
         )
 
     def describe_cpu(self) -> str:
-        return "  ".join(
-            f"{name} {seconds / self.requests * 1000:.2f}" for name, seconds in self.cpu.items()
-        )
+        return "  ".join(f"{name} {self.cpu_ms(name):.3f}" for name in self.cpu)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1500, help="requests per phase (M)")
-    parser.add_argument("--concurrency", type=int, default=8, help="concurrent workers (C)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent workers (C)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of bare then plugin")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -197,7 +207,8 @@ async def mint(users: list[MatrixUser], count: int) -> list[dict]:
 
 async def run(args: argparse.Namespace) -> None:
     m, workers, rounds = args.requests, args.concurrency, args.rounds
-    stack = Stack(keep=args.keep)
+    # The per-address limit on sign-ins is off: every request here comes from 127.0.0.1.
+    stack = Stack(keep=args.keep, instance_config={"rate_limits": {"session": {"burst": 0}}})
     try:
         progress(f"starting Synapse and maubot in {stack.workdir}")
         await stack.start()
@@ -212,9 +223,8 @@ async def run(args: argparse.Namespace) -> None:
         plugin = plugin_request(stack.web_url)
         floor = floor_request(stack.web_url)
         totals = {name: Phase(name) for name in ("bare", "plugin", "floor")}
-        assert stack.maubot is not None
-        # Private, but only read: which processes burn the CPU on this 2-core machine.
-        pids = {"synapse": stack.synapse._process.pid, "maubot": stack.maubot._process.pid}
+        # Which processes burn the CPU on this 2-core machine.
+        pids = {"synapse": stack.synapse.pid, "maubot": stack.maubot.pid}
         per_round: list[tuple[Phase, Phase]] = []
         async with client(workers) as bare_http, client(workers, stack.origin) as plugin_http:
             # Warm-up: connection pools, caches and the plugin's own HTTP session.
@@ -240,9 +250,14 @@ async def run(args: argparse.Namespace) -> None:
     for r, (a, b) in enumerate(per_round, 1):
         figure(f"round {r} bare", a.describe())
         figure(f"round {r} plugin", b.describe())
-        figure(f"round {r} ratio plugin/bare", f"{b.throughput / a.throughput:.3f}")
+        figure(
+            f"round {r} CPU ratio, p99 ratio",
+            f"{b.cpu_ms('maubot') / a.cpu_ms('synapse'):.3f}  {b.p(0.99) / a.p(0.99):.3f}",
+        )
     bare_total, plugin_total, floor_total = totals["bare"], totals["plugin"], totals["floor"]
-    ratio = plugin_total.throughput / bare_total.throughput
+    throughput_ratio = plugin_total.throughput / bare_total.throughput
+    cpu_ratio = plugin_total.cpu_ms("maubot") / bare_total.cpu_ms("synapse")
+    p99_ratio = plugin_total.p(0.99) / bare_total.p(0.99)
     figure("bare (all rounds)", bare_total.describe())
     figure("plugin (all rounds)", plugin_total.describe())
     figure(
@@ -253,7 +268,18 @@ async def run(args: argparse.Namespace) -> None:
     figure("CPU ms/request, bare", bare_total.describe_cpu())
     figure("CPU ms/request, plugin", plugin_total.describe_cpu())
     figure("CPU ms/request, floor", floor_total.describe_cpu())
-    figure("ratio plugin/bare throughput", f"{ratio:.3f}", f"target >= {TARGET_RATIO}")
+    figure(
+        "CPU ratio maubot/synapse",
+        f"{cpu_ratio:.3f}",
+        f"maubot ms per sign-in / Synapse ms per bare userinfo; target <= {TARGET_CPU_RATIO}",
+    )
+    figure(
+        "p99 ratio plugin/bare",
+        f"{p99_ratio:.3f}",
+        f"{plugin_total.p(0.99):.1f} ms / {bare_total.p(0.99):.1f} ms; "
+        f"target <= {TARGET_P99_RATIO}",
+    )
+    figure("throughput ratio plugin/bare", f"{throughput_ratio:.3f}", "informational")
     figure(
         "bare non-200",
         sum(bare_total.errors.values()),
@@ -264,7 +290,12 @@ async def run(args: argparse.Namespace) -> None:
         sum(plugin_total.errors.values()),
         ", ".join(f"{k}: {v}" for k, v in plugin_total.errors.items()),
     )
-    met = ratio >= TARGET_RATIO and not plugin_total.errors
+    met = (
+        cpu_ratio <= TARGET_CPU_RATIO
+        and p99_ratio <= TARGET_P99_RATIO
+        and not plugin_total.errors
+        and not bare_total.errors
+    )
     print("TARGET MET" if met else "TARGET MISSED", flush=True)
 
 
