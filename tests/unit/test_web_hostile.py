@@ -429,6 +429,24 @@ def test_origin_check(origin: str, allowed: bool) -> None:
         assert refused.value.errcode == "TPI_ORIGIN_FORBIDDEN"
 
 
+def test_trusted_origins_must_be_bare_origins() -> None:
+    check = OriginCheck(
+        PUBLIC,
+        (
+            "https://evil@userinfo.example",
+            "https://path.example/app",
+            "https://query.example?x=1",
+            "https://bücher.example",
+            " https://spaced.example/ ",
+        ),
+    )
+    assert check.allowed == {
+        ("https", "good.example", 443),
+        ("https", "xn--bcher-kva.example", 443),
+        ("https", "spaced.example", 443),
+    }
+
+
 def test_origin_of_an_idna_public_url() -> None:
     check = OriginCheck(URL("https://bücher.example/x/"), ())
     for origin, allowed in [

@@ -370,9 +370,13 @@ class OriginCheck:
         allowed = [_origin_of_url(public_base_url)]
         for origin in trusted_origins:
             try:
-                allowed.append(_origin_of_url(URL(origin.strip().rstrip("/"))))
+                url = URL(origin.strip().rstrip("/"))
             except ValueError:
                 continue  # config.py refuses these already
+            # Only a bare origin: "https://evil@good" or "https://good/x" trusts nothing.
+            bare = url.raw_path in ("", "/") and not (url.query_string or url.fragment)
+            if bare and not (url.user or url.password):
+                allowed.append(_origin_of_url(url))
         self.allowed: frozenset[Origin] = frozenset(o for o in allowed if o is not None)
 
     def _request_origins(self, request: web.Request) -> set[Origin]:
