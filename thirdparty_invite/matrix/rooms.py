@@ -85,6 +85,7 @@ class Member:
 
     membership: str
     sender: str | None
+    sent_at: int | None = None  # origin_server_ts of the membership event, in ms
 
 
 @attrs.frozen
@@ -175,7 +176,12 @@ class RoomOps:
         if not isinstance(membership, str):
             return None
         sender = data.get("sender")
-        return Member(membership, sender if isinstance(sender, str) else None)
+        sent_at = data.get("origin_server_ts")
+        return Member(
+            membership,
+            sender if isinstance(sender, str) else None,
+            sent_at if isinstance(sent_at, int) and not isinstance(sent_at, bool) else None,
+        )
 
     async def invite(self, room_id: str, user_id: str, reason: str) -> InviteAttempt:
         api = self.client.api

@@ -19,7 +19,7 @@ from mautrix.errors import MatrixRequestError
 
 from ..config import InviteSettings
 from ..durations import now_ms
-from ..matrix.rooms import HomeserverUnavailable, InviteAttempt, RoomOps
+from ..matrix.rooms import HomeserverUnavailable, InviteAttempt, Member, RoomOps
 from ..storage import QueuedInvite, Storage
 
 _BATCH = 20
@@ -49,6 +49,18 @@ def classify_refusal(attempt: InviteAttempt, user_id: str) -> tuple[str, str]:
     return (
         attempt.errcode or "M_FORBIDDEN",
         f"The homeserver refused the invite: {attempt.error or attempt.status}",
+    )
+
+
+def _sent_for(member: Member, item: QueuedInvite, bot_user_id: str) -> bool:
+    """Whether the person's pending invite is the one the bot sent for this queue row: the
+    bot sent it after the row was queued. An invite from an earlier claim (the row queued
+    again since) or from someone else is "already invited"."""
+    return (
+        member.membership == "invite"
+        and member.sender == bot_user_id
+        and member.sent_at is not None
+        and member.sent_at >= item.queued_at
     )
 
 
@@ -167,9 +179,9 @@ class InviteQueue:
             return
         self._homeserver_back()
         membership = member.membership if member else None
-        if membership == "invite" and member and member.sender == self.rooms.bot_user_id:
-            # The bot's own invite, sent before a crash or a timeout let it record it:
-            # the audit log credits the bot with it.
+        if member is not None and _sent_for(member, item, self.rooms.bot_user_id):
+            # The bot's own invite for this row, sent before a crash or a timeout let it
+            # record it: the audit log credits the bot with it.
             await self._finish(item, "invited")
             return
         if membership in ("join", "invite"):

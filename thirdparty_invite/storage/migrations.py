@@ -248,6 +248,10 @@ async def upgrade_v3(conn: Connection, scheme: Scheme) -> None:
         "CREATE UNIQUE INDEX account_slots_user_idx"
         " ON account_slots (binding_id, provider, external_id, user_id)"
     )
+    # When a queue row was last queued (retries leave it alone): an invite the bot finds
+    # after a crash was sent for the row if it is newer, and is credited to the bot.
+    await conn.execute("ALTER TABLE invite_queue ADD COLUMN queued_at BIGINT NOT NULL DEFAULT 0")
+    await conn.execute("UPDATE invite_queue SET queued_at = created_at")
     # A sign-in link sent in a direct chat: the sender's Matrix ID is already proven, so it
     # opens a web session for them once, without the Matrix sign-in step.
     await conn.execute(

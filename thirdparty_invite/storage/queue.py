@@ -8,7 +8,7 @@ from .records import QueuedInvite
 
 _COLUMNS = (
     "id, room_id, user_id, grant_id, state, outcome, errcode, error, attempts,"
-    " next_attempt_at, updated_at"
+    " next_attempt_at, updated_at, queued_at"
 )
 
 
@@ -27,11 +27,12 @@ class QueueStore:
         """
         await conn.execute(
             "INSERT INTO invite_queue (room_id, user_id, grant_id, state, attempts,"
-            " next_attempt_at, created_at, updated_at)"
-            " VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)"
+            " next_attempt_at, created_at, updated_at, queued_at)"
+            " VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4, $4)"
             " ON CONFLICT (room_id, user_id) DO UPDATE SET state='pending', outcome=NULL,"
             " errcode=NULL, error=NULL, attempts=0, grant_id=excluded.grant_id,"
-            " next_attempt_at=excluded.next_attempt_at, updated_at=excluded.updated_at"
+            " next_attempt_at=excluded.next_attempt_at, updated_at=excluded.updated_at,"
+            " queued_at=excluded.queued_at"
             " WHERE invite_queue.state <> 'pending'",
             room_id,
             user_id,

@@ -58,6 +58,9 @@ class QueuedInvite:
     attempts: int
     next_attempt_at: int
     updated_at: int
+    # When the row was (last) queued; retries leave it alone. An invite the bot sent
+    # after this time was sent for this row.
+    queued_at: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> QueuedInvite:
@@ -73,6 +76,7 @@ class QueuedInvite:
             attempts=int(row["attempts"]),
             next_attempt_at=int(row["next_attempt_at"]),
             updated_at=int(row["updated_at"]),
+            queued_at=int(row["queued_at"]),
         )
 
 
