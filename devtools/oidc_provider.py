@@ -1,7 +1,8 @@
 """Run the test OpenID Connect provider (devtools/oidc/server.mjs) on 127.0.0.1.
 
 Synapse logs users in through it (SSO) in the browser tests. One confidential client
-(Synapse) and a list of test accounts; the login page checks their passwords.
+(Synapse), more with ``add_client`` (the plugin's own OIDC sign-in), and a list of test
+accounts with their groups; the login page checks their passwords.
 
     async with OIDCProvider(workdir) as provider:
         alice = provider.add_account("alice", "correct horse")
@@ -40,6 +41,19 @@ class OIDCAccount:
     name: str
     email: str
     password: str
+    groups: tuple[str, ...] = ()  # the "groups" claim, released by the "groups" scope
+    email_verified: bool | None = None  # None: true when the account has an email
+
+
+@attrs.frozen
+class OIDCClient:
+    """One more relying party of the provider (besides Synapse's ``client_id``)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uris: tuple[str, ...]
+    client_name: str
+    token_endpoint_auth_method: str = "client_secret_basic"
 
 
 class OIDCProvider(ManagedServer):
@@ -69,6 +83,7 @@ class OIDCProvider(ManagedServer):
         self.client_name = client_name
         self.redirect_uris: list[str] = list(redirect_uris or [])
         self.accounts: list[OIDCAccount] = []
+        self.clients: list[OIDCClient] = []
         self.node = node or os.environ.get("NODE") or "node"
 
     # -- addresses, config, logs -----------------------------------------------------------
@@ -100,6 +115,7 @@ class OIDCProvider(ManagedServer):
                 "client_name": self.client_name,
                 "redirect_uris": self.redirect_uris,
             },
+            "clients": [attrs.asdict(client) for client in self.clients],
             "accounts": [attrs.asdict(account) for account in self.accounts],
         }
 
@@ -122,6 +138,8 @@ class OIDCProvider(ManagedServer):
         name: str | None = None,
         email: str | None = None,
         sub: str | None = None,
+        groups: tuple[str, ...] | list[str] = (),
+        email_verified: bool | None = None,
     ) -> OIDCAccount:
         """Add a user who can sign in with ``username`` and ``password`` (random if None).
 
@@ -135,15 +153,56 @@ class OIDCProvider(ManagedServer):
             name=name or username.capitalize(),
             email=email or f"{username}@example.test",
             password=password or secrets.token_urlsafe(12),
+            groups=tuple(groups),
+            email_verified=email_verified,
         )
         self.accounts.append(account)
         self._write_config()
         return account
 
+    def set_groups(self, username: str, groups: tuple[str, ...] | list[str]) -> OIDCAccount:
+        """Change an account's groups (their next sign-in sees them)."""
+        index = next(i for i, a in enumerate(self.accounts) if a.preferred_username == username)
+        self.accounts[index] = attrs.evolve(self.accounts[index], groups=tuple(groups))
+        self._write_config()
+        return self.accounts[index]
+
+    def add_client(
+        self,
+        client_id: str,
+        *,
+        client_secret: str | None = None,
+        redirect_uris: tuple[str, ...] | list[str] = (),
+        client_name: str = "Matrix invites",
+        token_endpoint_auth_method: str = "client_secret_basic",
+    ) -> OIDCClient:
+        """Register another confidential client (works before and after start())."""
+        if client_id == self.client_id or any(c.client_id == client_id for c in self.clients):
+            raise ValueError(f"the OIDC provider already has a client {client_id!r}")
+        client = OIDCClient(
+            client_id,
+            client_secret or secrets.token_urlsafe(24),
+            tuple(redirect_uris),
+            client_name,
+            token_endpoint_auth_method,
+        )
+        self.clients.append(client)
+        self._write_config()
+        return client
+
     def allow_redirect_uri(self, uri: str) -> None:
         """Register one more redirect URI for the client (e.g. ``synapse.oidc_callback_url``)."""
         if uri not in self.redirect_uris:
             self.redirect_uris.append(uri)
+            self._write_config()
+
+    def allow_client_redirect_uri(self, client_id: str, uri: str) -> None:
+        """Register one more redirect URI for a client of ``add_client`` (the plugin's
+        callback URL is only known once maubot runs)."""
+        index = next(i for i, c in enumerate(self.clients) if c.client_id == client_id)
+        client = self.clients[index]
+        if uri not in client.redirect_uris:
+            self.clients[index] = attrs.evolve(client, redirect_uris=(*client.redirect_uris, uri))
             self._write_config()
 
     # -- lifecycle -------------------------------------------------------------------------

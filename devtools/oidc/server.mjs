@@ -1,6 +1,6 @@
 // A throw-away OpenID Connect provider for the browser tests: Synapse logs users in
-// through it (SSO). TEST TOOL ONLY: in-memory state, a fresh signing key per run, plain
-// http on 127.0.0.1.
+// through it (SSO), and the plugin's generic OIDC provider is tested against it. TEST
+// TOOL ONLY: in-memory state, a fresh signing key per run, plain http on 127.0.0.1.
 //
 //   node server.mjs CONFIG.json
 //
@@ -8,8 +8,14 @@
 //   { "port": 8123, "issuer": "http://127.0.0.1:8123",
 //     "client": { "client_id": "...", "client_secret": "...", "redirect_uris": ["..."],
 //                 "client_name": "..." },
+//     "clients": [ ...more clients of the same shape (the plugin's own sign-in), optionally
+//                  with "token_endpoint_auth_method" ... ],
 //     "accounts": [ { "sub": "...", "preferred_username": "...", "name": "...",
-//                     "email": "...", "password": "..." } ] }
+//                     "email": "...", "password": "...",
+//                     "groups": ["..."], "email_verified": true } ] }
+//
+// "groups" is released by the "groups" scope (claim "groups"); "email_verified" defaults
+// to whether the account has an email.
 //
 // "client" and "accounts" are read again from the file whenever they are needed, so the
 // harness can add accounts and redirect URIs (Synapse's port is only known once it runs)
@@ -52,6 +58,11 @@ function findAccountByLogin(login) {
   );
 }
 
+function findClient(id) {
+  const { client, clients = [] } = readConfig();
+  return [client, ...clients].find((candidate) => candidate?.client_id === id);
+}
+
 function passwordMatches(account, password) {
   const expected = Buffer.from(account.password, 'utf8');
   const given = Buffer.from(password, 'utf8');
@@ -68,8 +79,8 @@ class ConfigFileClientAdapter extends MemoryAdapter {
     if (this.model !== 'Client') {
       return super.find(id);
     }
-    const { client } = readConfig();
-    if (client.client_id !== id) {
+    const client = findClient(id);
+    if (!client) {
       return undefined;
     }
     if (!client.redirect_uris?.length) {
@@ -81,7 +92,7 @@ class ConfigFileClientAdapter extends MemoryAdapter {
       ...client,
       grant_types: ['authorization_code'],
       response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_basic',
+      token_endpoint_auth_method: client.token_endpoint_auth_method ?? 'client_secret_basic',
     };
   }
 }
@@ -106,7 +117,8 @@ const provider = new Provider(issuer, {
           preferred_username: account.preferred_username,
           name: account.name,
           email: account.email,
-          email_verified: Boolean(account.email),
+          email_verified: account.email_verified ?? Boolean(account.email),
+          groups: account.groups ?? [],
         };
       },
     };
@@ -115,6 +127,7 @@ const provider = new Provider(issuer, {
     openid: ['sub'],
     profile: ['preferred_username', 'name'],
     email: ['email', 'email_verified'],
+    groups: ['groups'],
   },
   // Put the profile claims into the ID token too (not only the userinfo response), as
   // most real providers do: Synapse reads them from the ID token when "openid" is asked.
@@ -215,7 +228,7 @@ async function readForm(req) {
 }
 
 async function grantConsent(interaction) {
-  // The configured client is the only client there is: consent to whatever it asked.
+  // Every configured client is trusted: consent to whatever it asked.
   const { prompt: { details }, params, session } = interaction;
   const grant = interaction.grantId
     ? await provider.Grant.find(interaction.grantId)
@@ -238,7 +251,8 @@ async function handleInteraction(req, res, uid, action) {
     sendHtml(res, 400, page('Sign-in error', '<h1>This sign-in page has expired.</h1>'));
     return;
   }
-  const clientName = readConfig().client.client_name ?? interaction.params.client_id;
+  const clientName = findClient(interaction.params.client_id)?.client_name
+    ?? interaction.params.client_id;
 
   if (req.method === 'GET' && action === undefined) {
     if (interaction.prompt.name === 'login') {
