@@ -1,0 +1,427 @@
+"""Any OpenID Connect provider (Keycloak, Authentik, Authelia, Kanidm, Google, ...), each
+configured under `providers.oidc.<id>`; rules match claims: `groups:staff`,
+`email:*@example.org`, `email_verified:true`.
+
+Config (base-config.yaml documents it for operators):
+
+    issuer: https://sso.example.org/realms/main   # discovery at <issuer>/.well-known/...
+    client_id: ...
+    client_secret: ...
+    name: Our Keycloak          # shown to people; default: the id
+    scopes: [profile]           # asked for on every sign-in besides openid
+    claims:                     # the words rules may use; these are the defaults
+      groups: {claim: groups, scope: groups}
+      email: {claim: email, scope: email, ignore_case: true}
+      email_verified: {claim: email_verified, scope: email}
+      sub: {claim: sub}
+    userinfo: auto              # auto | true | false
+    token_auth: ...             # client_secret_basic | client_secret_post; default: what
+                                # discovery offers, Basic first (the spec's default)
+
+`claims` maps a rule's word to the claim it reads (a dotted name reaches into objects:
+`realm_access.roles`) and the scope that releases it, asked for only when a rule of the
+sign-in uses that word: `groups: {claim: roles, scope: ""}` makes `groups:staff` read
+`roles`; `department: {claim: department}` adds a word; `sub: null` removes one. With
+`userinfo: auto` a claim missing from the ID token is looked up once at the userinfo
+endpoint (Authelia and GitLab put groups only there); `true` always reads it, `false`
+never.
+
+Matching: a list claim holds when one element matches; a leading "/" is ignored on both
+sides, so `groups:staff` matches Keycloak's full group path "/staff" (but not
+"/staff/admins": use `groups:/staff/*` for a subtree). A value with *, ? or [ is a glob
+(fnmatch). `email` compares without case; other claims with case. Booleans match
+`true`/`false`. An `email` rule never holds for an address the provider says is not
+verified (`email_verified: false`). A binding ANDs its rules, so `email_verified:true`
+and `email:*@example.org` together ask for a verified address at example.org.
+
+The account is the ID token's `sub` (unique per issuer); its display name comes from
+`name`, `preferred_username` or `email`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+import re
+from typing import Any
+
+import attrs
+
+from .base import (
+    AuthorizationRequest,
+    ExternalAccount,
+    Provider,
+    ProviderSession,
+    ProviderUnavailable,
+    Rule,
+    RuleError,
+    Verdict,
+)
+from .oauth import OAuthClient, OAuthEndpoints, TokenResponse
+from .oidc_tokens import (
+    IDTokenValidator,
+    JWKSCache,
+    ProviderDiscovery,
+    ProviderMetadata,
+    check_settings,
+    exchange_and_validate,
+    fetch_userinfo,
+    setting_text,
+    setting_url,
+)
+
+SETTINGS = tuple("name issuer client_id client_secret scopes claims userinfo token_auth".split())
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+WORD = re.compile(r"[a-z][a-z0-9_]{0,39}")
+SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,100}")  # RFC 6749's scope-token characters
+MAX_VALUE_LENGTH = 256
+# Claims the protocol owns: userinfo never overrides them.
+PROTOCOL_CLAIMS = frozenset(
+    {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time"}
+)
+_MISSING = object()
+
+
+@attrs.frozen
+class ClaimSpec:
+    claim: str  # the claim's name; a dotted name reaches into objects
+    scope: str = ""  # the scope that releases it ("" = none beyond openid)
+    ignore_case: bool = False
+
+
+DEFAULT_CLAIMS = {
+    "groups": ClaimSpec("groups", "groups"),
+    "email": ClaimSpec("email", "email", ignore_case=True),
+    "email_verified": ClaimSpec("email_verified", "email"),
+    "sub": ClaimSpec("sub"),
+}
+
+
+def _read_scopes(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ("profile",)
+    if not isinstance(raw, list) or not all(
+        isinstance(s, str) and SCOPE.fullmatch(s) for s in raw
+    ):
+        raise ValueError("scopes: must be a list of scope names, such as [profile, email]")
+    return tuple(dict.fromkeys(s for s in raw if s != "openid"))
+
+
+def _read_claims(raw: Any) -> dict[str, ClaimSpec]:
+    claims = dict(DEFAULT_CLAIMS)
+    if raw is None:
+        return claims
+    if not isinstance(raw, dict):
+        raise ValueError("claims: must map rule words to claims, e.g. {groups: {claim: roles}}")
+    for word, spec in raw.items():
+        if not isinstance(word, str) or not WORD.fullmatch(word):
+            raise ValueError(f"claims: {word!r} is not a word (lower-case letters, digits, _)")
+        if spec is None:
+            claims.pop(word, None)
+            continue
+        if isinstance(spec, str):
+            spec = {"claim": spec}
+        if not isinstance(spec, dict) or set(spec) - {"claim", "scope", "ignore_case"}:
+            raise ValueError(
+                f"claims.{word}: must be a claim name or {{claim, scope, ignore_case}}"
+            )
+        claim = spec.get("claim", word)
+        if not isinstance(claim, str) or not 0 < len(claim) <= 200:
+            raise ValueError(f"claims.{word}.claim: must be a claim name")
+        scope = spec.get("scope") or ""
+        if not isinstance(scope, str) or (scope and not SCOPE.fullmatch(scope)):
+            raise ValueError(f"claims.{word}.scope: must be one scope name, or empty")
+        ignore_case = spec.get("ignore_case", word == "email")
+        if not isinstance(ignore_case, bool):
+            raise ValueError(f"claims.{word}.ignore_case: must be true or false")
+        claims[word] = ClaimSpec(claim, scope, ignore_case)
+    return claims
+
+
+def _read_userinfo(raw: Any) -> bool | None:
+    if raw is None or raw == "auto":
+        return None
+    if not isinstance(raw, bool):
+        raise ValueError("userinfo: must be auto, true or false")
+    return raw
+
+
+@attrs.frozen
+class _Machinery:
+    """What one discovery document gives: the OAuth client and the ID token validator."""
+
+    metadata: ProviderMetadata
+    client: OAuthClient
+    validator: IDTokenValidator
+
+
+class OIDCProvider(Provider):
+    kind = "oidc"
+
+    def __init__(self, provider_id: str, section: Mapping[str, Any], http: Any) -> None:
+        check_settings(section, SETTINGS)
+        super().__init__(provider_id, setting_text(section, "name", provider_id))
+        self.issuer = setting_url(section, "issuer")  # exactly as configured: iss must equal it
+        self.client_id = setting_text(section, "client_id")
+        self._client_secret = setting_text(section, "client_secret")
+        self.extra_scopes = _read_scopes(section.get("scopes"))
+        self.claims = _read_claims(section.get("claims"))
+        self.userinfo = _read_userinfo(section.get("userinfo"))
+        self.token_auth = section.get("token_auth")
+        if self.token_auth not in (None, *TOKEN_AUTH_METHODS):
+            raise ValueError(f"token_auth: must be one of {', '.join(TOKEN_AUTH_METHODS)}")
+        self.http = http
+        self.discovery = ProviderDiscovery(self.display_name, self.issuer, http)
+        self._machinery: _Machinery | None = None
+        self._refresh: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> OIDCProvider:
+        return cls(provider_id, section, http)
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def parse_rule(self, text: str) -> Rule:
+        word, colon, value = text.strip().partition(":")
+        word = word.strip().lower()
+        words = ", ".join(sorted(self.claims))
+        if not colon or not word:
+            raise RuleError(f"a rule for {self.display_name} is CLAIM:VALUE, e.g. groups:staff")
+        if word not in self.claims:
+            raise RuleError(
+                f"{self.display_name} rules may use {words}, not {word!r} (the operator can "
+                "add claims in the config)"
+            )
+        if not 0 < len(value) <= MAX_VALUE_LENGTH or any(
+            c.isspace() or not c.isprintable() for c in value
+        ):
+            raise RuleError(
+                "the value after ':' must be 1 to 256 characters, no spaces (? for one)"
+            )
+        if self.claims[word].claim == "email_verified":
+            if value.lower() not in ("true", "false"):
+                raise RuleError("email_verified is true or false")
+            value = value.lower()
+        return Rule(self.id, "claim", (word, value), f"{word}:{value}")
+
+    def describe(self, rule: Rule) -> str:
+        word, value = rule.args
+        at = f"at {self.display_name}"
+        verb = "matches" if _is_glob(value) else "is"
+        if word == "groups":
+            return f"members of group{'s matching' if _is_glob(value) else ''} {value} {at}"
+        if word == "email":
+            return f"people whose email address {at} {verb} {value}"
+        if word == "email_verified":
+            verified = "a verified" if value == "true" else "an unverified"
+            return f"people with {verified} email address {at}"
+        return f"people whose {word} {at} {verb} {value}"
+
+    def scopes(self, rules: Sequence[Rule]) -> list[str]:
+        scopes = ["openid", *self.extra_scopes]
+        for rule in rules:
+            spec = self.claims.get(rule.args[0]) if rule.provider == self.id else None
+            if spec is not None and spec.scope and spec.scope not in scopes:
+                scopes.append(spec.scope)
+        return scopes
+
+    # -- discovery -------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Read the discovery document (cached for an hour). `authorization_request` cannot
+        wait for the network (base.Provider makes it synchronous): the sign-in service
+        should await this first. Raises ProviderUnavailable."""
+        await self._ready()
+
+    async def _ready(self) -> _Machinery:
+        return self._machinery_for(await self.discovery.get())
+
+    def _machinery_for(self, metadata: ProviderMetadata) -> _Machinery:
+        built = self._machinery
+        if built is not None and built.metadata == metadata:
+            return built
+        if built is not None and built.metadata.jwks_uri == metadata.jwks_uri:
+            jwks = built.validator.jwks  # keep the keys across a refreshed document
+        else:
+            jwks = JWKSCache(self.display_name, metadata.jwks_uri, self.http)
+        endpoints = OAuthEndpoints(
+            authorize_url=metadata.authorization_endpoint,
+            token_url=metadata.token_endpoint,
+            token_auth=self.token_auth or metadata.token_auth,
+        )
+        client = OAuthClient(
+            self.display_name, self.client_id, self._client_secret, endpoints, self.http
+        )
+        validator = IDTokenValidator(
+            self.display_name, self.issuer, self.client_id, jwks, metadata.signing_algorithms
+        )
+        self._machinery = _Machinery(metadata, client, validator)
+        return self._machinery
+
+    def _refresh_soon(self) -> None:
+        if self._refresh is not None and not self._refresh.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._refresh = loop.create_task(self._refresh_quietly())
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.discovery.get()
+        except ProviderUnavailable:
+            pass  # logged by the discovery; the next sign-in tries again
+
+    async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+
+    # -- sign-in ---------------------------------------------------------------------------
+
+    def authorization_request(
+        self, rules: Sequence[Rule], redirect_uri: str, state: str
+    ) -> AuthorizationRequest:
+        metadata = self.discovery.cached
+        if not self.discovery.fresh:
+            self._refresh_soon()  # a stale document still serves meanwhile
+        if metadata is None:
+            raise ProviderUnavailable(self.display_name, "its discovery document is not read yet")
+        client = self._machinery_for(metadata).client
+        return client.authorization_request(redirect_uri, self.scopes(rules), state, nonce=True)
+
+    async def finish(
+        self,
+        rules: Sequence[Rule],
+        code: str,
+        redirect_uri: str,
+        request: AuthorizationRequest,
+    ) -> OIDCSession:
+        machinery = await self._ready()
+        tokens, claims = await exchange_and_validate(
+            machinery.client, machinery.validator, code, redirect_uri, request
+        )
+        display = claims.get("name") or claims.get("preferred_username") or claims.get("email")
+        account = ExternalAccount(self.id, claims["sub"], str(display or claims["sub"])[:200])
+        session = OIDCSession(self, machinery, account, tokens, claims)
+        if self.userinfo is True:
+            await session.load_userinfo()
+        return session
+
+
+def lookup_claim(claims: Mapping[str, Any], name: str) -> Any:
+    """The claim `name`, or under a dotted name the value inside nested objects; _MISSING
+    when absent. A claim whose own name has dots (URLs do) is found first."""
+    if name in claims:
+        return claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def claim_matches(value: Any, wanted: str, ignore_case: bool) -> bool:
+    if isinstance(value, list):
+        return any(_scalar_matches(item, wanted, ignore_case, in_list=True) for item in value)
+    return _scalar_matches(value, wanted, ignore_case, in_list=False)
+
+
+def _scalar_matches(value: Any, wanted: str, ignore_case: bool, *, in_list: bool) -> bool:
+    if isinstance(value, bool):
+        return wanted.lower() == ("true" if value else "false")
+    if isinstance(value, int | float):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        return False
+    if in_list:  # Keycloak's full group paths start with "/"
+        text, wanted = text.removeprefix("/"), wanted.removeprefix("/")
+    if text.lower() in ("true", "false") and wanted.lower() in ("true", "false"):
+        ignore_case = True  # booleans some providers send as strings
+    if ignore_case:
+        text, wanted = text.casefold(), wanted.casefold()
+    return fnmatchcase(text, wanted) if _is_glob(wanted) else text == wanted
+
+
+class OIDCSession(ProviderSession):
+    def __init__(
+        self,
+        provider: OIDCProvider,
+        machinery: _Machinery,
+        account: ExternalAccount,
+        tokens: TokenResponse,
+        claims: dict[str, Any],
+    ) -> None:
+        self.provider = provider
+        self.machinery = machinery
+        self.account = account
+        self._tokens: TokenResponse | None = tokens
+        self.claims = claims
+        self._userinfo_loaded = False
+
+    async def close(self) -> None:
+        self._tokens = None
+
+    async def load_userinfo(self) -> None:
+        """Merge the userinfo endpoint's claims over the ID token's (once)."""
+        url = self.machinery.metadata.userinfo_endpoint
+        if self._userinfo_loaded or url is None or self._tokens is None:
+            return
+        userinfo = await fetch_userinfo(
+            self.machinery.client, url, self._tokens.access_token, self.account.id
+        )
+        self._userinfo_loaded = True
+        for name, value in userinfo.items():
+            if name not in PROTOCOL_CLAIMS:
+                self.claims[name] = value
+
+    async def check(self, rule: Rule) -> Verdict:
+        word, wanted = rule.args
+        name = self.provider.display_name
+        spec = self.provider.claims.get(word)
+        if spec is None:
+            return Verdict.unknown(f"the rule's claim {word!r} is no longer configured")
+        value = lookup_claim(self.claims, spec.claim)
+        if value is _MISSING and self.provider.userinfo is None:
+            try:
+                await self.load_userinfo()
+            except ProviderUnavailable as e:
+                return Verdict.unknown(f"{name} could not tell ({e.detail})")
+            value = lookup_claim(self.claims, spec.claim)
+        if value is _MISSING:
+            return self._missing(word, spec)
+        if spec.claim == "email" and self.claims.get("email_verified") is False:
+            return Verdict.no(
+                f"your email address at {name} is not verified",
+                f"Verify it at {name}, then try again.",
+            )
+        if claim_matches(value, wanted, spec.ignore_case):
+            return Verdict.yes()
+        if word == "groups":
+            return Verdict.no(f"you are not in group {wanted} at {name}")
+        if word == "email":
+            return Verdict.no(f"your email address at {name} ({value}) does not match {wanted}")
+        return Verdict.no(f"your {word} at {name} is not {wanted}")
+
+    def _missing(self, word: str, spec: ClaimSpec) -> Verdict:
+        name = self.provider.display_name
+        granted = self._tokens.granted_scopes if self._tokens else None
+        if spec.scope and granted is not None and spec.scope not in granted:
+            return Verdict(
+                None,
+                f"you did not allow {name} to share your {word}",
+                "Sign in again and allow it.",
+            )
+        return Verdict.no(
+            f"{name} shared no {word} for your account",
+            f"If you should qualify, tell the bot's operator: {name} may not release the "
+            f"{spec.claim!r} claim to this application.",
+        )
