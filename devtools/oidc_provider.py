@@ -196,6 +196,28 @@ class OIDCProvider(ManagedServer):
             self.redirect_uris.append(uri)
             self._write_config()
 
+    def config_section(
+        self,
+        *,
+        client_id: str = "thirdparty-invite",
+        client_secret: str | None = None,
+        redirect_uris: tuple[str, ...] | list[str] = (),
+        name: str = "Test OpenID Provider",
+    ) -> dict[str, str]:
+        """Register a client for the plugin (once; later calls add redirect URIs) and return
+        what goes under ``providers.oidc.<id>`` in the plugin's config to sign in here."""
+        client = next((c for c in self.clients if c.client_id == client_id), None)
+        if client is None:
+            client = self.add_client(client_id, client_secret=client_secret)
+        for uri in redirect_uris:
+            self.allow_client_redirect_uri(client_id, uri)
+        return {
+            "name": name,
+            "issuer": self.issuer,
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+        }
+
     def allow_client_redirect_uri(self, client_id: str, uri: str) -> None:
         """Register one more redirect URI for a client of ``add_client`` (the plugin's
         callback URL is only known once maubot runs)."""

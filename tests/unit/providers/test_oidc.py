@@ -102,7 +102,9 @@ async def sign_in(
 
 
 async def test_groups_staff_holds_for_staff_only(op, http) -> None:
-    provider = OIDCProvider.from_config("staff", section_for(op, new_client(op)), http)
+    # The section the integration tests put under providers.oidc.staff:
+    section = op.config_section(client_id="tpi-staff", redirect_uris=[CALLBACK], name="Test SSO")
+    provider = OIDCProvider.from_config("staff", section, http)
     alice = new_account(op, name="Alice Example", groups=["staff", "book-club"])
     bob = new_account(op, groups=["visitors"])
 
