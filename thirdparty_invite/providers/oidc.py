@@ -56,6 +56,7 @@ from .base import (
     ProviderUnavailable,
     Rule,
     RuleError,
+    SignInFailed,
     Verdict,
 )
 from .oauth import OAuthClient, OAuthEndpoints, TokenResponse
@@ -395,6 +396,8 @@ class OIDCSession(ProviderSession):
                 await self.load_userinfo()
             except ProviderUnavailable as e:
                 return Verdict.unknown(f"{name} could not tell ({e.detail})")
+            except SignInFailed as e:  # userinfo described another account
+                return Verdict(None, e.message, "Start again from the invite link.")
             value = lookup_claim(self.claims, spec.claim)
         if value is _MISSING:
             return self._missing(word, spec)

@@ -308,6 +308,14 @@ async def test_userinfo_false_never_asks(gitlab, http) -> None:
     assert not [r for r in gitlab.requests if r.path == "/oauth/userinfo"]
 
 
+async def test_userinfo_about_another_account_is_refused(gitlab, http) -> None:
+    gitlab.sign_in_as(gitlab.add_account("alice", groups={"gnome": "developer"}))
+    gitlab.id_token_overrides["sub"] = "999"  # userinfo will name account 1
+    provider, session = await gitlab_session(gitlab, http, "groups:gnome")
+    result = await session.check(provider.parse_rule("groups:gnome"))
+    assert result.holds is None and "another account" in result.reason
+
+
 async def test_userinfo_failure_is_unknown(gitlab, http) -> None:
     gitlab.sign_in_as(gitlab.add_account("alice", groups={"gnome": "developer"}))
     provider, session = await gitlab_session(gitlab, http, "groups:gnome")
