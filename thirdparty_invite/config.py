@@ -17,6 +17,7 @@ from mautrix.util.config import BaseProxyConfig, ConfigUpdateHelper
 
 from .durations import DurationError, parse_duration
 from .identity.verifier import IdentitySettings
+from .matrix.ids import is_room_id, is_user_id
 from .providers.registry import ProviderSettings, read_provider_settings
 
 T = TypeVar("T")
@@ -286,7 +287,7 @@ def _origin(value: str) -> None:
 
 
 def _user_id(value: str) -> None:
-    if not value.startswith("@") or ":" not in value:
+    if not is_user_id(value):
         raise ValueError(f"{value!r} is not a Matrix user ID such as @you:example.org")
 
 
@@ -304,7 +305,7 @@ def read_settings(config: Any) -> Settings:
         )
         client_room_url = ""
     admin_room = r.string("admin_room")
-    if admin_room and not admin_room.startswith("!"):
+    if admin_room and not is_room_id(admin_room):
         r.problems.append(f"admin_room: must be a room ID (!...), not {admin_room!r}")
         admin_room = ""
     public_url = r.string("web.public_url")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from ..errors import UserFacingError
+from ..matrix.ids import is_room_alias, is_room_id
 
 MAX_LINK_USES = 100_000
 MAX_ROOMS_PER_LINK = 20
@@ -53,7 +54,7 @@ def parse_link_args(args: str) -> tuple[int | None, str | None, list[str]]:
 
 
 def _is_room_ref(word: str) -> bool:
-    return word.startswith("!") or (word.startswith("#") and ":" in word)
+    return is_room_id(word) or is_room_alias(word)
 
 
 def parse_bind_args(args: str) -> tuple[str, list[str]]:

@@ -33,6 +33,7 @@ from mautrix.types import (
     TextMessageEventContent,
 )
 
+from .ids import InvalidMatrixID, is_room_alias, is_room_id, parse_room_id, server_name_of
 from .power import RoomPower
 
 _ROOM_INFO_TTL = 60.0
@@ -45,8 +46,14 @@ class HomeserverUnavailable(Exception):
     """The bot's homeserver did not answer in time, or could not be reached at all."""
 
 
-def server_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1] if ":" in user_id else ""
+def server_of(entity_id: str) -> str:
+    """The server of a user ID or room ID, "" when it names none (room v12) or is no ID."""
+    try:
+        if entity_id.startswith("!"):
+            return parse_room_id(entity_id)[1] or ""
+        return server_name_of(entity_id)
+    except InvalidMatrixID:
+        return ""
 
 
 def matrix_to(entity_id: str, via: str | None = None) -> str:
@@ -101,7 +108,7 @@ class Tombstone:
     def from_event(cls, room_id: str, event: Any) -> Tombstone | None:
         content = event.get("content") if isinstance(event, dict) else None
         replacement = content.get("replacement_room") if isinstance(content, dict) else None
-        if not isinstance(replacement, str) or not replacement.startswith("!"):
+        if not is_room_id(replacement):
             return None  # no tombstone, or one emptied again
         sender, at = event.get("sender"), event.get("origin_server_ts")
         return cls(
@@ -262,7 +269,7 @@ class RoomOps:
 
     async def resolve_room(self, room_ref: str) -> str:
         """A room ID from a room ID or alias; raises MatrixRequestError when unknown."""
-        if room_ref.startswith("#"):
+        if is_room_alias(room_ref):
             result = await self._bounded(self.client.resolve_room_alias(room_ref))
             return str(result.room_id)
         return room_ref
