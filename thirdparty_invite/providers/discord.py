@@ -14,12 +14,10 @@ object (a rate limit, a 5xx, a 404 with code 0, which is Discord's "no such rout
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-import ipaddress
+from collections.abc import Sequence
 import math
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from .base import (
     AuthorizationRequest,
@@ -33,6 +31,7 @@ from .base import (
     Verdict,
 )
 from .oauth import ApiResponse, OAuthClient, OAuthEndpoints
+from .settings import refuse_unknown_settings, text_setting, url_setting
 
 DEFAULT_WEB_URL = "https://discord.com"
 DEFAULT_API_URL = "https://discord.com/api/v10"
@@ -46,53 +45,6 @@ HOW_TO_COPY_IDS = (
     "IDs are the long numbers Discord shows with Developer Mode on "
     "(User Settings > Advanced): right-click the server or the role, Copy ID."
 )
-
-
-# --- settings (shared with patreon.py; these helpers belong in a shared module) -------
-
-
-def refuse_unknown_settings(section: Mapping[str, Any], known: Sequence[str]) -> None:
-    """A misspelt optional key would otherwise fall back to its default without a word."""
-    for key in section:
-        if key not in known:
-            raise ValueError(f"{key}: unknown setting (known: {', '.join(known)})")
-
-
-def required_setting(section: Mapping[str, Any], key: str) -> str:
-    """A non-empty string setting; ValueError("<key>: why") otherwise."""
-    value = section.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{key}: must be a non-empty string")
-    return value.strip()
-
-
-def url_setting(section: Mapping[str, Any], key: str, default: str) -> str:
-    """An optional base URL setting, without its trailing slash. http is allowed only for
-    loopback hosts (local test servers): elsewhere it would send the client secret and
-    people's tokens in clear text."""
-    value = section.get(key)
-    if value in (None, ""):
-        return default
-    if not isinstance(value, str):
-        raise ValueError(f"{key}: must be a URL like {default}, not {value!r}")
-    url = value.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{key}: must be a URL like {default}, not {value!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{key}: must be a plain base URL like {default}, not {value!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError(f"{key}: must use https (http only for loopback test servers)")
-    return url
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --- the provider ------------------------------------------------------------------
@@ -140,8 +92,8 @@ class DiscordProvider(Provider):
         refuse_unknown_settings(section, SETTINGS)
         return cls(
             provider_id,
-            client_id=required_setting(section, "client_id"),
-            client_secret=required_setting(section, "client_secret"),
+            client_id=text_setting(section, "client_id"),
+            client_secret=text_setting(section, "client_secret"),
             web_url=url_setting(section, "web_url", DEFAULT_WEB_URL),
             api_url=url_setting(section, "api_url", DEFAULT_API_URL),
             http=http,

@@ -22,11 +22,9 @@ are checked before each rule, and a missing one is said in words.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-import ipaddress
 import re
 import time
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from .base import (
     AuthorizationRequest,
@@ -40,6 +38,7 @@ from .base import (
     Verdict,
 )
 from .oauth import ApiResponse, OAuthClient, OAuthEndpoints
+from .settings import refuse_unknown_settings, text_setting, url_setting
 
 PERMISSIONS = ("pull", "triage", "push", "maintain", "admin")  # weakest first
 PERMISSION_ALIASES = {"read": "pull", "write": "push"}
@@ -83,27 +82,6 @@ SPONSOR_QUERY = """query($login: String!) {
 SETTINGS = ("client_id", "client_secret", "web_url", "api_url", "graphql_url")
 
 
-def _base_url(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{key}: must be a URL such as https://github.example.org")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{key}: must be an absolute http(s) URL, not {value!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{key}: must not carry a query, a fragment or credentials")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        # The client secret and the person's token travel to these URLs.
-        raise ValueError(f"{key}: must use https:// (http:// only for loopback addresses)")
-    return value.strip().rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _money(cents: int) -> str:
     return f"${cents / 100:,.2f}"
 
@@ -118,22 +96,18 @@ class GitHubProvider(Provider):
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> GitHubProvider:
-        for key in section:
-            if key not in SETTINGS:
-                raise ValueError(f"{key}: unknown setting (known: {', '.join(SETTINGS)})")
-        for key in ("client_id", "client_secret"):
-            if not isinstance(section.get(key), str) or not section[key].strip():
-                raise ValueError(f"{key}: must be a non-empty string")
-        web_url = _base_url("web_url", section.get("web_url") or "https://github.com")
-        api_url = _base_url("api_url", section.get("api_url") or "https://api.github.com")
+        refuse_unknown_settings(section, SETTINGS)
+        client_id = text_setting(section, "client_id")
+        secret = text_setting(section, "client_secret")
+        web_url = url_setting(section, "web_url", "https://github.com")
+        api_url = url_setting(section, "api_url", "https://api.github.com")
         # GitHub Enterprise Server: REST under <host>/api/v3, GraphQL at <host>/api/graphql.
         graphql_default = f"{api_url.removesuffix('/v3')}/graphql"
-        graphql_url = _base_url("graphql_url", section.get("graphql_url") or graphql_default)
+        graphql_url = url_setting(section, "graphql_url", graphql_default)
         endpoints = OAuthEndpoints(
             authorize_url=f"{web_url}/login/oauth/authorize",
             token_url=f"{web_url}/login/oauth/access_token",
         )
-        client_id, secret = section["client_id"].strip(), section["client_secret"].strip()
         client = OAuthClient("GitHub", client_id, secret, endpoints, http)
         return cls(provider_id, "GitHub", client, [web_url, api_url, graphql_url])
 

@@ -38,15 +38,8 @@ from .base import (
     Verdict,
 )
 from .oauth import ApiResponse, OAuthClient, OAuthEndpoints, TokenResponse
-from .oidc_tokens import (
-    IDTokenValidator,
-    JWKSCache,
-    check_settings,
-    exchange_and_validate,
-    fetch_userinfo,
-    setting_text,
-    setting_url,
-)
+from .oidc_tokens import IDTokenValidator, JWKSCache, exchange_and_validate, fetch_userinfo
+from .settings import refuse_unknown_settings, text_setting, url_setting
 
 SETTINGS = ("client_id", "client_secret", "base_url", "name")
 DEFAULT_BASE_URL = "https://gitlab.com"
@@ -79,14 +72,14 @@ class GitLabProvider(Provider):
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> GitLabProvider:
-        check_settings(section, SETTINGS)
-        client_id = setting_text(section, "client_id")
-        client_secret = setting_text(section, "client_secret")
+        refuse_unknown_settings(section, SETTINGS)
+        client_id = text_setting(section, "client_id")
+        client_secret = text_setting(section, "client_secret")
         # GitLab's issuer is its external URL as configured, without a trailing slash.
-        base_url = setting_url(section, "base_url", DEFAULT_BASE_URL).rstrip("/")
+        base_url = url_setting(section, "base_url", DEFAULT_BASE_URL)
         host = urlsplit(base_url).netloc
         default_name = "GitLab" if base_url == DEFAULT_BASE_URL else f"GitLab ({host})"
-        name = setting_text(section, "name", default_name)
+        name = text_setting(section, "name", default_name)
         endpoints = OAuthEndpoints(
             authorize_url=f"{base_url}/oauth/authorize", token_url=f"{base_url}/oauth/token"
         )

@@ -65,12 +65,10 @@ from .oidc_tokens import (
     JWKSCache,
     ProviderDiscovery,
     ProviderMetadata,
-    check_settings,
     exchange_and_validate,
     fetch_userinfo,
-    setting_text,
-    setting_url,
 )
+from .settings import refuse_unknown_settings, text_setting, url_setting
 
 SETTINGS = tuple("name issuer client_id client_secret scopes claims userinfo token_auth".split())
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -161,11 +159,12 @@ class OIDCProvider(Provider):
     kind = "oidc"
 
     def __init__(self, provider_id: str, section: Mapping[str, Any], http: Any) -> None:
-        check_settings(section, SETTINGS)
-        super().__init__(provider_id, setting_text(section, "name", provider_id))
-        self.issuer = setting_url(section, "issuer")  # exactly as configured: iss must equal it
-        self.client_id = setting_text(section, "client_id")
-        self._client_secret = setting_text(section, "client_secret")
+        refuse_unknown_settings(section, SETTINGS)
+        super().__init__(provider_id, text_setting(section, "name", provider_id))
+        # Exactly as configured: the ID tokens' iss must equal it.
+        self.issuer = url_setting(section, "issuer", exact=True)
+        self.client_id = text_setting(section, "client_id")
+        self._client_secret = text_setting(section, "client_secret")
         self.extra_scopes = _read_scopes(section.get("scopes"))
         self.claims = _read_claims(section.get("claims"))
         self.userinfo = _read_userinfo(section.get("userinfo"))

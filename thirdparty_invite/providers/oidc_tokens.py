@@ -1,5 +1,5 @@
-"""OpenID Connect machinery shared by the GitLab and the generic OIDC providers: their
-settings, the discovery document, the signing keys (JWKS), ID token validation, userinfo.
+"""OpenID Connect machinery shared by the GitLab and the generic OIDC providers: the
+discovery document, the signing keys (JWKS), ID token validation, userinfo.
 
 An ID token is accepted only when every check passes (OpenID Connect Core 3.1.3.7): signed
 with a public-key algorithm the provider advertises (never `none`, never HS*: a public key
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 import hmac
-import ipaddress
 import logging
 import time
 from typing import Any
@@ -96,45 +95,6 @@ async def fetch_public_json(http: OutboundHTTP, provider_name: str, url: str, wh
         return parse_json(raw)
     except InvalidJSON:
         raise ProviderUnavailable(provider_name, f"{what} was not JSON") from None
-
-
-# -- settings both providers read ---------------------------------------------------------
-
-
-def check_settings(section: Mapping[str, Any], known: Sequence[str]) -> None:
-    for key in section:
-        if key not in known:
-            raise ValueError(f"{key}: unknown setting (known: {', '.join(known)})")
-
-
-def setting_text(section: Mapping[str, Any], key: str, default: str | None = None) -> str:
-    value = section.get(key, default)
-    if not isinstance(value, str) or not value.strip() or len(value) > 1000:
-        raise ValueError(f"{key}: must be a non-empty string")
-    return value.strip()
-
-
-def setting_url(section: Mapping[str, Any], key: str, default: str | None = None) -> str:
-    """An absolute http(s) URL; plain http only on loopback (the client secret and the
-    person's tokens travel to it)."""
-    value = section.get(key) or default
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{key}: must be a URL such as https://sso.example.org")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{key}: must be an absolute http(s) URL, not {value!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{key}: must not carry a query, a fragment or credentials")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError(f"{key}: must use https:// (http:// only for loopback addresses)")
-    return value.strip()
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- discovery ---------------------------------------------------------------------------

@@ -41,8 +41,8 @@ from .base import (
     SignInFailed,
     Verdict,
 )
-from .discord import refuse_unknown_settings, required_setting, url_setting
 from .oauth import ApiResponse, OAuthClient, OAuthEndpoints
+from .settings import refuse_unknown_settings, text_setting, url_setting
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ class PatreonProvider(Provider):
             )
         return cls(
             provider_id,
-            client_id=required_setting(section, "client_id"),
-            client_secret=required_setting(section, "client_secret"),
+            client_id=text_setting(section, "client_id"),
+            client_secret=text_setting(section, "client_secret"),
             campaign_id=campaign.strip(),
             web_url=url_setting(section, "web_url", DEFAULT_WEB_URL),
             api_url=url_setting(section, "api_url", DEFAULT_API_URL),

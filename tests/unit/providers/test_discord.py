@@ -137,7 +137,7 @@ def test_describe_names_ids() -> None:
         ),
         (
             {"client_id": "1", "client_secret": "s", "api_url": "https://d.example/api?x=1"},
-            "api_url: must be a plain base URL",
+            "api_url: must not carry a query, a fragment or credentials",
         ),
         (
             {"client_id": "1", "client_secret": "s", "api_ulr": "https://d.example/api"},

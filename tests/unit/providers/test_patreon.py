@@ -127,7 +127,7 @@ def test_describe_says_or_above() -> None:
         ({"campaign_id": True}, "campaign_id: must be your campaign's numeric ID"),
         ({"client_secret": None}, "client_secret: must be a non-empty string"),
         ({"client_id": ""}, "client_id: must be a non-empty string"),
-        ({"web_url": "www.patreon.com"}, "web_url: must be a URL"),
+        ({"web_url": "www.patreon.com"}, "web_url: must be an absolute http"),
         ({"api_url": "http://patreon.example/api/oauth2"}, "api_url: must use https"),
         ({"campaign": "1"}, "campaign: unknown setting"),
     ],
