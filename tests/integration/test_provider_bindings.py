@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import contextlib
 import re
 import secrets
+import sqlite3
 
 import aiohttp
 import pytest
@@ -304,3 +306,52 @@ async def test_bind_refuses_what_it_cannot_check_and_unbind_withdraws_the_link(
     async with stack.web_client() as http:
         status, body = await post(http, "api/bindings/inspect", {"binding": binding})
         assert (status, body["errcode"]) == (410, "TPI_BINDING_REMOVED")
+
+
+async def test_expired_state_another_sessions_code_and_another_binding_pass_nothing(
+    stack: RunningStack, github: FakeGitHub
+) -> None:
+    room_a, room_b = await stack.room("Open to the org"), await stack.room("Open to a team")
+    _, binding_a = await bind(stack, room_a, "github org:matrix-org")
+    _, binding_b = await bind(stack, room_b, "github team:matrix-org/secret-team")
+    frank, grace = await stack.user("frank"), await stack.user("grace")
+    frank_at_github = github.add_account(f"frank{secrets.token_hex(2)}").join_org("matrix-org")
+    grace_at_github = github.add_account(f"grace{secrets.token_hex(2)}").join_org("matrix-org")
+    async with (
+        await stack.signed_in(frank) as frank_http,
+        await stack.signed_in(grace) as grace_http,
+    ):
+        # Passing binding A's rules says nothing about binding B's.
+        github.sign_in_as(frank_at_github)
+        await sign_in_at_github(frank_http, github, binding_a)
+        assert (await progress(frank_http, binding_a))["granted"] is True
+        state_b = await progress(frank_http, binding_b)
+        assert state_b["granted"] is False and state_b["providers"][0]["state"] == "todo"
+
+        # Grace's code, brought back with a state of Frank's own: the code was issued
+        # for Grace's PKCE challenge, so the exchange fails and nothing is recorded.
+        github.sign_in_as(grace_at_github)
+        _, grace_started = await post(
+            grace_http, "api/oauth/start", {"binding": binding_b, "provider": "github"}
+        )
+        grace_back = await github.visit_authorize(grace_started["authorize_url"])
+        _, frank_started = await post(
+            frank_http, "api/oauth/start", {"binding": binding_b, "provider": "github"}
+        )
+        frank_state = yarl.URL(frank_started["authorize_url"]).query["state"]
+        spliced = grace_back.update_query(state=frank_state)
+        assert (await follow_callback(frank_http, spliced)).fragment == binding_b
+        [spliced_state] = (await progress(frank_http, binding_b))["providers"]
+        assert spliced_state["state"] == "error" and spliced_state["account"] is None
+
+        # A state past its 10 minutes: refused with words, nothing recorded.
+        _, started = await post(
+            grace_http, "api/oauth/start", {"binding": binding_a, "provider": "github"}
+        )
+        back = await github.visit_authorize(started["authorize_url"])
+        with contextlib.closing(sqlite3.connect(stack.plugin_database())) as db, db:
+            db.execute("UPDATE oauth_states SET expires_at = 1")
+        assert (await follow_callback(grace_http, back)).fragment == binding_a
+        [expired] = (await progress(grace_http, binding_a))["providers"]
+        assert expired["state"] == "error" and "10 minutes" in expired["reason"]
+        assert (await progress(grace_http, binding_a))["granted"] is False
