@@ -88,8 +88,8 @@ class Verdict:
         return cls(False, reason, remedy)
 
     @classmethod
-    def unknown(cls, reason: str) -> Verdict:
-        return cls(None, reason, "Try again in a few minutes.")
+    def unknown(cls, reason: str, remedy: str = "Try again in a few minutes.") -> Verdict:
+        return cls(None, reason, remedy)
 
 
 @attrs.frozen
@@ -149,11 +149,18 @@ class Provider(abc.ABC):
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
         """The fewest scopes that let every rule in `rules` be checked."""
 
+    async def prepare(self) -> None:  # noqa: B027 - optional: most need nothing fetched
+        """Anything the provider must fetch before it can build an authorization URL (an
+        OpenID Connect discovery document). The sign-in service awaits it before each
+        `authorization_request`, which cannot wait for the network. Raises
+        ProviderUnavailable."""
+
     @abc.abstractmethod
     def authorization_request(
         self, rules: Sequence[Rule], redirect_uri: str, state: str
     ) -> AuthorizationRequest:
-        """Where to send the person to sign in (with PKCE and nonce where supported)."""
+        """Where to send the person to sign in (with PKCE and nonce where supported).
+        Called after `prepare`."""
 
     @abc.abstractmethod
     async def finish(

@@ -267,8 +267,7 @@ class GitHubSession(ProviderSession):
         response = await self._get(f"/repos/{owner}/{name}")
         repo = f"{owner}/{name}"
         if response.status in (301, 302, 307, 308):
-            return Verdict(
-                None,
+            return Verdict.unknown(
                 f"the repository {repo} has moved or been renamed",
                 "Tell the room's admins: the rule needs the repository's new name.",
             )
@@ -366,8 +365,8 @@ class GitHubSession(ProviderSession):
         message = message if isinstance(message, str) else ""
         name = self.provider.display_name
         if response.status == 401:
-            return Verdict(
-                None, f"{name} no longer accepts this sign-in", "Start again from the link."
+            return Verdict.unknown(
+                f"{name} no longer accepts this sign-in", "Start again from the link."
             )
         limited = response.header("X-RateLimit-Remaining") == "0" or "rate limit" in message
         if response.status == 429 or (response.status == 403 and limited):
@@ -400,8 +399,7 @@ class GitHubSession(ProviderSession):
             int(retry) if retry.isdigit() else int(reset) - time.time() if reset.isdigit() else 120
         )
         minutes = max(1, round(seconds / 60))
-        return Verdict(
-            None,
+        return Verdict.unknown(
             f"{self.provider.display_name} is limiting how often your account may be asked",
             f"Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
         )

@@ -218,10 +218,9 @@ class GitLabSession(ProviderSession):
         except ProviderUnavailable as e:
             return Verdict.unknown(f"{name} could not tell ({e.detail})")
         except SignInFailed as e:  # userinfo described another account
-            return Verdict(None, e.message, "Start again from the invite link.")
+            return Verdict.unknown(e.message, "Start again from the invite link.")
         except _NeedsScope:
-            return Verdict(
-                None,
+            return Verdict.unknown(
                 f"{name} did not let us read your roles in groups (no read_api permission)",
                 "Sign in again and allow access; if the same happens, tell the bot's "
                 "operator that the GitLab application needs the read_api scope.",

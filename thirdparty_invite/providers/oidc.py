@@ -40,7 +40,6 @@ The account is the ID token's `sub` (unique per issuer); its display name comes 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 import re
@@ -174,7 +173,6 @@ class OIDCProvider(Provider):
         self.http = http
         self.discovery = ProviderDiscovery(self.display_name, self.issuer, http)
         self._machinery: _Machinery | None = None
-        self._refresh: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> OIDCProvider:
@@ -229,9 +227,9 @@ class OIDCProvider(Provider):
     # -- discovery -------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Read the discovery document (cached for an hour). `authorization_request` cannot
-        wait for the network (base.Provider makes it synchronous): the sign-in service
-        should await this first. Raises ProviderUnavailable."""
+        """Read the discovery document (cached for an hour; a stale one is read again, and
+        serves on when that fails), which `authorization_request` builds the URL from.
+        Raises ProviderUnavailable."""
         await self._ready()
 
     async def _ready(self) -> _Machinery:
@@ -259,34 +257,13 @@ class OIDCProvider(Provider):
         self._machinery = _Machinery(metadata, client, validator)
         return self._machinery
 
-    def _refresh_soon(self) -> None:
-        if self._refresh is not None and not self._refresh.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._refresh = loop.create_task(self._refresh_quietly())
-
-    async def _refresh_quietly(self) -> None:
-        try:
-            await self.discovery.get()
-        except ProviderUnavailable:
-            pass  # logged by the discovery; the next sign-in tries again
-
-    async def close(self) -> None:
-        if self._refresh is not None:
-            self._refresh.cancel()
-
     # -- sign-in ---------------------------------------------------------------------------
 
     def authorization_request(
         self, rules: Sequence[Rule], redirect_uri: str, state: str
     ) -> AuthorizationRequest:
         metadata = self.discovery.cached
-        if not self.discovery.fresh:
-            self._refresh_soon()  # a stale document still serves meanwhile
-        if metadata is None:
+        if metadata is None:  # prepare() was not awaited, or could not read it
             raise ProviderUnavailable(self.display_name, "its discovery document is not read yet")
         client = self._machinery_for(metadata).client
         return client.authorization_request(redirect_uri, self.scopes(rules), state, nonce=True)
@@ -396,7 +373,7 @@ class OIDCSession(ProviderSession):
             except ProviderUnavailable as e:
                 return Verdict.unknown(f"{name} could not tell ({e.detail})")
             except SignInFailed as e:  # userinfo described another account
-                return Verdict(None, e.message, "Start again from the invite link.")
+                return Verdict.unknown(e.message, "Start again from the invite link.")
             value = lookup_claim(self.claims, spec.claim)
         if value is _MISSING:
             return self._missing(word, spec)
@@ -417,8 +394,7 @@ class OIDCSession(ProviderSession):
         name = self.provider.display_name
         granted = self._tokens.granted_scopes if self._tokens else None
         if spec.scope and granted is not None and spec.scope not in granted:
-            return Verdict(
-                None,
+            return Verdict.unknown(
                 f"you did not allow {name} to share your {word}",
                 "Sign in again and allow it.",
             )

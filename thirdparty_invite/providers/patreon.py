@@ -283,8 +283,7 @@ def _check_tier(membership: Membership, wanted: str) -> Verdict:
     named = [t for t in known if matches(t)]
     bars = [t.amount_cents for t in named if t.amount_cents is not None]
     if not named and membership.campaign_tiers is not None:
-        return Verdict(
-            None,
+        return Verdict.unknown(
             f"this room's rule names the Patreon tier {wanted!r}, which the campaign "
             "does not have",
             "Tell the room's admins: the tier may have been renamed.",

@@ -117,6 +117,7 @@ class ProviderSignIn:
                 "M_INVALID_PARAM", f"This invite does not ask for {provider_id}.", 400
             )
         state = secrets.token_urlsafe(32)
+        await provider.prepare()  # e.g. OpenID discovery; ProviderUnavailable: a 502
         request = provider.authorization_request(
             view.rules_of(provider.id), self.callback_url, state
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 import re
 import secrets
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -22,9 +23,17 @@ from devtools.oidc_provider import OIDCProvider as LocalOpenIDProvider
 from devtools.ports import free_port
 from thirdparty_invite.net.guard import AddressPolicy
 from thirdparty_invite.net.http import OutboundHTTP
-from thirdparty_invite.providers.base import ProviderUnavailable, RuleError, SignInFailed
+from thirdparty_invite.providers.base import (
+    AuthorizationRequest,
+    ProviderUnavailable,
+    RuleError,
+    SignInFailed,
+)
 from thirdparty_invite.providers.oidc import OIDCProvider, OIDCSession, claim_matches
 from thirdparty_invite.providers.registry import read_provider_settings
+from thirdparty_invite.services.bindings import BindingView, DescribedRule
+from thirdparty_invite.services.provider_signin import ProviderSignIn
+from thirdparty_invite.storage import Binding, OAuthState
 
 # Never contacted: the login walk stops at the redirect back to it.
 CALLBACK = "http://127.0.0.1:9/_matrix/maubot/plugin/invites/oauth/callback"
@@ -216,8 +225,8 @@ async def test_a_nonce_from_another_sign_in_is_refused(op, http) -> None:
 async def test_authorization_waits_for_discovery(op, http) -> None:
     provider = OIDCProvider.from_config("sso", section_for(op, new_client(op)), http)
     rules = [provider.parse_rule("groups:staff")]
-    # authorization_request cannot wait for the network: before discovery it says so and
-    # reads the document in the background, so the next attempt works.
+    # authorization_request cannot wait for the network: before prepare() has read the
+    # discovery document it says so (the sign-in service awaits prepare() first).
     with pytest.raises(ProviderUnavailable, match="not read yet"):
         provider.authorization_request(rules, CALLBACK, "s")
     await provider.prepare()
@@ -246,6 +255,50 @@ async def test_an_unreachable_issuer_is_unavailable(http) -> None:
     with pytest.raises(ProviderUnavailable):
         provider.authorization_request([provider.parse_rule("groups:x")], CALLBACK, "s")
     await provider.close()
+
+
+def sign_in_service(provider: OIDCProvider, rule_text: str) -> tuple[ProviderSignIn, list]:
+    """The sign-in service over one binding of one rule, with the states it stores."""
+    rule = provider.parse_rule(rule_text)
+    binding = Binding(1, "B1nd1ngPublicId0", "@admin:example.org", 0, "all", None, (), ())
+    view = BindingView(binding, (DescribedRule(provider, rule, provider.describe(rule)),))
+    states: list[OAuthState] = []
+
+    async def get(public_id: str) -> BindingView:
+        return view
+
+    async def add_state(state: OAuthState) -> None:
+        states.append(state)
+
+    storage = SimpleNamespace(signins=SimpleNamespace(add_state=add_state))
+    service = ProviderSignIn(storage, SimpleNamespace(get=get), None, CALLBACK, 1)
+    return service, states
+
+
+async def test_the_first_sign_in_after_start_works(op, http) -> None:
+    # A provider just built (the plugin started, or its config changed) has read nothing:
+    # the service awaits prepare() before asking for the URL, so the first person gets in.
+    provider = OIDCProvider.from_config("sso", section_for(op, new_client(op)), http)
+    service, states = sign_in_service(provider, "groups:staff")
+    url = await service.start("session-id", "@alice:example.org", "B1nd1ngPublicId0", "sso")
+    assert url.startswith(f"{op.issuer}/auth?")
+    back = await log_in(url, new_account(op, groups=["staff"]))
+    [state] = states
+    assert state.provider == "sso" and state.code_verifier and state.nonce
+    request = AuthorizationRequest(url, state.code_verifier, state.nonce)
+    rule = provider.parse_rule("groups:staff")
+    session = await provider.finish([rule], back["code"], CALLBACK, request)
+    assert (await session.check(rule)).holds is True
+
+
+async def test_start_says_the_provider_is_unavailable_when_discovery_fails(http) -> None:
+    section = {"issuer": f"http://127.0.0.1:{free_port()}", "client_id": "a", "client_secret": "b"}
+    provider = OIDCProvider.from_config("sso", section, http)
+    service, states = sign_in_service(provider, "groups:staff")
+    with pytest.raises(ProviderUnavailable) as error:
+        await service.start("session-id", "@alice:example.org", "B1nd1ngPublicId0", "sso")
+    assert (error.value.errcode, error.value.http_status) == ("TPI_PROVIDER_UNAVAILABLE", 502)
+    assert states == []  # nothing stored for a sign-in that cannot start
 
 
 # GitLab as a generic OIDC provider: groups only in userinfo
