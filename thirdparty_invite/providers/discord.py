@@ -15,7 +15,6 @@ object (a rate limit, a 5xx, a 404 with code 0, which is Discord's "no such rout
 from __future__ import annotations
 
 from collections.abc import Sequence
-import math
 import re
 from typing import Any
 
@@ -30,7 +29,7 @@ from .base import (
     SignInFailed,
     Verdict,
 )
-from .oauth import ApiResponse, OAuthClient, OAuthEndpoints
+from .oauth import ApiResponse, OAuthClient, OAuthEndpoints, failure_detail
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
 DEFAULT_WEB_URL = "https://discord.com"
@@ -223,20 +222,5 @@ class DiscordSession(ProviderSession):
 
 
 def _failure_detail(response: ApiResponse) -> str:
-    """What went wrong, in a few words for the person and the log (never a token)."""
-    if response.status == 429:
-        body = response.body if isinstance(response.body, dict) else {}
-        wait = body.get("retry_after")
-        if not isinstance(wait, int | float) or isinstance(wait, bool):
-            try:
-                wait = float(response.header("Retry-After") or "")
-            except ValueError:
-                wait = None
-        if wait is None or not math.isfinite(wait) or wait <= 0:
-            return "rate limited"
-        return f"rate limited, retry in {max(1, round(wait))} s"
-    if response.status == 401:
-        return "it refused the sign-in it had just granted"
-    if response.status == 200:
-        return "its answer was not what its documentation describes"
-    return f"HTTP {response.status}"
+    body = response.body if isinstance(response.body, dict) else {}
+    return failure_detail(response, body.get("retry_after"))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 import re
-import time
 from typing import Any, ClassVar
 
 from .base import (
@@ -394,11 +393,8 @@ class GitHubSession(ProviderSession):
 
     def _rate_limited(self, response: ApiResponse) -> Verdict:
         # Secondary limits send Retry-After (seconds); the hourly one, when it resets.
-        retry, reset = (response.header(h) or "" for h in ("Retry-After", "X-RateLimit-Reset"))
-        seconds = (
-            int(retry) if retry.isdigit() else int(reset) - time.time() if reset.isdigit() else 120
-        )
-        minutes = max(1, round(seconds / 60))
+        seconds = response.retry_after()
+        minutes = max(1, round((120 if seconds is None else seconds) / 60))
         return Verdict.unknown(
             f"{self.provider.display_name} is limiting how often your account may be asked",
             f"Try again in {minutes} minute{'s' if minutes > 1 else ''}.",

@@ -16,10 +16,15 @@ codes never appear in a log line or an error message.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Mapping, Sequence
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 import logging
+import math
+import time
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote_plus
 
 import aiohttp
 import attrs
@@ -72,8 +77,138 @@ class ApiResponse:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
+    def retry_after(self, body_value: Any = None) -> float | None:
+        """Seconds the provider asks us to wait before asking again: `body_value` (a number
+        from the answer's JSON: Discord's `retry_after`, Patreon's `retry_after_seconds`),
+        else `Retry-After` (seconds or an HTTP date), else `X-RateLimit-Reset` (the epoch
+        second the limit resets, as GitHub sends it). None when none of them says; zero or
+        less when that time has passed."""
+        if isinstance(body_value, int | float) and not isinstance(body_value, bool):
+            if math.isfinite(body_value):
+                return float(body_value)
+        now = time.time()
+        retry = (self.header("Retry-After") or "").strip()
+        seconds = _number(retry)
+        if seconds is None and retry:
+            try:
+                when = parsedate_to_datetime(retry)
+            except (TypeError, ValueError, IndexError, OverflowError):
+                when = None
+            if when is not None:
+                when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+                seconds = when.timestamp() - now
+        if seconds is not None:
+            return seconds
+        reset = _number(self.header("X-RateLimit-Reset"))
+        return None if reset is None else reset - now
 
-class OAuthClient:
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def failure_detail(response: ApiResponse, retry_after: Any = None) -> str:
+    """Why an API answer cannot be used, in a few words for the person and the log (never
+    a token). `retry_after`: the wait the provider's JSON gave with a 429, if any."""
+    if response.status == 429:
+        wait = response.retry_after(retry_after)
+        if wait is None or wait <= 0:
+            return "rate limited"
+        return f"rate limited, retry in {max(1, round(wait))} s"
+    if response.status == 401:
+        return "it refused the sign-in it had just granted"
+    if response.status == 200:
+        return "its answer was not what its documentation describes"
+    return f"HTTP {response.status}"
+
+
+def basic_authorization(client_id: str, client_secret: str) -> str:
+    """The `Authorization` header of HTTP Basic client authentication: RFC 6749 2.3.1
+    form-urlencodes the ID and the secret before they are joined and base64-encoded."""
+    pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+
+
+class ProviderHTTP:
+    """Requests to one provider, every one within the same bounds: the direct outbound
+    session, `request_timeout` seconds, `BODY_LIMIT` bytes, no redirects followed. Calls
+    as the person (`get_json`) and public documents (`get_public_json`: OpenID discovery,
+    signing keys)."""
+
+    def __init__(
+        self, provider_name: str, http: OutboundHTTP, request_timeout: float = REQUEST_TIMEOUT
+    ) -> None:
+        self.provider_name = provider_name
+        self.http = http
+        self.request_timeout = request_timeout
+
+    async def get_json(
+        self,
+        url: str,
+        access_token: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        method: str = "GET",
+        json_body: Any = None,
+    ) -> ApiResponse:
+        """Call the provider's API as the person. Any status comes back; transport
+        failures, timeouts and bodies that are not JSON raise ProviderUnavailable."""
+        all_headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        all_headers.update(headers or {})
+        return await self._send(method, url, headers=all_headers, params=params, json=json_body)
+
+    async def get_public_json(self, url: str, what: str = "its document") -> Any:
+        """GET a public JSON document of the provider, without a token. Anything but 200
+        with JSON raises ProviderUnavailable, whose detail starts with `what`."""
+        headers = {"Accept": "application/json"}
+        response = await self._send("GET", url, headers=headers, document=what)
+        if response.status != 200:
+            raise ProviderUnavailable(
+                self.provider_name, f"{what} answered HTTP {response.status}"
+            )
+        if response.body is None:
+            raise ProviderUnavailable(self.provider_name, f"{what} was not JSON")
+        return response.body
+
+    async def _send(
+        self, method: str, url: str, *, document: str | None = None, **kwargs: Any
+    ) -> ApiResponse:
+        """One request; a 5xx, a timeout, a body too large or not JSON raise
+        ProviderUnavailable. `document` names what a public GET fetches, for the errors."""
+        name = self.provider_name
+        it, its_answer = document or "it", document or "its answer"
+        session = self.http.direct()
+        try:
+            async with session.request(
+                method,
+                url,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                **kwargs,
+            ) as resp:
+                raw = await read_body_limited(resp, BODY_LIMIT)
+                status = resp.status
+                headers = {k.lower(): v for k, v in resp.headers.items()}
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ProviderUnavailable(name, f"{it} did not answer in time") from None
+        except ResponseTooLarge:
+            raise ProviderUnavailable(name, f"{its_answer} was too large") from None
+        except (aiohttp.ClientError, OSError) as e:
+            log.info("%s: request to %s failed: %s", name, url, type(e).__name__)
+            raise ProviderUnavailable(name, f"{it} could not be reached") from None
+        if status >= 500:
+            raise ProviderUnavailable(
+                name, f"{it} answered HTTP {status}" if document else f"HTTP {status}"
+            )
+        return ApiResponse(status, headers, _parse_body(raw, headers, name, its_answer))
+
+
+class OAuthClient(ProviderHTTP):
     """An OAuth 2.0 client of one provider (authorization code grant, PKCE)."""
 
     def __init__(
@@ -83,12 +218,12 @@ class OAuthClient:
         client_secret: str,
         endpoints: OAuthEndpoints,
         http: OutboundHTTP,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self.provider_name = provider_name
+        super().__init__(provider_name, http, request_timeout)
         self.client_id = client_id
         self._client_secret = client_secret
         self.endpoints = endpoints
-        self.http = http
 
     def authorization_request(
         self,
@@ -126,24 +261,17 @@ class OAuthClient:
         extra: dict[str, str] = {"code": code}
         if request.code_verifier:
             extra["code_verifier"] = request.code_verifier
-        auth = None
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         if self.endpoints.token_auth == "client_secret_basic":
-            auth = aiohttp.BasicAuth(self.client_id, self._client_secret)
+            headers["Authorization"] = basic_authorization(self.client_id, self._client_secret)
         else:
             extra["client_id"] = self.client_id
             extra["client_secret"] = self._client_secret
         body = prepare_token_request("authorization_code", redirect_uri=redirect_uri, **extra)
-        response = await self._send(
-            "POST",
-            self.endpoints.token_url,
-            data=body,
-            headers={
-                "Accept": "application/json",
-                "Content-Type": "application/x-www-form-urlencoded",
-            },
-            auth=auth,
-            what="the token endpoint",
-        )
+        response = await self._send("POST", self.endpoints.token_url, data=body, headers=headers)
         data = response.body if isinstance(response.body, dict) else {}
         if response.status >= 500 or response.status == 429:
             raise ProviderUnavailable(self.provider_name, f"token endpoint {response.status}")
@@ -181,50 +309,8 @@ class OAuthClient:
             "TPI_PROVIDER_MISCONFIGURED",
         )
 
-    async def get_json(
-        self,
-        url: str,
-        access_token: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        method: str = "GET",
-        json_body: Any = None,
-    ) -> ApiResponse:
-        """Call the provider's API as the person. Any status comes back; transport
-        failures, timeouts and bodies that are not JSON raise ProviderUnavailable."""
-        all_headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
-        all_headers.update(headers or {})
-        return await self._send(
-            method, url, headers=all_headers, params=params, json=json_body, what=url
-        )
 
-    async def _send(self, method: str, url: str, *, what: str, **kwargs: Any) -> ApiResponse:
-        session = self.http.direct()
-        try:
-            async with session.request(
-                method,
-                url,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-                **kwargs,
-            ) as resp:
-                raw = await read_body_limited(resp, BODY_LIMIT)
-                status = resp.status
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-        except (asyncio.TimeoutError, TimeoutError):
-            raise ProviderUnavailable(self.provider_name, "it did not answer in time") from None
-        except ResponseTooLarge:
-            raise ProviderUnavailable(self.provider_name, "its answer was too large") from None
-        except (aiohttp.ClientError, OSError) as e:
-            log.info("%s: request to %s failed: %s", self.provider_name, what, type(e).__name__)
-            raise ProviderUnavailable(self.provider_name, "it could not be reached") from None
-        if status >= 500:
-            raise ProviderUnavailable(self.provider_name, f"HTTP {status}")
-        return ApiResponse(status, headers, _parse_body(raw, headers, self.provider_name))
-
-
-def _parse_body(raw: bytes, headers: Mapping[str, str], provider_name: str) -> Any:
+def _parse_body(raw: bytes, headers: Mapping[str, str], provider_name: str, what: str) -> Any:
     if not raw.strip():
         return None
     content_type = headers.get("content-type", "")
@@ -234,7 +320,7 @@ def _parse_body(raw: bytes, headers: Mapping[str, str], provider_name: str) -> A
     try:
         return parse_json(raw)
     except InvalidJSON:
-        raise ProviderUnavailable(provider_name, "its answer was not JSON") from None
+        raise ProviderUnavailable(provider_name, f"{what} was not JSON") from None
 
 
 def random_token(length: int = 32) -> str:

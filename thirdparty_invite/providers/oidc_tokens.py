@@ -23,13 +23,11 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import attrs
 
-from ..net.http import InvalidJSON, OutboundHTTP, ResponseTooLarge, parse_json, read_body_limited
-from . import oauth
+from ..net.http import OutboundHTTP
 from .base import AuthorizationRequest, ProviderUnavailable, SignInFailed
-from .oauth import OAuthClient, TokenResponse
+from .oauth import OAuthClient, ProviderHTTP, TokenResponse
 
 try:  # optional, like authlib: without it only invite links work
     from joserfc import jws, jwt
@@ -66,35 +64,6 @@ MAX_KEYS = 50  # keys read from one JWKS: a real one holds a handful
 BAD_ID_TOKEN = "TPI_PROVIDER_BAD_ID_TOKEN"
 DISCOVERY_TTL = 3600.0
 DISCOVERY_RETRY = 60.0  # after a failed refresh, the old document serves this long
-
-
-async def fetch_public_json(http: OutboundHTTP, provider_name: str, url: str, what: str) -> Any:
-    """GET a public JSON document of the provider (discovery, JWKS): no token, same bounds
-    as OAuthClient's calls. Anything but 200 with JSON raises ProviderUnavailable."""
-    session = http.direct()
-    try:
-        async with session.get(
-            url,
-            headers={"Accept": "application/json"},
-            allow_redirects=False,
-            # Read through the module at call time, so one bound governs every call.
-            timeout=aiohttp.ClientTimeout(total=oauth.REQUEST_TIMEOUT),
-        ) as resp:
-            raw = await read_body_limited(resp, oauth.BODY_LIMIT)
-            status = resp.status
-    except (asyncio.TimeoutError, TimeoutError):
-        raise ProviderUnavailable(provider_name, f"{what} did not answer in time") from None
-    except ResponseTooLarge:
-        raise ProviderUnavailable(provider_name, f"{what} was too large") from None
-    except (aiohttp.ClientError, OSError) as e:
-        log.info("%s: fetching %s failed: %s", provider_name, url, type(e).__name__)
-        raise ProviderUnavailable(provider_name, f"{what} could not be reached") from None
-    if status != 200:
-        raise ProviderUnavailable(provider_name, f"{what} answered HTTP {status}")
-    try:
-        return parse_json(raw)
-    except InvalidJSON:
-        raise ProviderUnavailable(provider_name, f"{what} was not JSON") from None
 
 
 # -- discovery ---------------------------------------------------------------------------
@@ -189,6 +158,7 @@ class ProviderDiscovery:
         self.provider_name = provider_name
         self.issuer = issuer
         self.http = http
+        self._requests = ProviderHTTP(provider_name, http)
         self.ttl = ttl
         self.clock = clock
         self.cached: ProviderMetadata | None = None
@@ -217,7 +187,7 @@ class ProviderDiscovery:
 
     async def _fetch(self) -> ProviderMetadata:
         url = discovery_url(self.issuer)
-        document = await fetch_public_json(self.http, self.provider_name, url, "its discovery")
+        document = await self._requests.get_public_json(url, "its discovery")
         try:
             return parse_metadata(document, self.issuer)
         except ValueError as e:
@@ -278,6 +248,7 @@ class JWKSCache:
         self.provider_name = provider_name
         self.url = url
         self.http = http
+        self._requests = ProviderHTTP(provider_name, http)
         self.max_age = max_age
         self.min_refetch_interval = min_refetch_interval
         self.clock = clock
@@ -316,8 +287,7 @@ class JWKSCache:
                 self._attempts_done += 1
 
     async def _fetch(self) -> list[SigningKey]:
-        what = "its signing keys (JWKS)"
-        document = await fetch_public_json(self.http, self.provider_name, self.url, what)
+        document = await self._requests.get_public_json(self.url, "its signing keys (JWKS)")
         try:
             keys = parse_jwks(document)
         except ValueError as e:

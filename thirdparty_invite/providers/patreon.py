@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import logging
-import math
 from typing import Any
 
 import attrs
@@ -41,7 +40,7 @@ from .base import (
     SignInFailed,
     Verdict,
 )
-from .oauth import ApiResponse, OAuthClient, OAuthEndpoints
+from .oauth import ApiResponse, OAuthClient, OAuthEndpoints, failure_detail
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
 log = logging.getLogger(__name__)
@@ -386,14 +385,7 @@ def _object(value: Any, where: str) -> dict[str, Any]:
 
 
 def _failure_detail(response: ApiResponse) -> str:
-    """What went wrong, in a few words for the person and the log (never a token)."""
-    if response.status == 429:
-        errors = response.body.get("errors") if isinstance(response.body, dict) else None
-        first = errors[0] if isinstance(errors, list) and errors else {}
-        wait = first.get("retry_after_seconds") if isinstance(first, dict) else None
-        if isinstance(wait, int | float) and not isinstance(wait, bool) and math.isfinite(wait):
-            return f"rate limited, retry in {max(1, round(wait))} s"
-        return "rate limited"
-    if response.status == 401:
-        return "it refused the sign-in it had just granted"
-    return f"HTTP {response.status}"
+    errors = response.body.get("errors") if isinstance(response.body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    wait = first.get("retry_after_seconds") if isinstance(first, dict) else None
+    return failure_detail(response, wait)

@@ -22,7 +22,7 @@ from pathlib import Path
 import secrets
 import time
 from typing import Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -378,11 +378,10 @@ class FakeOAuthServer:
         methods = []
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
-            try:
-                basic = aiohttp.BasicAuth.decode(header)
-            except ValueError:
+            basic = _decode_basic(header)
+            if basic is None:
                 return None
-            methods.append(("basic", basic.login, basic.password))
+            methods.append(("basic", *basic))
         if "client_secret" in form:
             methods.append(("post", form.get("client_id", ""), form["client_secret"]))
         if len(methods) != 1 or methods[0][0] not in self.client_auth:
@@ -399,6 +398,17 @@ class FakeOAuthServer:
         header = request.headers.get("Authorization", "")
         token = self._tokens.get(header[7:]) if header.startswith("Bearer ") else None
         return None if token is None or token.revoked else token
+
+
+def _decode_basic(header: str) -> tuple[str, str] | None:
+    """The client ID and secret of a Basic header; RFC 6749 2.3.1 form-urlencodes each
+    before they are joined, so a ':' inside either arrives as %3A."""
+    try:
+        pair = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    client_id, colon, secret = pair.partition(":")
+    return (unquote_plus(client_id), unquote_plus(secret)) if colon else None
 
 
 def _redact_header(name: str, value: str) -> str:

@@ -12,7 +12,6 @@ from support.providers.discord import DiscordAccount, FakeDiscord, new_snowflake
 
 from thirdparty_invite.net.guard import AddressPolicy
 from thirdparty_invite.net.http import OutboundHTTP
-from thirdparty_invite.providers import oauth
 from thirdparty_invite.providers.base import (
     AuthorizationRequest,
     ProviderUnavailable,
@@ -389,11 +388,9 @@ async def test_member_call_faults_are_unknown(
     assert (await session.check(provider.parse_rule(f"guild:{GUILD}"))).holds is True
 
 
-async def test_a_hanging_api_is_given_up(
-    discord: FakeDiscord, http: OutboundHTTP, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(oauth, "REQUEST_TIMEOUT", 0.3)
+async def test_a_hanging_api_is_given_up(discord: FakeDiscord, http: OutboundHTTP) -> None:
     provider = make_provider(discord, http)
+    provider._oauth.request_timeout = 0.3
     kate = discord.add_account("kate")
     kate.join(GUILD)
     session = await sign_in(discord, provider, kate)

@@ -15,7 +15,6 @@ from support.providers.github import FIXTURES, FakeGitHub, _s256
 
 from thirdparty_invite.net.guard import AddressPolicy
 from thirdparty_invite.net.http import OutboundHTTP
-from thirdparty_invite.providers import oauth
 from thirdparty_invite.providers.base import (
     ProviderSession,
     ProviderUnavailable,
@@ -437,9 +436,9 @@ async def test_user_endpoint_faults_are_unavailable(
 
 
 async def test_a_hanging_github_is_given_up_on(
-    provider: GitHubProvider, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+    provider: GitHubProvider, github: FakeGitHub
 ) -> None:
-    monkeypatch.setattr(oauth, "REQUEST_TIMEOUT", 0.5)
+    provider.client.request_timeout = 0.5
     github.sign_in_as(github.add_account("alice").join_org("matrix-org"))
     rules = [provider.parse_rule("org:matrix-org")]
     request = provider.authorization_request(rules, CALLBACK, "s")

@@ -17,7 +17,6 @@ from yarl import URL
 from thirdparty_invite.net.guard import AddressPolicy
 from thirdparty_invite.net.http import OutboundHTTP
 from thirdparty_invite.providers import gitlab as gitlab_module
-from thirdparty_invite.providers import oauth
 from thirdparty_invite.providers.base import ProviderUnavailable, RuleError, SignInFailed, Verdict
 from thirdparty_invite.providers.gitlab import GitLabProvider, GitLabSession
 from thirdparty_invite.providers.registry import read_provider_settings
@@ -438,8 +437,8 @@ async def test_an_old_gitlab_without_planner_is_unknown(provider, gitlab) -> Non
         ("empty", ""),
     ],
 )
-async def test_faults_are_unknown(provider, gitlab, monkeypatch, rule, mode, reason) -> None:
-    monkeypatch.setattr(oauth, "REQUEST_TIMEOUT", 0.5)  # a hang ends in half a second
+async def test_faults_are_unknown(provider, gitlab, rule, mode, reason) -> None:
+    provider.client.request_timeout = 0.5  # a hang ends in half a second
     alice = gitlab.add_account("alice", groups={"gnome": "owner"})
     session = await sign_in(provider, gitlab, alice, rule)
     gitlab.fail("api", mode)
@@ -449,8 +448,8 @@ async def test_faults_are_unknown(provider, gitlab, monkeypatch, rule, mode, rea
     assert result.remedy == "Try again in a few minutes."
 
 
-async def test_a_hanging_token_endpoint_is_unavailable(provider, gitlab, monkeypatch) -> None:
-    monkeypatch.setattr(oauth, "REQUEST_TIMEOUT", 0.5)
+async def test_a_hanging_token_endpoint_is_unavailable(provider, gitlab) -> None:
+    provider.client.request_timeout = 0.5
     gitlab.fail("token", "timeout")
     with pytest.raises(ProviderUnavailable, match="did not answer in time"):
         await sign_in(provider, gitlab, gitlab.add_account("alice"), "group:gnome")

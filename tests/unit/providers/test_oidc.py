@@ -187,6 +187,15 @@ async def test_client_secret_post_when_configured(op, http) -> None:
     assert (await session.check(post.parse_rule("groups:staff"))).holds
 
 
+async def test_a_secret_with_reserved_characters_passes_basic_auth(op, http) -> None:
+    # RFC 6749 2.3.1: Basic's ID and secret are form-urlencoded first; oidc-provider
+    # decodes them, so a secret holding ':', '+', '%' or a space must arrive intact.
+    client = new_client(op, client_secret="s3cr:et+50% of/it&more=")
+    provider = OIDCProvider.from_config("sso", section_for(op, client), http)
+    session, _ = await sign_in(provider, new_account(op, groups=["staff"]), "groups:staff")
+    assert (await session.check(provider.parse_rule("groups:staff"))).holds is True
+
+
 async def test_a_code_is_single_use(op, http) -> None:
     provider = OIDCProvider.from_config("sso", section_for(op, new_client(op)), http)
     account = new_account(op)

@@ -12,7 +12,6 @@ from support.providers.patreon import FakePatreon, PatreonAccount, PatreonTier
 
 from thirdparty_invite.net.guard import AddressPolicy
 from thirdparty_invite.net.http import OutboundHTTP
-from thirdparty_invite.providers import oauth
 from thirdparty_invite.providers.base import (
     AuthorizationRequest,
     ProviderUnavailable,
@@ -407,11 +406,9 @@ async def test_faults_are_unavailable_never_a_refusal(
     assert detail in unavailable.value.detail
 
 
-async def test_a_hanging_patreon_is_given_up(
-    patreon: FakePatreon, http: OutboundHTTP, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(oauth, "REQUEST_TIMEOUT", 0.3)
+async def test_a_hanging_patreon_is_given_up(patreon: FakePatreon, http: OutboundHTTP) -> None:
     provider = make_provider(patreon, http)
+    provider._oauth.request_timeout = 0.3
     patreon.sign_in_as(patreon.add_account("Nils"))
     for area in ("api", "token"):
         request = provider.authorization_request([], CALLBACK, "st")
