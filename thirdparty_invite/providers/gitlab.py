@@ -1,8 +1,9 @@
 """GitLab (gitlab.com or self-hosted): `group:PATH[:LEVEL]`.
 
 Sign-in is GitLab's OpenID Connect: scope `openid`, PKCE and a nonce; the ID token is
-validated against `<base>/oauth/discovery/keys` (oidc_tokens). GitLab's endpoints sit at
-documented fixed paths under the base URL, so no discovery round trip is needed.
+validated (oidc_tokens) against the keys at `<base>/oauth/discovery/keys` (oidc_discovery).
+GitLab's endpoints sit at documented fixed paths under the base URL, so no discovery round
+trip is needed.
 
 What a rule means:
 
@@ -38,7 +39,8 @@ from .base import (
     Verdict,
 )
 from .oauth import ApiResponse, OAuthClient, OAuthEndpoints, TokenResponse
-from .oidc_tokens import IDTokenValidator, JWKSCache, exchange_and_validate, fetch_userinfo
+from .oidc_discovery import JWKSCache
+from .oidc_tokens import IDTokenValidator, exchange_and_validate, fetch_userinfo
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
 SETTINGS = ("client_id", "client_secret", "base_url", "name")

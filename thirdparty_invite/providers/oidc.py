@@ -26,13 +26,11 @@ sign-in uses that word: `groups: {claim: roles, scope: ""}` makes `groups:staff`
 endpoint (Authelia and GitLab put groups only there); `true` always reads it, `false`
 never.
 
-Matching: a list claim holds when one element matches; a leading "/" is ignored on both
-sides, so `groups:staff` matches Keycloak's full group path "/staff" (but not
-"/staff/admins": use `groups:/staff/*` for a subtree). A value with *, ? or [ is a glob
-(fnmatch). `email` compares without case; other claims with case. Booleans match
-`true`/`false`. An `email` rule never holds for an address the provider says is not
-verified (`email_verified: false`). A binding ANDs its rules, so `email_verified:true`
-and `email:*@example.org` together ask for a verified address at example.org.
+Matching (oidc_claims): a list claim holds when one element matches, a value with *, ?
+or [ is a glob, `email` compares without case. An `email` rule never holds for an address
+the provider says is not verified (`email_verified: false`). A binding ANDs its rules, so
+`email_verified:true` and `email:*@example.org` together ask for a verified address at
+example.org.
 
 The account is the ID token's `sub` (unique per issuer); its display name comes from
 `name`, `preferred_username` or `email`.
@@ -41,8 +39,6 @@ The account is the ID token's `sub` (unique per issuer); its display name comes 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from fnmatch import fnmatchcase
-import re
 from typing import Any
 
 import attrs
@@ -59,41 +55,26 @@ from .base import (
     Verdict,
 )
 from .oauth import OAuthClient, OAuthEndpoints, TokenResponse
-from .oidc_tokens import (
-    IDTokenValidator,
-    JWKSCache,
-    ProviderDiscovery,
-    ProviderMetadata,
-    exchange_and_validate,
-    fetch_userinfo,
+from .oidc_claims import (
+    MISSING,
+    SCOPE,
+    ClaimSpec,
+    claim_matches,
+    is_glob,
+    lookup_claim,
+    read_claims,
 )
+from .oidc_discovery import JWKSCache, ProviderDiscovery, ProviderMetadata
+from .oidc_tokens import IDTokenValidator, exchange_and_validate, fetch_userinfo
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
 SETTINGS = tuple("name issuer client_id client_secret scopes claims userinfo token_auth".split())
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-WORD = re.compile(r"[a-z][a-z0-9_]{0,39}")
-SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,100}")  # RFC 6749's scope-token characters
 MAX_VALUE_LENGTH = 256
 # Claims the protocol owns: userinfo never overrides them.
 PROTOCOL_CLAIMS = frozenset(
     {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time"}
 )
-_MISSING = object()
-
-
-@attrs.frozen
-class ClaimSpec:
-    claim: str  # the claim's name; a dotted name reaches into objects
-    scope: str = ""  # the scope that releases it ("" = none beyond openid)
-    ignore_case: bool = False
-
-
-DEFAULT_CLAIMS = {
-    "groups": ClaimSpec("groups", "groups"),
-    "email": ClaimSpec("email", "email", ignore_case=True),
-    "email_verified": ClaimSpec("email_verified", "email"),
-    "sub": ClaimSpec("sub"),
-}
 
 
 def _read_scopes(raw: Any) -> tuple[str, ...]:
@@ -104,37 +85,6 @@ def _read_scopes(raw: Any) -> tuple[str, ...]:
     ):
         raise ValueError("scopes: must be a list of scope names, such as [profile, email]")
     return tuple(dict.fromkeys(s for s in raw if s != "openid"))
-
-
-def _read_claims(raw: Any) -> dict[str, ClaimSpec]:
-    claims = dict(DEFAULT_CLAIMS)
-    if raw is None:
-        return claims
-    if not isinstance(raw, dict):
-        raise ValueError("claims: must map rule words to claims, e.g. {groups: {claim: roles}}")
-    for word, spec in raw.items():
-        if not isinstance(word, str) or not WORD.fullmatch(word):
-            raise ValueError(f"claims: {word!r} is not a word (lower-case letters, digits, _)")
-        if spec is None:
-            claims.pop(word, None)
-            continue
-        if isinstance(spec, str):
-            spec = {"claim": spec}
-        if not isinstance(spec, dict) or set(spec) - {"claim", "scope", "ignore_case"}:
-            raise ValueError(
-                f"claims.{word}: must be a claim name or {{claim, scope, ignore_case}}"
-            )
-        claim = spec.get("claim", word)
-        if not isinstance(claim, str) or not 0 < len(claim) <= 200:
-            raise ValueError(f"claims.{word}.claim: must be a claim name")
-        scope = spec.get("scope") or ""
-        if not isinstance(scope, str) or (scope and not SCOPE.fullmatch(scope)):
-            raise ValueError(f"claims.{word}.scope: must be one scope name, or empty")
-        ignore_case = spec.get("ignore_case", word == "email")
-        if not isinstance(ignore_case, bool):
-            raise ValueError(f"claims.{word}.ignore_case: must be true or false")
-        claims[word] = ClaimSpec(claim, scope, ignore_case)
-    return claims
 
 
 def _read_userinfo(raw: Any) -> bool | None:
@@ -165,7 +115,7 @@ class OIDCProvider(Provider):
         self.client_id = text_setting(section, "client_id")
         self._client_secret = text_setting(section, "client_secret")
         self.extra_scopes = _read_scopes(section.get("scopes"))
-        self.claims = _read_claims(section.get("claims"))
+        self.claims = read_claims(section.get("claims"))
         self.userinfo = _read_userinfo(section.get("userinfo"))
         self.token_auth = section.get("token_auth")
         if self.token_auth not in (None, *TOKEN_AUTH_METHODS):
@@ -206,9 +156,9 @@ class OIDCProvider(Provider):
     def describe(self, rule: Rule) -> str:
         word, value = rule.args
         at = f"at {self.display_name}"
-        verb = "matches" if _is_glob(value) else "is"
+        verb = "matches" if is_glob(value) else "is"
         if word == "groups":
-            return f"members of group{'s matching' if _is_glob(value) else ''} {value} {at}"
+            return f"members of group{'s matching' if is_glob(value) else ''} {value} {at}"
         if word == "email":
             return f"people whose email address {at} {verb} {value}"
         if word == "email_verified":
@@ -287,47 +237,6 @@ class OIDCProvider(Provider):
         return session
 
 
-def lookup_claim(claims: Mapping[str, Any], name: str) -> Any:
-    """The claim `name`, or under a dotted name the value inside nested objects; _MISSING
-    when absent. A claim whose own name has dots (URLs do) is found first."""
-    if name in claims:
-        return claims[name]
-    value: Any = claims
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def _is_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
-
-
-def claim_matches(value: Any, wanted: str, ignore_case: bool) -> bool:
-    if isinstance(value, list):
-        return any(_scalar_matches(item, wanted, ignore_case, in_list=True) for item in value)
-    return _scalar_matches(value, wanted, ignore_case, in_list=False)
-
-
-def _scalar_matches(value: Any, wanted: str, ignore_case: bool, *, in_list: bool) -> bool:
-    if isinstance(value, bool):
-        return wanted.lower() == ("true" if value else "false")
-    if isinstance(value, int | float):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value
-    else:
-        return False
-    if in_list:  # Keycloak's full group paths start with "/"
-        text, wanted = text.removeprefix("/"), wanted.removeprefix("/")
-    if text.lower() in ("true", "false") and wanted.lower() in ("true", "false"):
-        ignore_case = True  # booleans some providers send as strings
-    if ignore_case:
-        text, wanted = text.casefold(), wanted.casefold()
-    return fnmatchcase(text, wanted) if _is_glob(wanted) else text == wanted
-
-
 class OIDCSession(ProviderSession):
     def __init__(
         self,
@@ -367,7 +276,7 @@ class OIDCSession(ProviderSession):
         if spec is None:
             return Verdict.unknown(f"the rule's claim {word!r} is no longer configured")
         value = lookup_claim(self.claims, spec.claim)
-        if value is _MISSING and self.provider.userinfo is None:
+        if value is MISSING and self.provider.userinfo is None:
             try:
                 await self.load_userinfo()
             except ProviderUnavailable as e:
@@ -375,7 +284,7 @@ class OIDCSession(ProviderSession):
             except SignInFailed as e:  # userinfo described another account
                 return Verdict.unknown(e.message, "Start again from the invite link.")
             value = lookup_claim(self.claims, spec.claim)
-        if value is _MISSING:
+        if value is MISSING:
             return self._missing(word, spec)
         if spec.claim == "email" and self.claims.get("email_verified") is False:
             return Verdict.no(

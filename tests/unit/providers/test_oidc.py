@@ -29,7 +29,8 @@ from thirdparty_invite.providers.base import (
     RuleError,
     SignInFailed,
 )
-from thirdparty_invite.providers.oidc import OIDCProvider, OIDCSession, claim_matches
+from thirdparty_invite.providers.oidc import OIDCProvider, OIDCSession
+from thirdparty_invite.providers.oidc_claims import claim_matches
 from thirdparty_invite.providers.registry import read_provider_settings
 from thirdparty_invite.services.bindings import BindingView, DescribedRule
 from thirdparty_invite.services.provider_signin import ProviderSignIn

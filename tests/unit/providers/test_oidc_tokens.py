@@ -25,14 +25,14 @@ import pytest_asyncio
 from thirdparty_invite.net.guard import AddressPolicy
 from thirdparty_invite.net.http import OutboundHTTP
 from thirdparty_invite.providers.base import ProviderUnavailable, SignInFailed
-from thirdparty_invite.providers.oidc_tokens import (
-    IDTokenValidator,
+from thirdparty_invite.providers.oidc_discovery import (
     JWKSCache,
     ProviderDiscovery,
     discovery_url,
     parse_jwks,
     parse_metadata,
 )
+from thirdparty_invite.providers.oidc_tokens import IDTokenValidator
 
 ISSUER = "https://sso.example.org/realms/main"
 CLIENT_ID = "thirdparty-invite"
