@@ -1,4 +1,5 @@
-// Small DOM helpers for the invite page: states, announcements, field errors, countdowns.
+// Small DOM helpers for the pages: states, announcements, field errors, countdowns, text
+// with links.
 
 export const $ = (id) => document.getElementById(id);
 
@@ -33,6 +34,19 @@ export function announce(text) {
   region.textContent = "";
   // A fresh text node after a tick, so the same sentence twice is still read.
   setTimeout(() => { region.textContent = text; }, 30);
+}
+
+// A "Copy" button for the text of `sourceId` (the message to send the bot).
+export function copyButton(buttonId, sourceId, copiedMessage) {
+  $(buttonId).addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($(sourceId).textContent);
+      announce(copiedMessage);
+      $(buttonId).textContent = "Copied";
+    } catch {
+      announce("Copying is not allowed here: select the message and copy it yourself.");
+    }
+  });
 }
 
 export function setFieldError(inputId, errorId, message) {
@@ -74,6 +88,19 @@ export function holdButton(button, seconds, label) {
   };
 }
 
+// One countdown at a time on a page: a new hold (or release) ends the one running.
+let releaseCurrent = null;
+
+export function holdOnly(button, seconds, label) {
+  releaseHold();
+  releaseCurrent = holdButton(button, seconds, label);
+}
+
+export function releaseHold() {
+  releaseCurrent?.();
+  releaseCurrent = null;
+}
+
 export function setBusy(button, busyText) {
   const original = button.textContent;
   button.disabled = true;
@@ -112,6 +139,38 @@ export function progress(listId, stateId, names) {
   };
 }
 
+// The page's own progress list (#steps in #state-progress), shown with these steps.
+export const showSteps = (names) => progress("steps", "state-progress", names);
+
 export function formatDate(ms) {
   return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+// A sentence from a provider's words ("you are not in team core of matrix-org"): a capital
+// first letter and a full stop, unless it has them.
+export function sentence(text) {
+  const trimmed = String(text ?? "").trim();
+  if (!trimmed) return "";
+  const first = trimmed[0].toUpperCase() + trimmed.slice(1);
+  return /[.!?…]$/.test(first) ? first : `${first}.`;
+}
+
+// Text whose web addresses become links (remedies say "Open https://…, press Request"):
+// only http(s) addresses, never a trailing full stop, comma or bracket, and each link
+// opens without telling the other site where it came from.
+const WEB_ADDRESS = /\bhttps?:\/\/[^\s<>"']+/g;
+const NOT_AT_THE_END = /[.,;:!?)\]}'"\u2019\u201d]+$/u;
+
+export function textWithLinks(text) {
+  const nodes = [];
+  let at = 0;
+  for (const match of String(text ?? "").matchAll(WEB_ADDRESS)) {
+    const href = match[0].replace(NOT_AT_THE_END, "");
+    if (href.endsWith("://")) continue;  // nothing after the scheme: not an address
+    nodes.push(match.input.slice(at, match.index));
+    nodes.push(el("a", { href, rel: "noopener noreferrer" }, href));
+    at = match.index + href.length;
+  }
+  nodes.push(String(text ?? "").slice(at));
+  return nodes.filter((node) => node !== "");
 }
