@@ -9,8 +9,10 @@ export class PluginError extends Error {
   }
 }
 
+// The link itself no longer admits anyone (an invite link, or a binding's link).
 const LINK_ERRCODES = new Set([
   "TPI_LINK_UNKNOWN", "TPI_LINK_EXPIRED", "TPI_LINK_REVOKED", "TPI_LINK_USED_UP",
+  "TPI_BINDING_UNKNOWN", "TPI_BINDING_REMOVED",
 ]);
 
 export function isLinkProblem(error) {
@@ -69,3 +71,17 @@ export const closeSession = () => api("api/session", { method: "DELETE" });
 export const claimLink = (token) => api("api/links/claim", { method: "POST", body: { token } });
 
 export const listInvites = () => api("api/invites");
+
+// A binding's link (…/join#<binding>): what it asks for, this browser's walk through its
+// providers, leaving for one of them, and the one-time ticket from the bot's direct chat.
+export const inspectBinding = (binding) =>
+  api("api/bindings/inspect", { method: "POST", body: { binding } });
+
+export const bindingProgress = (binding) =>
+  api("api/bindings/progress", { method: "POST", body: { binding } });
+
+export const startProviderSignIn = (binding, provider) =>
+  api("api/oauth/start", { method: "POST", body: { binding, provider } });
+
+export const redeemTicket = (ticket) =>
+  api("api/session/ticket", { method: "POST", body: { ticket } });

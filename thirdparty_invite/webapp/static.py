@@ -21,7 +21,8 @@ _TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
-_PAGES = {"/": "index.html", "/invite": "invite.html"}
+# An invite link's page, and a binding's (rooms open to people a provider vouches for).
+_PAGES = {"/": "index.html", "/invite": "invite.html", "/join": "join.html"}
 
 
 class StaticFiles:
