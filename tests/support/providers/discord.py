@@ -25,6 +25,7 @@ from support.providers.fake_oauth import (
     FakeClient,
     FakeOAuthServer,
     Handler,
+    IssuedCode,
     IssuedToken,
     fixture,
 )
@@ -101,12 +102,12 @@ class FakeDiscord(FakeOAuthServer):
         self._authorized[key] = self._authorized.get(key, frozenset()) | scopes
         return super()._issue(client, params, scopes)
 
-    def token_body(self, access_token: str, scopes: frozenset[str]) -> dict[str, Any]:
+    def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
         body = fixture("discord", "oauth2-token.200.json")
         body.update(
             access_token=access_token,
             refresh_token=secrets.token_urlsafe(24),
-            scope=" ".join(sorted(scopes)),
+            scope=" ".join(sorted(code.scopes)),
         )
         return body
 

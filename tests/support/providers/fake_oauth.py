@@ -1,5 +1,8 @@
 """A fake OAuth 2.0 authorization server (authorization code grant) for the provider fakes
-(`FakeDiscord`, `FakePatreon`): each adds its paths, API and world.
+(`FakeDiscord`, `FakePatreon`, `FakeGitLab`, `FakeGitHub`): each adds its paths, API and
+world, and where its provider departs from the common rules, overrides a hook (the
+redirect-URI rule, how scopes are read and granted, how the token endpoint answers and
+refuses, how requests are logged).
 
 What it checks, as real providers do: the client ID, the redirect URI (exact match with a
 registered one; a wrong one gets an error page, never a redirect), `response_type=code`,
@@ -31,6 +34,16 @@ from yarl import URL
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SECRET_FORM_FIELDS = frozenset({"client_secret", "code", "code_verifier", "refresh_token"})
+# Why the token endpoint refuses -> (status, error, error_description), as most providers
+# answer (RFC 6749 5.2). GitHub answers otherwise: its fake overrides token_refusal.
+TOKEN_REFUSALS = {
+    "not_form": (400, "invalid_request", "The body must be form-encoded."),
+    "client": (401, "invalid_client", "Client authentication failed."),
+    "grant_type": (400, "unsupported_grant_type", "Only authorization_code."),
+    "code": (400, "invalid_grant", 'Invalid "code" in request.'),
+    "redirect_uri": (400, "invalid_grant", 'Invalid "redirect_uri" in request.'),
+    "code_verifier": (400, "invalid_grant", 'Invalid "code_verifier" in request.'),
+}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -68,6 +81,7 @@ class IssuedCode:
     account: Any
     scopes: frozenset[str]
     challenge: str | None
+    nonce: str | None = None  # OpenID Connect: what the authorization request sent
     issued_at: float = attrs.field(factory=time.monotonic)
     used: bool = False
     expired: bool = False
@@ -101,6 +115,16 @@ class FakeOAuthServer:
     pkce: ClassVar[str] = "required"  # or "optional": checked only when a challenge came
     client_auth: ClassVar[frozenset[str]] = frozenset({"basic", "post"})
     code_lifetime = 600.0
+    # RFC 6749 4.1.3 as most providers apply it: the token request repeats the redirect
+    # URI. True: it may leave it out (when given, it must still match).
+    token_redirect_uri_optional: ClassVar[bool] = False
+    token_prefix: ClassVar[str] = ""  # GitHub's tokens start with "gho_"
+    # RFC 6749 4.1.2: a code used twice SHOULD revoke the tokens it gave.
+    replay_revokes_tokens: ClassVar[bool] = True
+    bearer_schemes: ClassVar[tuple[str, ...]] = ("bearer",)  # lower case
+    failure_areas: ClassVar[tuple[str, ...]] = ("authorize", "token", "api")
+    failure_modes: ClassVar[tuple[str, ...]] = ("timeout", "malformed", "html", "huge", "empty")
+    denied_params: ClassVar[dict[str, str]] = {}  # besides error=access_denied and state
 
     def __init__(self, *, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -154,11 +178,12 @@ class FakeOAuthServer:
         self.signed_in = None
 
     def fail(self, area: str, status: int | str = 503, *, times: int | None = None) -> None:
-        """Make "authorize", "token" or "api" answer `status` (an HTTP status, "timeout":
-        hang until the server stops, "malformed": broken JSON, "html": an HTML page,
-        "huge": an endless JSON body, "empty": nothing) the next `times` times (None: until
-        clear_failures())."""
-        assert area in ("authorize", "token", "api"), area
+        """Make "authorize", "token" or "api" (`failure_areas`) answer `status` (an HTTP
+        status, "timeout": hang until the server stops, "malformed": broken JSON, "html":
+        an HTML page, "huge": an endless JSON body, "empty": nothing) the next `times`
+        times (None: until clear_failures())."""
+        assert area in self.failure_areas, area
+        assert isinstance(status, int) or status in self.failure_modes, status
         self._failures[area] = Failure(status, times)
 
     def clear_failures(self) -> None:
@@ -192,7 +217,9 @@ class FakeOAuthServer:
 
     # --- provider specifics (subclasses) ---------------------------------------------
 
-    def add_api_routes(self, add: Callable[[str, str, Handler], None]) -> None:
+    def add_api_routes(self, add: Callable[..., None]) -> None:
+        """Add the API's routes: `add(method, path, handler, area="api", place="")`; a
+        failure scripted for `place` (GitHub's "user") hits that route only."""
         raise NotImplementedError
 
     def api_error(self, status: int) -> web.Response:
@@ -202,16 +229,73 @@ class FakeOAuthServer:
     def skip_consent(self, params: dict[str, str], client: FakeClient, scopes: frozenset[str]):
         return False
 
-    def token_body(self, access_token: str, scopes: frozenset[str]) -> dict[str, Any]:
+    def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
+        """The token endpoint's answer for the code `code` (its account, client, granted
+        scopes and nonce)."""
         raise NotImplementedError
+
+    def redirect_uri(self, client: FakeClient, params: dict[str, str]) -> str | web.Response:
+        """Where the browser goes back to, or the answer refusing the request. Here: an
+        exact match with a registered URI, else an error page (never a redirect)."""
+        redirect_uri = params.get("redirect_uri", "")
+        if redirect_uri in client.redirect_uris:
+            return redirect_uri
+        return _page("Invalid redirect_uri", "It is not registered for the app.", 400)
+
+    def requested_scopes(self, params: dict[str, str]) -> frozenset[str] | None:
+        """The scopes asked for; None refuses them (`invalid_scope`). Here: space
+        separated, at least one, all of them known."""
+        scopes = frozenset(params.get("scope", "").split())
+        return scopes if scopes and scopes <= self.known_scopes else None
+
+    def granted_scopes(self, scopes: frozenset[str]) -> frozenset[str]:
+        """What the signed-in person allows of `scopes` (see `sign_in_as`)."""
+        return scopes if self._grants is None else scopes & self._grants
+
+    def consent_page(self, client: FakeClient, scopes: frozenset[str], ticket: str) -> str:
+        """The consent page: it posts `ticket` and `decision` ("authorize" or not) back to
+        the authorize path."""
+        return _consent_page(self, client, scopes, ticket)
+
+    def token_params(self, request: web.Request, form: dict[str, str]) -> dict[str, str] | None:
+        """The token request's parameters; None refuses it. Here: a form-encoded body."""
+        if request.content_type != "application/x-www-form-urlencoded":
+            return None
+        return form
+
+    def token_answer(
+        self, request: web.Request, body: dict[str, Any], status: int = 200
+    ) -> web.Response:
+        """How the token endpoint answers, with tokens or a refusal."""
+        return web.json_response(body, status=status)
+
+    def token_refusal(self, request: web.Request, reason: str) -> web.Response:
+        """The token endpoint's refusal for `reason`, a key of TOKEN_REFUSALS."""
+        status, error, description = TOKEN_REFUSALS[reason]
+        body = {"error": error, "error_description": description}
+        return self.token_answer(request, body, status)
+
+    def seen(self, request: web.Request, form: dict[str, str], area: str) -> SeenRequest:
+        """How a request is logged: secrets redacted, their keys kept."""
+        return SeenRequest(
+            request.method,
+            request.path,
+            request.raw_path,
+            dict(request.query),
+            {k: _redact_header(k, v) for k, v in request.headers.items()},
+            {k: "<redacted>" if k in SECRET_FORM_FIELDS else v for k, v in form.items()},
+            area,
+        )
 
     # --- serving ----------------------------------------------------------------------
 
     async def __aenter__(self) -> FakeOAuthServer:
         app = web.Application()
 
-        def add(method: str, path: str, handler: Handler, area: str = "api") -> None:
-            app.router.add_route(method, path, self._wrap(handler, area))
+        def add(
+            method: str, path: str, handler: Handler, area: str = "api", place: str = ""
+        ) -> None:
+            app.router.add_route(method, path, self._wrap(handler, area, place))
 
         add("GET", self.authorize_path, self._authorize, "authorize")
         add("POST", self.authorize_path, self._consent, "authorize")
@@ -230,28 +314,23 @@ class FakeOAuthServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _wrap(self, handler: Handler, area: str) -> Handler:
+    def _wrap(self, handler: Handler, area: str, place: str = "") -> Handler:
+        """Log the request, then answer a scripted failure of its `place` (a finer area a
+        subclass names, such as GitHub's "user") or its area, else the handler."""
+
         async def wrapped(request: web.Request) -> web.StreamResponse:
             form: dict[str, str] = {}
             if request.content_type == "application/x-www-form-urlencoded":
                 form = {k: str(v) for k, v in (await request.post()).items()}
-            self.requests.append(
-                SeenRequest(
-                    request.method,
-                    request.path,
-                    request.raw_path,
-                    dict(request.query),
-                    {k: _redact_header(k, v) for k, v in request.headers.items()},
-                    {k: "<redacted>" if k in SECRET_FORM_FIELDS else v for k, v in form.items()},
-                    area,
-                )
-            )
-            failure = self._failures.get(area)
-            if failure is not None:
+            self.requests.append(self.seen(request, form, area))
+            for where in (place, area):
+                failure = self._failures.get(where) if where else None
+                if failure is None:
+                    continue
                 if failure.times is not None:
                     failure.times -= 1
                     if failure.times <= 0:
-                        del self._failures[area]
+                        del self._failures[where]
                 return await self._failed(request, failure.mode)
             return await handler(request)
 
@@ -289,32 +368,34 @@ class FakeOAuthServer:
         client = self.clients.get(params.get("client_id", ""))
         if client is None:
             return _page("Unknown application", "No application has this client_id.", 400)
-        redirect_uri = params.get("redirect_uri", "")
-        if redirect_uri not in client.redirect_uris:
-            # Never redirect to an address the application did not register.
-            return _page("Invalid redirect_uri", "It is not registered for the app.", 400)
+        # Never redirect to an address the application did not register.
+        redirect_uri = self.redirect_uri(client, params)
+        if isinstance(redirect_uri, web.Response):
+            return redirect_uri
+        params["redirect_uri"] = redirect_uri
         state = params.get("state", "")
         if not state:
             return _page("Missing state", "The application must send a state.", 400)
         if params.get("response_type") != "code":
             return _back(redirect_uri, error="unsupported_response_type", state=state)
-        scopes = frozenset(params.get("scope", "").split())
-        if not scopes or not scopes <= self.known_scopes:
+        scopes = self.requested_scopes(params)
+        if scopes is None:
             return _back(redirect_uri, error="invalid_scope", state=state)
         challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
-        if (challenge or self.pkce == "required") and (method != "S256" or not challenge):
+        if (challenge or self.pkce == "required") and (
+            method != "S256" or not challenge or len(challenge) != 43  # a SHA-256, base64url
+        ):
             return _back(redirect_uri, error="invalid_request", state=state)
         if self.signed_in is None:
             return _page("Not signed in", f"No one is signed in at {self.provider_name}.", 401)
         if self.auto_approve == "deny":
-            return _back(redirect_uri, error="access_denied", state=state)
+            return self._denied(params)
         if self.auto_approve or self.skip_consent(params, client, scopes):
             return self._issue(client, params, scopes)
         ticket = secrets.token_urlsafe(16)
         self._pending[ticket] = (client, params, scopes)
-        return web.Response(
-            text=_consent_page(self, client, scopes, ticket), content_type="text/html"
-        )
+        page = self.consent_page(client, scopes, ticket)
+        return web.Response(text=page, content_type="text/html")
 
     async def _consent(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -323,56 +404,70 @@ class FakeOAuthServer:
             return _page("Expired", "This consent page was already used.", 400)
         client, params, scopes = pending
         if form.get("decision") != "authorize":
-            return _back(params["redirect_uri"], error="access_denied", state=params["state"])
+            return self._denied(params)
         return self._issue(client, params, scopes)
+
+    def _denied(self, params: dict[str, str]) -> web.Response:
+        return _back(
+            params["redirect_uri"],
+            error="access_denied",
+            **self.denied_params,
+            state=params["state"],
+        )
 
     def _issue(
         self, client: FakeClient, params: dict[str, str], scopes: frozenset[str]
     ) -> web.Response:
-        granted = scopes if self._grants is None else scopes & self._grants
         code = secrets.token_urlsafe(24)
         self._codes[code] = IssuedCode(
             client.client_id,
             params["redirect_uri"],
             self.signed_in,
-            granted,
+            self.granted_scopes(scopes),
             params.get("code_challenge"),
+            params.get("nonce"),
         )
         return _back(params["redirect_uri"], code=code, state=params["state"])
 
     # --- token endpoint ----------------------------------------------------------------
 
     async def _token(self, request: web.Request) -> web.Response:
-        if request.content_type != "application/x-www-form-urlencoded":
-            return _oauth_error(400, "invalid_request", "The body must be form-encoded.")
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        client = self._authenticate(request, form)
+        form = {}
+        if request.content_type == "application/x-www-form-urlencoded":
+            form = {k: str(v) for k, v in (await request.post()).items()}
+        params = self.token_params(request, form)
+        if params is None:
+            return self.token_refusal(request, "not_form")
+        client = self._authenticate(request, params)
         if client is None:
-            return _oauth_error(401, "invalid_client", "Client authentication failed.")
-        if form.get("grant_type") != "authorization_code":
-            return _oauth_error(400, "unsupported_grant_type", "Only authorization_code.")
-        issued = self._codes.get(form.get("code", ""))
+            return self.token_refusal(request, "client")
+        if params.get("grant_type") != "authorization_code":
+            return self.token_refusal(request, "grant_type")
+        issued = self._codes.get(params.get("code", ""))
         if issued is None:
-            return _oauth_error(400, "invalid_grant", 'Invalid "code" in request.')
+            return self.token_refusal(request, "code")
         if issued.used:
-            for token in issued.tokens:  # a replayed code revokes what it gave (RFC 6749)
+            for token in issued.tokens if self.replay_revokes_tokens else ():
                 self._tokens[token].revoked = True
-            return _oauth_error(400, "invalid_grant", 'Invalid "code" in request.')
+            return self.token_refusal(request, "code")
         issued.used = True
         too_old = time.monotonic() - issued.issued_at > self.code_lifetime
-        if issued.expired or too_old:
-            return _oauth_error(400, "invalid_grant", 'Invalid "code" in request.')
-        if issued.client_id != client.client_id or issued.redirect_uri != form.get("redirect_uri"):
-            return _oauth_error(400, "invalid_grant", 'Invalid "redirect_uri" in request.')
-        verifier = form.get("code_verifier")
-        if issued.challenge is not None and (
-            verifier is None or _s256(verifier) != issued.challenge
+        if issued.expired or too_old or issued.client_id != client.client_id:
+            return self.token_refusal(request, "code")
+        redirect_uri = params.get("redirect_uri")
+        if redirect_uri != issued.redirect_uri and not (
+            redirect_uri is None and self.token_redirect_uri_optional
         ):
-            return _oauth_error(400, "invalid_grant", 'Invalid "code_verifier" in request.')
-        access_token = secrets.token_urlsafe(24)
+            return self.token_refusal(request, "redirect_uri")
+        verifier = params.get("code_verifier")
+        if issued.challenge is not None and (
+            verifier is None or s256(verifier) != issued.challenge
+        ):
+            return self.token_refusal(request, "code_verifier")
+        access_token = self.token_prefix + secrets.token_urlsafe(24)
         self._tokens[access_token] = IssuedToken(issued.account, issued.scopes, client.client_id)
         issued.tokens.append(access_token)
-        return web.json_response(self.token_body(access_token, issued.scopes))
+        return self.token_answer(request, self.token_body(access_token, issued))
 
     def _authenticate(self, request: web.Request, form: dict[str, str]) -> FakeClient | None:
         methods = []
@@ -395,8 +490,9 @@ class FakeOAuthServer:
         return client
 
     def bearer(self, request: web.Request) -> IssuedToken | None:
-        header = request.headers.get("Authorization", "")
-        token = self._tokens.get(header[7:]) if header.startswith("Bearer ") else None
+        """The live token the request's Authorization header carries (`bearer_schemes`)."""
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        token = self._tokens.get(value) if scheme.lower() in self.bearer_schemes else None
         return None if token is None or token.revoked else token
 
 
@@ -417,7 +513,8 @@ def _redact_header(name: str, value: str) -> str:
     return value
 
 
-def _s256(verifier: str) -> str:
+def s256(verifier: str) -> str:
+    """The PKCE S256 challenge of a code verifier (RFC 7636 4.2)."""
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
@@ -427,10 +524,6 @@ def _back(redirect_uri: str, **params: str) -> web.Response:
     return web.Response(
         status=302, headers={"Location": f"{redirect_uri}{separator}{urlencode(params)}"}
     )
-
-
-def _oauth_error(status: int, error: str, description: str) -> web.Response:
-    return web.json_response({"error": error, "error_description": description}, status=status)
 
 
 def _page(title: str, text: str, status: int) -> web.Response:

@@ -43,8 +43,7 @@ from aiohttp import web
 import attrs
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from support.providers.fake_oauth import FakeClient, FakeOAuthServer, Handler, fixture
-from yarl import URL
+from support.providers.fake_oauth import FakeOAuthServer, Handler, IssuedCode, fixture
 
 # Gitlab::Access roles a membership can have (planner exists on newer GitLab only).
 ROLES = {
@@ -103,7 +102,6 @@ class FakeGitLab(FakeOAuthServer):
         self.groups: dict[str, GitLabGroup] = {}
         self.accounts: list[GitLabAccount] = []
         self._keys = [_first_signing_key()]
-        self._nonces: dict[str, str | None] = {}  # code -> the nonce its authorize request sent
 
     # --- scripting ------------------------------------------------------------------------
 
@@ -177,24 +175,17 @@ class FakeGitLab(FakeOAuthServer):
 
     # --- OAuth specifics --------------------------------------------------------------------
 
-    def _issue(self, client: FakeClient, params: dict[str, str], scopes: frozenset[str]):
-        response = super()._issue(client, params, scopes)
-        code = URL(response.headers["Location"]).query["code"]
-        self._nonces[code] = params.get("nonce")
-        return response
-
-    def token_body(self, access_token: str, scopes: frozenset[str]) -> dict[str, Any]:
+    def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
         body = gitlab_fixture("oauth-token.200.json")
         body.update(
             access_token=access_token,
             refresh_token=secrets.token_hex(32),
             # Doorkeeper sends the granted scopes (the docs' example leaves them out).
-            scope=" ".join(sorted(scopes)),
+            scope=" ".join(sorted(code.scopes)),
             created_at=int(time.time()),
         )
-        if "openid" in scopes:
-            code, issued = next((c, i) for c, i in self._codes.items() if access_token in i.tokens)
-            body["id_token"] = self._id_token(issued.account, issued.client_id, self._nonces[code])
+        if "openid" in code.scopes:
+            body["id_token"] = self._id_token(code.account, code.client_id, code.nonce)
         return body
 
     def _id_token(self, account: GitLabAccount, client_id: str, nonce: str | None) -> str:

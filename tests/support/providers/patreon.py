@@ -27,6 +27,7 @@ import attrs
 from support.providers.fake_oauth import (
     FakeOAuthServer,
     Handler,
+    IssuedCode,
     IssuedToken,
     fixture,
 )
@@ -157,12 +158,12 @@ class FakePatreon(FakeOAuthServer):
 
     # --- answers ----------------------------------------------------------------------
 
-    def token_body(self, access_token: str, scopes: frozenset[str]) -> dict[str, Any]:
+    def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
         body = fixture("patreon", "token.200.constructed.json")
         body.update(
             access_token=access_token,
             refresh_token=secrets.token_urlsafe(24),
-            scope=" ".join(sorted(scopes)),
+            scope=" ".join(sorted(code.scopes)),
         )
         return body
 
