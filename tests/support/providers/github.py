@@ -12,40 +12,46 @@ from a small scripted world. Loopback only, random port.
         github.fail("api", status=503)    # or "timeout", "malformed", "huge", "html"
 
 It lays out its URLs like GitHub Enterprise Server: the web side at `url`, the REST API
-under `/api/v3`, GraphQL at `/api/graphql`. What it checks, as GitHub documents it: the
-app's client id and secret, the callback URL (the redirect_uri's host and port equal to
-the registered one, its path the same or below it), PKCE (S256 only; a code issued with a
-challenge needs the matching verifier), single-use codes bound to their app and
-redirect_uri that expire after 10 minutes, and the scopes each token carries.
+under `/api/v3`, GraphQL at `/api/graphql`. The OAuth side is FakeOAuthServer's (client,
+state, PKCE S256, consent, single-use codes bound to their app and redirect_uri that expire
+after 10 minutes, scripted failures, the request log), with GitHub's ways where they
+differ: the callback URL rule (the redirect_uri's host and port equal to the registered
+one, its path the same or below it; else back to the registered one with
+`error=redirect_uri_mismatch`), scopes separated by commas or spaces, whatever the person
+grants on the page (`sign_in_as(..., grants=)`), parameters read from the query string
+too, the client's ID and secret in the body only, and refusals with HTTP 200 and GitHub's
+error codes, form-encoded unless `Accept: application/json`. The API checks the scopes
+each token carries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+from collections.abc import Callable
 import copy
-import hashlib
-import hmac
 import html
 import itertools
 import json
 from pathlib import Path
-import secrets
 import time
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 import attrs
+from support.providers.fake_oauth import (
+    FakeClient,
+    FakeOAuthServer,
+    IssuedCode,
+    IssuedToken,
+    SeenRequest,
+)
 import yarl
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "github"
 API = "/api/v3"
 GRAPHQL = "/api/graphql"
-CODE_LIFETIME = 600.0  # seconds, as GitHub documents
 LEVELS = ("pull", "triage", "push", "maintain", "admin")
-SECRET_FIELDS = ("client_secret",)
 SCOPE_WORDS = {
     "read:org": "Read org and team membership, read org projects",
     "read:user": "Read all user profile data",
@@ -59,6 +65,13 @@ SSO_DOCS = f"{DOCS}/articles/authenticating-to-a-github-organization-with-saml-s
 ACCESS_DENIED_DOCS = (
     f"{DOCS}/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/#access-denied"
 )
+# Why the token endpoint refuses (FakeOAuthServer's reasons) -> GitHub's answer.
+TOKEN_REFUSALS = {
+    "client": "oauth-error.incorrect_client_credentials.json",
+    "code": "oauth-error.bad_verification_code.json",
+    "code_verifier": "oauth-error.bad_verification_code.json",  # no PKCE error documented
+    "redirect_uri": "oauth-error.redirect_uri_mismatch.json",
+}
 
 
 def fixture(name: str) -> Any:
@@ -134,75 +147,41 @@ class Repository:
     moved_to: str | None = None  # renamed or transferred: old name answers 301
 
 
-@attrs.define
-class OAuthApp:
-    client_id: str
-    client_secret: str
-    name: str
-    callback_url: str | None
+class FakeGitHub(FakeOAuthServer):
+    provider_name = "GitHub"
+    authorize_path = "/login/oauth/authorize"
+    token_paths = ("/login/oauth/access_token",)
+    known_scopes = frozenset(SCOPE_WORDS)
+    client_auth = frozenset({"post"})  # client_id and client_secret in the body only
+    token_redirect_uri_optional = True
+    token_prefix = "gho_"
+    replay_revokes_tokens = False  # GitHub does not document it
+    bearer_schemes = ("bearer", "token")
+    failure_areas = ("token", "user", "api", "graphql")
+    failure_modes = FAILURES
+    denied_params = {
+        "error_description": "The user has denied your application access.",
+        "error_uri": ACCESS_DENIED_DOCS,
+    }
 
-
-@attrs.frozen
-class SeenRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # without Authorization and Cookie
-    form: dict[str, str]  # the body's form fields, client_secret redacted
-
-
-@attrs.define
-class _Code:
-    client_id: str
-    redirect_uri: str
-    challenge: str | None
-    account: Account
-    scopes: frozenset[str]
-    issued: float
-    used: bool = False
-    expired: bool = False
-
-
-@attrs.define
-class _Token:
-    account: Account
-    scopes: frozenset[str]
-    client_id: str
-
-
-@attrs.define
-class _Failure:
-    what: int | str
-    times: int | None
-
-
-class FakeGitHub:
     def __init__(self, *, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host=host)
         self.accounts: dict[str, Account] = {}
         self.orgs: dict[str, Organization] = {}
         self.repos: dict[str, Repository] = {}
-        self.apps: dict[str, OAuthApp] = {}
-        self.signed_in: Account | None = None
-        self.auto_approve: bool | str = False
-        self.require_pkce = True
         self.rate_limit_remaining = 5000
         self.secondary_rate_limit = False
-        self.requests: list[SeenRequest] = []
         self._ids = itertools.count(583231)
-        self._codes: dict[str, _Code] = {}
-        self._tokens: dict[str, _Token] = {}
-        self._consents: dict[str, dict[str, Any]] = {}
-        self._failures: dict[str, _Failure] = {}
-        self._stopping = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
     # The world
 
     @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def require_pkce(self) -> bool:
+        return self.pkce == "required"
+
+    @require_pkce.setter
+    def require_pkce(self, required: bool) -> None:
+        self.pkce = "required" if required else "optional"
 
     def config_section(
         self,
@@ -213,12 +192,10 @@ class FakeGitHub:
         name: str = "Matrix room invites",
     ) -> dict[str, str]:
         """Register (or update) an OAuth app; the plugin's `providers.github` section."""
-        app = self.apps.get(client_id)
-        if app is None:
-            self.apps[client_id] = OAuthApp(client_id, client_secret, name, callback_url)
-        else:
-            app.client_secret, app.name = client_secret, name
-            app.callback_url = callback_url or app.callback_url
+        app = self.register_client(client_id, client_secret, name=name)
+        app.name = name
+        if callback_url:
+            app.redirect_uris[:] = [callback_url]  # an OAuth app has one callback URL
         return {
             "client_id": client_id,
             "client_secret": client_secret,
@@ -228,7 +205,7 @@ class FakeGitHub:
         }
 
     def set_callback_url(self, client_id: str, callback_url: str) -> None:
-        self.apps[client_id].callback_url = callback_url
+        self.clients[client_id].redirect_uris[:] = [callback_url]
 
     def add_account(self, login: str, *, name: str | None = None) -> Account:
         account = Account(login, next(self._ids), name)
@@ -259,19 +236,13 @@ class FakeGitHub:
     def fail(self, where: str, status: int | str = 503, *, times: int | None = None) -> None:
         """Make `where` ("token", "user", "graphql", or "api": every API call) fail with an
         HTTP status or one of FAILURES, `times` times (None: until `recover()`)."""
-        assert where in ("token", "user", "api", "graphql"), where
-        assert isinstance(status, int) or status in FAILURES, status
-        self._failures[where] = _Failure(status, times)
+        super().fail(where, status, times=times)
 
     def recover(self) -> None:
-        self._failures.clear()
-
-    def expire_codes(self) -> None:
-        for code in self._codes.values():
-            code.expired = True
+        self.clear_failures()
 
     def revoke_tokens(self) -> None:
-        self._tokens.clear()
+        self.expire_tokens()
 
     def exhaust_rate_limit(self, *, secondary: bool = False) -> None:
         if secondary:
@@ -279,7 +250,8 @@ class FakeGitHub:
         else:
             self.rate_limit_remaining = 0
 
-    def requests_to(self, path: str) -> list[SeenRequest]:
+    def requests_to(self, path: str) -> list[SeenRequest]:  # type: ignore[override]
+        """The requests to `path` (GitHub's fake filters by path, not by area)."""
         return [r for r in self.requests if r.path == path]
 
     # For tests without a browser: the person's visit to the authorize URL.
@@ -292,210 +264,106 @@ class FakeGitHub:
                 if response.status == 302:
                     return yarl.URL(response.headers["Location"])
                 page = await response.text()
-                if response.status != 200 or 'name="consent"' not in page:
+                if response.status != 200 or 'name="ticket"' not in page:
                     raise AssertionError(f"authorize answered {response.status}: {page[:300]}")
-            consent = page.split('name="consent" value="', 1)[1].split('"', 1)[0]
+            ticket = page.split('name="ticket" value="', 1)[1].split('"', 1)[0]
             async with session.post(
-                f"{self.url}/login/oauth/authorize",
-                data={"consent": consent, "decision": decision},
+                f"{self.url}{self.authorize_path}",
+                data={"ticket": ticket, "decision": decision},
                 allow_redirects=False,
             ) as response:
                 assert response.status == 302, await response.text()
                 return yarl.URL(response.headers["Location"])
 
-    # Serving
+    # The web side: GitHub's ways
 
-    async def __aenter__(self) -> FakeGitHub:
-        app = web.Application(middlewares=[self._record])
-        app.router.add_get("/login/oauth/authorize", self._authorize)
-        app.router.add_post("/login/oauth/authorize", self._consent)
-        app.router.add_post("/login/oauth/access_token", self._access_token)
-        app.router.add_get(f"{API}/user", self._user)
-        app.router.add_get(f"{API}/user/memberships/orgs/{{org}}", self._org_membership)
-        app.router.add_get(
-            f"{API}/orgs/{{org}}/teams/{{team}}/memberships/{{username}}", self._team_membership
+    def redirect_uri(self, client: FakeClient, params: dict[str, str]) -> str | web.Response:
+        if not client.redirect_uris:
+            return _page("The application has no callback URL registered.", status=400)
+        callback_url = client.redirect_uris[0]
+        redirect_uri = params.get("redirect_uri") or callback_url
+        if _under_callback(redirect_uri, callback_url):
+            return redirect_uri
+        # GitHub sends the browser to the registered callback with the error.
+        return _redirect(
+            callback_url,
+            error="redirect_uri_mismatch",
+            error_description="The redirect_uri MUST match the registered callback URL "
+            "for this application.",
+            state=params.get("state", ""),
         )
-        app.router.add_get(f"{API}/repos/{{owner}}/{{repo}}", self._repository)
-        app.router.add_post(GRAPHQL, self._graphql)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stopping.set()  # hung answers return now, so the runner stops at once
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    def requested_scopes(self, params: dict[str, str]) -> frozenset[str]:
+        return frozenset(params.get("scope", "").replace(",", " ").split())
 
-    @web.middleware
-    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        form: dict[str, str] = {}
-        if request.content_type == "application/x-www-form-urlencoded":
-            posted = await request.post()
-            form = {k: "[redacted]" if k in SECRET_FIELDS else str(v) for k, v in posted.items()}
+    def granted_scopes(self, scopes: frozenset[str]) -> frozenset[str]:
+        # GitHub lets people edit the request on its page: what they grant is theirs.
+        grants = self.signed_in.grants
+        return scopes if grants is None else frozenset(grants)
+
+    def consent_page(self, client: FakeClient, scopes: frozenset[str], ticket: str) -> str:
+        return _consent_page(client, self.signed_in, scopes, ticket)
+
+    def token_params(self, request: web.Request, form: dict[str, str]) -> dict[str, str]:
+        # GitHub reads the parameters from the query string too; the provider must not.
+        return {**request.query, **form}
+
+    def token_answer(
+        self, request: web.Request, body: dict[str, Any], status: int = 200
+    ) -> web.Response:
+        # Without Accept: JSON, GitHub answers a form.
+        if "application/json" in request.headers.get("Accept", ""):
+            return web.json_response(body, status=status)
+        form = str(yarl.URL.build(query={k: str(v) for k, v in body.items()}).query_string)
+        return web.Response(
+            text=form, status=status, content_type="application/x-www-form-urlencoded"
+        )
+
+    def token_refusal(self, request: web.Request, reason: str) -> web.Response:
+        # GitHub refuses with HTTP 200 and its own error codes.
+        name = TOKEN_REFUSALS.get(reason)
+        body = fixture(name) if name else {"error": "unsupported_grant_type"}
+        return self.token_answer(request, body)
+
+    def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
+        body = fixture("oauth-access-token.200.json")
+        body.update(access_token=access_token, scope=",".join(sorted(code.scopes)))
+        return body
+
+    def api_error(self, status: int) -> web.Response:
+        return web.json_response({"message": "Server Error"}, status=status)
+
+    def seen(self, request: web.Request, form: dict[str, str], area: str) -> SeenRequest:
         headers = {
             k: v
             for k, v in request.headers.items()
             if k.lower() not in ("authorization", "cookie")
         }
-        self.requests.append(
-            SeenRequest(request.method, request.path, dict(request.query), headers, form)
+        form = {k: "[redacted]" if k == "client_secret" else v for k, v in form.items()}
+        query = dict(request.query)
+        return SeenRequest(
+            request.method, request.path, request.raw_path, query, headers, form, area
         )
-        return await handler(request)
 
-    async def _injected_failure(self, *places: str) -> web.Response | None:
-        for place in places:
-            failure = self._failures.get(place)
-            if failure is None:
-                continue
-            if failure.times is not None:
-                failure.times -= 1
-                if failure.times <= 0:
-                    del self._failures[place]
-            return await self._failure_answer(failure.what)
-        return None
-
-    async def _failure_answer(self, what: int | str) -> web.Response:
-        if what == "timeout":
-            await self._stopping.wait()
-            return web.Response(status=503)
-        if what == "malformed":
-            return web.Response(body=b'{"login": "oct', content_type="application/json")
-        if what == "huge":
-            padding = "x" * (2 * 1024 * 1024)
-            return web.json_response({"login": "octocat", "padding": padding})
-        if what == "html":
-            return web.Response(
-                text="<html><body>Unicorn!</body></html>", content_type="text/html"
-            )
-        return web.json_response({"message": "Server Error"}, status=int(what))
-
-    # The web side: authorize, consent, token
-
-    async def _authorize(self, request: web.Request) -> web.Response:
-        query = request.query
-        app = self.apps.get(query.get("client_id", ""))
-        if app is None:
-            return _page("404: this application does not exist", status=404)
-        if app.callback_url is None:
-            return _page("The application has no callback URL registered.", status=400)
-        redirect_uri = query.get("redirect_uri") or app.callback_url
-        state = query.get("state", "")
-        if not _under_callback(redirect_uri, app.callback_url):
-            # GitHub sends the browser to the registered callback with the error.
-            return _redirect(
-                app.callback_url,
-                error="redirect_uri_mismatch",
-                error_description="The redirect_uri MUST match the registered callback URL "
-                "for this application.",
-                state=state,
-            )
-        if query.get("response_type", "code") != "code":
-            return _page("response_type must be code", status=400)
-        if not state:
-            return _page("state is missing (the fake requires it)", status=400)
-        challenge = query.get("code_challenge")
-        method = query.get("code_challenge_method")
-        if challenge is not None and (method != "S256" or len(challenge) != 43):
-            return _page("PKCE: only code_challenge_method=S256 is accepted", status=400)
-        if challenge is None and self.require_pkce:
-            return _page("PKCE: code_challenge is missing (the fake requires it)", status=400)
-        if self.signed_in is None:
-            return _page("Sign in to GitHub (nobody is signed in at the fake)", status=401)
-        scopes = frozenset(query.get("scope", "").replace(",", " ").split())
-        pending = {
-            "app": app,
-            "redirect_uri": redirect_uri,
-            "state": state,
-            "challenge": challenge,
-            "scopes": scopes,
-            "account": self.signed_in,
-        }
-        if self.auto_approve is True:
-            return self._approve(pending)
-        if self.auto_approve == "deny":
-            return _denied(pending)
-        consent = secrets.token_urlsafe(16)
-        self._consents[consent] = pending
-        return _consent_page(app, self.signed_in, scopes, consent)
-
-    async def _consent(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        pending = self._consents.pop(str(form.get("consent", "")), None)
-        if pending is None:
-            return _page("This authorization request is unknown or was already answered.", 400)
-        if form.get("decision") == "authorize":
-            return self._approve(pending)
-        return _denied(pending)
-
-    def _approve(self, pending: dict[str, Any]) -> web.Response:
-        account: Account = pending["account"]
-        scopes = account.grants if account.grants is not None else pending["scopes"]
-        code = secrets.token_hex(10)
-        self._codes[code] = _Code(
-            pending["app"].client_id,
-            pending["redirect_uri"],
-            pending["challenge"],
-            account,
-            frozenset(scopes),
-            time.monotonic(),
+    def add_api_routes(self, add: Callable[..., None]) -> None:
+        add("GET", f"{API}/user", self._user, "api", "user")
+        add("GET", f"{API}/user/memberships/orgs/{{org}}", self._org_membership)
+        add(
+            "GET",
+            f"{API}/orgs/{{org}}/teams/{{team}}/memberships/{{username}}",
+            self._team_membership,
         )
-        return _redirect(pending["redirect_uri"], code=code, state=pending["state"])
-
-    async def _access_token(self, request: web.Request) -> web.Response:
-        wants_json = "application/json" in request.headers.get("Accept", "")
-        injected = await self._injected_failure("token")
-        if injected is not None:
-            return injected
-        # GitHub reads the parameters from the query string too; the provider must not.
-        params = {**request.query, **{k: str(v) for k, v in (await request.post()).items()}}
-        app = self.apps.get(params.get("client_id", ""))
-        if app is None or not hmac.compare_digest(
-            app.client_secret.encode(), params.get("client_secret", "").encode()
-        ):
-            return _token_answer(
-                fixture("oauth-error.incorrect_client_credentials.json"), wants_json
-            )
-        bad_code = fixture("oauth-error.bad_verification_code.json")
-        code = self._codes.get(params.get("code", ""))
-        if (
-            code is None
-            or code.used
-            or code.expired
-            or time.monotonic() - code.issued > CODE_LIFETIME
-            or code.client_id != app.client_id
-        ):
-            return _token_answer(bad_code, wants_json)
-        if "redirect_uri" in params and params["redirect_uri"] != code.redirect_uri:
-            return _token_answer(fixture("oauth-error.redirect_uri_mismatch.json"), wants_json)
-        if code.challenge is not None and _s256(params.get("code_verifier", "")) != code.challenge:
-            return _token_answer(bad_code, wants_json)  # GitHub does not document a PKCE error
-        code.used = True
-        token = f"gho_{secrets.token_urlsafe(27)}"
-        self._tokens[token] = _Token(code.account, code.scopes, app.client_id)
-        body = fixture("oauth-access-token.200.json")
-        body.update(access_token=token, scope=",".join(sorted(code.scopes)))
-        return _token_answer(body, wants_json)
+        add("GET", f"{API}/repos/{{owner}}/{{repo}}", self._repository)
+        add("POST", GRAPHQL, self._graphql, "api", "graphql")
 
     # The REST API
 
-    async def _api_gate(
-        self, request: web.Request, place: str, needs: str | None
-    ) -> tuple[_Token | None, web.Response | None]:
-        """The checks every API call passes: faults, token, rate limit, scope."""
-        injected = await self._injected_failure(place, "api")
-        if injected is not None:
-            return None, injected
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        token = self._tokens.get(value) if scheme.lower() in ("bearer", "token") else None
+    def _api_gate(
+        self, request: web.Request, needs: str | None
+    ) -> tuple[IssuedToken | None, web.Response | None]:
+        """The checks every API call passes (after scripted failures): token, rate limit,
+        scope."""
+        token = self.bearer(request)
         if token is None:
             return None, web.json_response(fixture("error-401-bad-credentials.json"), status=401)
         if self.secondary_rate_limit:
@@ -519,7 +387,7 @@ class FakeGitHub:
                 status=403,
             )
         self.rate_limit_remaining -= 1
-        if needs is not None and not _has_scope(token, needs) and place != "graphql":
+        if needs is not None and not _has_scope(token, needs):
             return token, self._json(
                 token,
                 {"message": f"This call needs the {needs} scope.", "documentation_url": ""},
@@ -530,7 +398,7 @@ class FakeGitHub:
 
     def _json(
         self,
-        token: _Token,
+        token: IssuedToken,
         body: Any,
         *,
         status: int = 200,
@@ -547,7 +415,7 @@ class FakeGitHub:
         headers.update(extra or {})
         return web.json_response(body, status=status, headers=headers)
 
-    def _org_gate(self, token: _Token, org_login: str) -> web.Response | None:
+    def _org_gate(self, token: IssuedToken, org_login: str) -> web.Response | None:
         """What an organisation's policies answer before its data is shown."""
         org = self.orgs.get(org_login.lower())
         if org is None:
@@ -571,7 +439,7 @@ class FakeGitHub:
         return None
 
     async def _user(self, request: web.Request) -> web.Response:
-        token, refused = await self._api_gate(request, "user", None)
+        token, refused = self._api_gate(request, None)
         if refused is not None:
             return refused
         assert token is not None
@@ -588,7 +456,7 @@ class FakeGitHub:
         return self._json(token, body)
 
     async def _org_membership(self, request: web.Request) -> web.Response:
-        token, refused = await self._api_gate(request, "org", "read:org")
+        token, refused = self._api_gate(request, "read:org")
         if refused is not None:
             return refused
         assert token is not None
@@ -615,7 +483,7 @@ class FakeGitHub:
         return self._json(token, body)
 
     async def _team_membership(self, request: web.Request) -> web.Response:
-        token, refused = await self._api_gate(request, "team", "read:org")
+        token, refused = self._api_gate(request, "read:org")
         if refused is not None:
             return refused
         assert token is not None
@@ -636,7 +504,7 @@ class FakeGitHub:
         return self._json(token, body)
 
     async def _repository(self, request: web.Request) -> web.Response:
-        token, refused = await self._api_gate(request, "repo", None)
+        token, refused = self._api_gate(request, None)
         if refused is not None:
             return refused
         assert token is not None
@@ -670,7 +538,7 @@ class FakeGitHub:
     # GraphQL: only the sponsorship question the provider asks
 
     async def _graphql(self, request: web.Request) -> web.Response:
-        token, refused = await self._api_gate(request, "graphql", None)
+        token, refused = self._api_gate(request, None)
         if refused is not None:
             if refused.status == 403 and token is not None and not self.secondary_rate_limit:
                 # GraphQL reports the hourly limit in its errors, with HTTP 200.
@@ -716,13 +584,8 @@ class FakeGitHub:
         return self._json(token, {"data": {"repositoryOwner": copy.deepcopy(owner)}})
 
 
-def _has_scope(token: _Token, scope: str) -> bool:
+def _has_scope(token: IssuedToken, scope: str) -> bool:
     return scope in token.scopes or bool(token.scopes & IMPLIED.get(scope, set()))
-
-
-def _s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def _under_callback(redirect_uri: str, callback_url: str) -> bool:
@@ -743,32 +606,12 @@ def _redirect(location: str, **params: str) -> web.Response:
     return web.Response(status=302, headers={"Location": str(url)})
 
 
-def _denied(pending: dict[str, Any]) -> web.Response:
-    return _redirect(
-        pending["redirect_uri"],
-        error="access_denied",
-        error_description="The user has denied your application access.",
-        error_uri=ACCESS_DENIED_DOCS,
-        state=pending["state"],
-    )
-
-
-def _token_answer(body: dict[str, Any], wants_json: bool) -> web.Response:
-    # Refusals come back with HTTP 200 too; without Accept: JSON, GitHub answers a form.
-    if wants_json:
-        return web.json_response(body)
-    form = str(yarl.URL.build(query={k: str(v) for k, v in body.items()}).query_string)
-    return web.Response(text=form, content_type="application/x-www-form-urlencoded")
-
-
 def _page(message: str, status: int = 200) -> web.Response:
     body = f"<!doctype html><title>GitHub</title><p>{html.escape(message)}</p>"
     return web.Response(text=body, status=status, content_type="text/html")
 
 
-def _consent_page(
-    app: OAuthApp, account: Account, scopes: frozenset[str], consent: str
-) -> web.Response:
+def _consent_page(app: FakeClient, account: Account, scopes: frozenset[str], ticket: str) -> str:
     items = (
         "".join(
             f"<li><code>{html.escape(s)}</code> {html.escape(SCOPE_WORDS.get(s, ''))}</li>"
@@ -784,8 +627,8 @@ def _consent_page(
 {html.escape(app.name)} would like permission to:</p>
 <ul>{items}</ul>
 <form method="post" action="/login/oauth/authorize">
-<input type="hidden" name="consent" value="{consent}">
+<input type="hidden" name="ticket" value="{ticket}">
 <button type="submit" name="decision" value="cancel">Cancel</button>
 <button type="submit" name="decision" value="authorize">Authorize</button>
 </form></main></body></html>"""
-    return web.Response(text=body, content_type="text/html")
+    return body

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from support.providers.github import FIXTURES, FakeGitHub, _s256
+from support.providers.fake_oauth import s256
+from support.providers.github import FIXTURES, FakeGitHub
 
 from thirdparty_invite.net.guard import AddressPolicy
 from thirdparty_invite.net.http import OutboundHTTP
@@ -295,7 +296,7 @@ async def test_sign_in_asks_read_org_only_with_pkce_and_never_sends_the_secret_i
     [token] = github.requests_to("/login/oauth/access_token")
     assert token.method == "POST" and token.query == {}
     assert token.form["client_secret"] == "[redacted]"  # sent, in the body
-    assert _s256(token.form["code_verifier"]) == authorize.query["code_challenge"]
+    assert s256(token.form["code_verifier"]) == authorize.query["code_challenge"]
     assert token.headers["Accept"] == "application/json"
     for request in github.requests:
         assert CLIENT_SECRET not in request.path
