@@ -83,8 +83,7 @@ def describe_outcome(item: QueuedInvite | None, room_name: str, room_id: str) ->
 
 
 BINDING_IN_SHARED_ROOM = (
-    "Send me that link in a direct chat: I answer there with a sign-in link that is for "
-    "you alone."
+    "Send me that link in a direct chat: I answer there with a sign-in link that is for you alone."
 )
 SOMETHING_WENT_WRONG = "Something went wrong on my side; please try again in a few minutes."
 
