@@ -88,33 +88,36 @@ class GitHubSession(ProviderSession):
     # What each rule asks
 
     async def _check_org(self, org: str) -> Verdict:
-        response = await self._get(f"/user/memberships/orgs/{org}")
-        membership = response.body if response.status == 200 else None
-        if response.status == 404:
-            return Verdict.no(f"you ({self._you}) are not a member of the organisation {org}")
-        if not isinstance(membership, dict):
-            return self._trouble(response, "read:org", org)
-        state, role = membership.get("state"), membership.get("role")
-        if state == "pending":
-            return self._pending(org, f"the organisation {org}")
-        if state != "active":
-            return self._nonsense("the organisation membership")
-        if role == "billing_manager":
+        membership = await self._membership(f"/user/memberships/orgs/{org}", org)
+        if isinstance(membership, Verdict):
+            return membership
+        if membership.get("role") == "billing_manager":
             return Verdict.no(f"you are a billing manager of {org}, not a member")
         return Verdict.yes()
 
     async def _check_team(self, org: str, team: str) -> Verdict:
-        response = await self._get(f"/orgs/{org}/teams/{team}/memberships/{self.login}")
+        path = f"/orgs/{org}/teams/{team}/memberships/{self.login}"
+        membership = await self._membership(path, org, team)
+        return membership if isinstance(membership, Verdict) else Verdict.yes()
+
+    async def _membership(
+        self, path: str, org: str, team: str | None = None
+    ) -> dict[str, Any] | Verdict:
+        """The active membership of the organisation, or of the team, at `path`; else the
+        verdict: not a member (404), an invitation not accepted yet, or GitHub's trouble."""
+        response = await self._get(path)
         membership = response.body if response.status == 200 else None
+        what = f"team {team} of {org}" if team else f"the organisation {org}"
         if response.status == 404:
-            return Verdict.no(f"you ({self._you}) are not in team {team} of {org}")
+            relation = "in" if team else "a member of"
+            return Verdict.no(f"you ({self._you}) are not {relation} {what}")
         if not isinstance(membership, dict):
             return self._trouble(response, "read:org", org)
         if membership.get("state") == "pending":
-            return self._pending(org, f"team {team} of {org}")
+            return self._pending(org, what)
         if membership.get("state") != "active":
-            return self._nonsense("the team membership")
-        return Verdict.yes()
+            return self._nonsense(f"the {'team' if team else 'organisation'} membership")
+        return membership
 
     async def _check_repo(self, owner: str, name: str, needed: str) -> Verdict:
         response = await self._get(f"/repos/{owner}/{name}")
