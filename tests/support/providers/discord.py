@@ -25,7 +25,6 @@ from support.providers.fake_oauth import (
     FakeClient,
     FakeOAuthServer,
     Handler,
-    IssuedCode,
     IssuedToken,
     fixture,
 )
@@ -65,6 +64,7 @@ class FakeDiscord(FakeOAuthServer):
     known_scopes = frozenset(
         {"identify", "email", "guilds", "guilds.members.read", "guilds.join", "connections"}
     )
+    token_fixture = ("discord", "oauth2-token.200.json")
 
     def __init__(self, *, host: str = "127.0.0.1") -> None:
         super().__init__(host=host)
@@ -101,15 +101,6 @@ class FakeDiscord(FakeOAuthServer):
         key = (client.client_id, self.signed_in.id)
         self._authorized[key] = self._authorized.get(key, frozenset()) | scopes
         return super()._issue(client, params, scopes)
-
-    def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
-        body = fixture("discord", "oauth2-token.200.json")
-        body.update(
-            access_token=access_token,
-            refresh_token=secrets.token_urlsafe(24),
-            scope=" ".join(sorted(code.scopes)),
-        )
-        return body
 
     def api_error(self, status: int) -> web.Response:
         if status == 429:

@@ -112,6 +112,7 @@ class FakeOAuthServer:
     authorize_path: ClassVar[str]
     token_paths: ClassVar[tuple[str, ...]]
     known_scopes: ClassVar[frozenset[str]]
+    token_fixture: ClassVar[tuple[str, str]]  # (provider, file) of the token answer's example
     pkce: ClassVar[str] = "required"  # or "optional": checked only when a challenge came
     client_auth: ClassVar[frozenset[str]] = frozenset({"basic", "post"})
     code_lifetime = 600.0
@@ -230,9 +231,16 @@ class FakeOAuthServer:
         return False
 
     def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
-        """The token endpoint's answer for the code `code` (its account, client, granted
-        scopes and nonce)."""
-        raise NotImplementedError
+        """The token endpoint's answer for `code` (its account, client, granted scopes and
+        nonce). Here: the provider's documented example (`token_fixture`) with the new
+        tokens and the granted scopes, space separated."""
+        body = fixture(*self.token_fixture)
+        body.update(
+            access_token=access_token,
+            refresh_token=secrets.token_urlsafe(24),
+            scope=" ".join(sorted(code.scopes)),
+        )
+        return body
 
     def redirect_uri(self, client: FakeClient, params: dict[str, str]) -> str | web.Response:
         """Where the browser goes back to, or the answer refusing the request. Here: an

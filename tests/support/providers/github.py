@@ -359,10 +359,10 @@ class FakeGitHub(FakeOAuthServer):
     # The REST API
 
     def _api_gate(
-        self, request: web.Request, needs: str | None
+        self, request: web.Request, needs: str | None, org: str | None = None
     ) -> tuple[IssuedToken | None, web.Response | None]:
         """The checks every API call passes (after scripted failures): token, rate limit,
-        scope."""
+        scope, and the policies of the organisation `org` when it asks about one."""
         token = self.bearer(request)
         if token is None:
             return None, web.json_response(fixture("error-401-bad-credentials.json"), status=401)
@@ -394,7 +394,7 @@ class FakeGitHub(FakeOAuthServer):
                 status=403,
                 extra={"X-Accepted-OAuth-Scopes": needs},
             )
-        return token, None
+        return token, None if org is None else self._org_gate(token, org)
 
     def _json(
         self,
@@ -456,14 +456,11 @@ class FakeGitHub(FakeOAuthServer):
         return self._json(token, body)
 
     async def _org_membership(self, request: web.Request) -> web.Response:
-        token, refused = self._api_gate(request, "read:org")
+        org = request.match_info["org"]
+        token, refused = self._api_gate(request, "read:org", org)
         if refused is not None:
             return refused
         assert token is not None
-        org = request.match_info["org"]
-        refused = self._org_gate(token, org)
-        if refused is not None:
-            return refused
         membership = token.account.orgs.get(org.lower())
         if membership is None:
             return self._json(token, fixture("error-404-not-found.constructed.json"), status=404)
@@ -483,14 +480,11 @@ class FakeGitHub(FakeOAuthServer):
         return self._json(token, body)
 
     async def _team_membership(self, request: web.Request) -> web.Response:
-        token, refused = self._api_gate(request, "read:org")
+        org, team, username = (request.match_info[k] for k in ("org", "team", "username"))
+        token, refused = self._api_gate(request, "read:org", org)
         if refused is not None:
             return refused
         assert token is not None
-        org, team, username = (request.match_info[k] for k in ("org", "team", "username"))
-        refused = self._org_gate(token, org)
-        if refused is not None:
-            return refused
         account = self.accounts.get(username.lower())
         membership = account.teams.get(f"{org}/{team}".lower()) if account else None
         if membership is None:

@@ -94,6 +94,7 @@ class FakeGitLab(FakeOAuthServer):
     authorize_path = "/oauth/authorize"
     token_paths = ("/oauth/token",)
     known_scopes = frozenset({"openid", "profile", "email", "read_user", "read_api", "api"})
+    token_fixture = ("gitlab", "oauth-token.200.json")
 
     def __init__(self, *, host: str = "127.0.0.1") -> None:
         super().__init__(host=host)
@@ -176,14 +177,9 @@ class FakeGitLab(FakeOAuthServer):
     # --- OAuth specifics --------------------------------------------------------------------
 
     def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
-        body = gitlab_fixture("oauth-token.200.json")
-        body.update(
-            access_token=access_token,
-            refresh_token=secrets.token_hex(32),
-            # Doorkeeper sends the granted scopes (the docs' example leaves them out).
-            scope=" ".join(sorted(code.scopes)),
-            created_at=int(time.time()),
-        )
+        # Doorkeeper sends the granted scopes (the docs' example leaves them out).
+        body = super().token_body(access_token, code)
+        body.update(refresh_token=secrets.token_hex(32), created_at=int(time.time()))
         if "openid" in code.scopes:
             body["id_token"] = self._id_token(code.account, code.client_id, code.nonce)
         return body

@@ -27,7 +27,6 @@ import attrs
 from support.providers.fake_oauth import (
     FakeOAuthServer,
     Handler,
-    IssuedCode,
     IssuedToken,
     fixture,
 )
@@ -99,6 +98,7 @@ class FakePatreon(FakeOAuthServer):
     authorize_path = "/oauth2/authorize"
     token_paths = ("/api/oauth2/token",)
     known_scopes = frozenset(fixture("patreon", "enums.json")["oauth.scopes_v2"])
+    token_fixture = ("patreon", "token.200.constructed.json")
     pkce = "optional"
     client_auth = frozenset({"post"})
 
@@ -157,15 +157,6 @@ class FakePatreon(FakeOAuthServer):
         }
 
     # --- answers ----------------------------------------------------------------------
-
-    def token_body(self, access_token: str, code: IssuedCode) -> dict[str, Any]:
-        body = fixture("patreon", "token.200.constructed.json")
-        body.update(
-            access_token=access_token,
-            refresh_token=secrets.token_urlsafe(24),
-            scope=" ".join(sorted(code.scopes)),
-        )
-        return body
 
     def api_error(self, status: int) -> web.Response:
         if status == 429:
