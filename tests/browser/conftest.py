@@ -2,7 +2,9 @@
 
 One stack (devtools/stack.py: Synapse with .well-known, a tight failed-login limit and a
 local OpenID provider for SSO; a full maubot server running the built .mbp) serves the whole
-session; each test gets a fresh browser context, its own users and its own room.
+session; each test gets a fresh browser context, its own users and its own room. Tests of
+bindings ask for ``providers``: a local GitHub and Patreon, and the OpenID provider as a
+provider of the plugin's own, all set up in the plugin's config.
 
 Every test saves screenshots of the states it passes through under
 test-artifacts/screenshots/<test name>/ and fails if the page reached anything but
@@ -15,12 +17,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 import re
 
+import attrs
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
 import pytest
 import pytest_asyncio
 from support import server_logs
 from support.browser_pages import PageWatch, Screenshots
 from support.invite_site import IDP_NAME, PASSWORD, Site
+from support.providers.github import FakeGitHub
+from support.providers.patreon import FakePatreon
 
 from devtools.browser import launch_chromium
 from devtools.stack import SSO, running_stack
@@ -47,6 +52,41 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     ) as stack:
         with server_logs.attached(stack.started):
             yield stack
+
+
+# The plugin's own OpenID Connect provider (providers.oidc.<id>): the stack's test provider.
+OIDC_PROVIDER_ID = "staff"
+OIDC_PROVIDER_NAME = "Staff SSO"
+
+
+@attrs.frozen
+class Providers:
+    """The providers of the binding tests, each showing its consent page to the browser
+    (``auto_approve`` False) until a test says otherwise."""
+
+    github: FakeGitHub
+    patreon: FakePatreon
+    oidc_id: str = OIDC_PROVIDER_ID
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def providers(site: Site) -> AsyncIterator[Providers]:
+    callback = f"{site.web_url}api/oauth/callback"
+    assert site.oidc is not None
+    async with FakeGitHub() as github, FakePatreon() as patreon:
+        await site.configure(
+            providers={
+                "github": github.config_section(callback_url=callback),
+                "patreon": patreon.config_section(redirect_uris=[callback]),
+                "oidc": {
+                    OIDC_PROVIDER_ID: site.oidc.config_section(
+                        redirect_uris=[callback], name=OIDC_PROVIDER_NAME
+                    )
+                },
+            }
+        )
+        yield Providers(github, patreon)
+        await site.configure()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

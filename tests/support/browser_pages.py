@@ -87,6 +87,9 @@ STATES = (
 
 
 class InvitePage:
+    states = STATES
+    submit_label = "Sign in and join"  # the password form's button
+
     def __init__(self, page: Page, shots: Screenshots) -> None:
         self.page = page
         self.shots = shots
@@ -104,7 +107,7 @@ class InvitePage:
         """Wait until `state_id` is the one visible state; returns it."""
         locator = self.state(state_id)
         await expect(locator).to_be_visible(timeout=timeout)
-        for other in STATES:
+        for other in self.states:
             if other != state_id:
                 await expect(self.state(other)).to_be_hidden()
         return locator
@@ -120,7 +123,7 @@ class InvitePage:
     async def sign_in_with_password(self, password: str) -> None:
         await self.wait_for("state-signin")
         await self.page.get_by_label("Password").fill(password)
-        await self.page.get_by_role("button", name="Sign in and join").click()
+        await self.page.get_by_role("button", name=self.submit_label).click()
 
     async def problem(self) -> tuple[str, str]:
         state = await self.wait_for("state-problem")
@@ -131,6 +134,38 @@ class InvitePage:
 
     async def focused_id(self) -> str:
         return await self.page.evaluate("document.activeElement && document.activeElement.id")
+
+
+class JoinPage(InvitePage):
+    """A binding's page (…/join#<binding>): the invite page's states, and the providers'
+    step; `sign_in_at` walks one provider's consent page as a person does."""
+
+    states = (*STATES, "state-providers")
+    submit_label = "Sign in and continue"
+
+    async def provider_step(self, provider_name: str, title: str | None = None) -> Locator:
+        """The providers' step with the list item of `provider_name`; `title` when given."""
+        state = await self.wait_for("state-providers")
+        if title is not None:
+            await expect(state.locator("#providers-title")).to_have_text(title)
+        return state.locator(".provider-step", has_text=provider_name)
+
+    async def sign_in_at(
+        self, provider_name: str, button: str | None = None, *, decision: str = "Authorize"
+    ) -> None:
+        """Press the step's button ("Continue with GitHub" unless told), then `decision` on
+        the provider's consent page; the callback brings the browser back here."""
+        await self.wait_for("state-providers")
+        action = self.page.locator("#provider-action")
+        await expect(action).to_have_text(button or f"Continue with {provider_name}")
+        await action.click()
+        await self.page.get_by_role("button", name=decision).click()
+
+    async def at_consent(self, provider_name: str) -> None:
+        """Press "Continue with …" and stop on the provider's consent page."""
+        await self.wait_for("state-providers")
+        await self.page.locator("#provider-action").click()
+        await expect(self.page.get_by_role("button", name="Authorize")).to_be_visible()
 
 
 @asynccontextmanager
