@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from playwright.async_api import Page, expect
 import pytest
 from support.browser_pages import JoinPage
-from support.invite_site import PASSWORD, Site, bind
+from support.invite_site import IDP_NAME, PASSWORD, Site, bind
 
 pytestmark = pytest.mark.browser
 
@@ -267,4 +267,36 @@ async def test_an_openid_provider_group(site: Site, providers, browser_context, 
     done = await page.wait_for("state-done")
     await expect(done.locator("#done-title")).to_have_text("You are invited")
     await page.shot("invited")
+    await user.wait_for_invite(room_id)
+
+
+async def test_single_sign_on_on_a_binding_page(
+    site: Site, providers, browser_context, screenshots
+):
+    # The Matrix sign-in module is the invite page's, SSO round trip included: back from
+    # the homeserver, the binding's page picks up at the providers' step.
+    github = providers.github
+    room_id = await site.room("SSO and GitHub")
+    link = await bind(site, room_id, "github org:matrix-org")
+    user, provider_password = await site.sso_user()
+    github.sign_in_as(github.add_account(f"sso{secrets.token_hex(2)}").join_org("matrix-org"))
+    page = JoinPage(await browser_context(), screenshots)
+    browser = page.page
+    await page.open(link)
+    await page.enter_matrix_id(user.user_id)
+    await page.wait_for("state-signin")
+    await browser.get_by_role("button", name=f"Continue with {IDP_NAME}").click()
+    await browser.wait_for_url(f"{site.oidc.issuer}/**")
+    await browser.get_by_label("Username").fill(user.localpart)
+    await browser.get_by_label("Password").fill(provider_password)
+    await browser.get_by_role("button", name="Sign in").click()
+    await browser.get_by_role("link", name="Continue").click()  # Synapse asks first
+
+    await page.provider_step("GitHub", "Sign in at GitHub")
+    await expect(browser.locator("#providers-user")).to_have_text(user.user_id)
+    address = urlsplit(browser.url)
+    assert "loginToken" not in address.query and address.fragment == fragment(link)
+    await page.shot("back-from-sso")
+    await page.sign_in_at("GitHub")
+    await page.wait_for("state-done")
     await user.wait_for_invite(room_id)

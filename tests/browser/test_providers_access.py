@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Response, expect
 import pytest
 from support.browser_pages import JoinPage
 from support.invite_site import PASSWORD, Site, bind
@@ -252,3 +252,30 @@ async def test_provider_steps_are_announced(site: Site, providers, browser_conte
     ):
         assert any(text.startswith(step) for text in heard), (step, heard)
     await user.wait_for_invite(room_id)
+
+
+async def test_the_binding_page_is_served_as_the_invite_page(
+    site: Site, providers, browser_context, screenshots
+):
+    room_id = await site.room("Headers of the binding page")
+    link = await bind(site, room_id, "github org:matrix-org")
+    browser = await browser_context()
+    responses: list[Response] = []
+    browser.on("response", lambda response: responses.append(response))
+    page = JoinPage(browser, screenshots)
+    await page.open(link)
+    await page.wait_for("state-mxid")
+    ours = {
+        r.url.split(site.plugin.web_url, 1)[1]: r
+        for r in responses
+        if r.url.startswith(site.plugin.web_url) and r.request.method == "GET"
+    }
+    for path in ("join", "static/join.js", "static/matrix-signin.js", "static/problems.js"):
+        headers = await ours[path].all_headers()
+        assert ours[path].status == 200, path
+        assert headers["x-content-type-options"] == "nosniff", path
+    page_headers = await ours["join"].all_headers()
+    assert page_headers["content-type"] == "text/html; charset=utf-8"
+    assert "script-src 'self'" in page_headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page_headers["content-security-policy"]
+    assert page_headers["cache-control"] == "no-cache"
