@@ -58,7 +58,7 @@ IDENTITY_QUERY = {
     "fields[member]": "patron_status,currently_entitled_amount_cents,last_charge_status",
     "fields[tier]": "title,amount_cents",
 }
-SETTINGS = ("client_id", "client_secret", "campaign_id", "web_url", "api_url")
+SETTINGS = ("client_id", "client_secret", "campaign_id", "campaign_name", "web_url", "api_url")
 RULE_FORMS = "patron, tier:<tier name or ID>, or min_cents:<amount in cents>"
 MAX_CENTS = 100_000_000
 INACTIVE_REASONS = {
@@ -121,12 +121,15 @@ class PatreonProvider(Provider):
         client_id: str,
         client_secret: str,
         campaign_id: str,
+        campaign_name: str | None = None,
         web_url: str,
         api_url: str,
         http: Any,
     ) -> None:
         super().__init__(provider_id, "Patreon")
         self.campaign_id = campaign_id
+        # People know a creator's name, not a campaign's number.
+        self.campaign_name = campaign_name
         self.web_url = web_url
         self.api_url = api_url
         self._oauth = OAuthClient(
@@ -159,6 +162,9 @@ class PatreonProvider(Provider):
             client_id=text_setting(section, "client_id"),
             client_secret=text_setting(section, "client_secret"),
             campaign_id=campaign.strip(),
+            campaign_name=(
+                text_setting(section, "campaign_name") if "campaign_name" in section else None
+            ),
             web_url=url_setting(section, "web_url", DEFAULT_WEB_URL),
             api_url=url_setting(section, "api_url", DEFAULT_API_URL),
             http=http,
@@ -184,7 +190,9 @@ class PatreonProvider(Provider):
         return Rule(self.id, "min_cents", (str(int(arg)),), f"min_cents:{int(arg)}")
 
     def describe(self, rule: Rule) -> str:
-        campaign = f"the Patreon campaign {self.campaign_id}"
+        campaign = (
+            f"{self.campaign_name} on Patreon" if self.campaign_name else "this Patreon campaign"
+        )
         if rule.kind == "tier":
             return f"patrons of {campaign} at tier {rule.args[0]} or above"
         if rule.kind == "min_cents":

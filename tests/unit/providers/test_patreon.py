@@ -112,10 +112,14 @@ def test_describe_says_or_above() -> None:
     provider = PatreonProvider.from_config("patreon", OFFLINE, None)
     said = [provider.describe(provider.parse_rule(t)) for t in ("", "tier:Gold", "min_cents:550")]
     assert said == [
-        "active patrons of the Patreon campaign 123456",
-        "patrons of the Patreon campaign 123456 at tier Gold or above",
-        "patrons of the Patreon campaign 123456 pledging at least 5.50 (campaign currency)",
+        "active patrons of this Patreon campaign",
+        "patrons of this Patreon campaign at tier Gold or above",
+        "patrons of this Patreon campaign pledging at least 5.50 (campaign currency)",
     ]
+    named = PatreonProvider.from_config("patreon", {**OFFLINE, "campaign_name": "Ada's"}, None)
+    assert named.describe(named.parse_rule("tier:Gold")) == (
+        "patrons of Ada's on Patreon at tier Gold or above"
+    )
 
 
 @pytest.mark.parametrize(
