@@ -31,12 +31,9 @@ class ProviderUnavailable(UserFacingError):
     Nothing is recorded; the person is told to try again later."""
 
     def __init__(self, provider_name: str, detail: str) -> None:
-        super().__init__(
-            "TPI_PROVIDER_UNAVAILABLE",
-            f"{provider_name} is not answering properly right now ({detail}). "
-            "Nothing was recorded: try again in a few minutes.",
-            502,
-        )
+        self.reason = f"{provider_name} is not answering properly right now ({detail})."
+        self.remedy = "Nothing was recorded: try again in a few minutes."
+        super().__init__("TPI_PROVIDER_UNAVAILABLE", f"{self.reason} {self.remedy}", 502)
         self.detail = detail
 
 

@@ -28,7 +28,13 @@ from mautrix.util.async_db import Connection
 
 from ..durations import now_ms
 from ..errors import UserFacingError
-from ..providers.base import AuthorizationRequest, Provider, ProviderSession, Verdict
+from ..providers.base import (
+    AuthorizationRequest,
+    Provider,
+    ProviderSession,
+    ProviderUnavailable,
+    Verdict,
+)
 from ..storage import BindingAttempt, OAuthState, Storage
 from .bindings import BindingService, BindingView
 from .grants import Grant, GrantService, GrantSource
@@ -83,14 +89,15 @@ class AccountInUse(UserFacingError):
     def __init__(self, provider: Provider, max_ids: int) -> None:
         self.provider = provider
         many = "one Matrix account" if max_ids == 1 else f"{max_ids} Matrix accounts"
-        super().__init__(
-            "TPI_ACCOUNT_IN_USE",
-            f"This {provider.display_name} account has already been used to join with "
-            f"another Matrix account, and each {provider.display_name} account admits "
-            f"{many} here. Sign in with the Matrix account you used before, or ask a room "
-            "admin.",
-            409,
+        name = provider.display_name
+        # Which Matrix account holds the seat is not said: it is someone else's.
+        self.verdict = Verdict.no(
+            f"This {name} account has already been used to join with another Matrix "
+            f"account, and each {name} account admits {many} here.",
+            "Sign in with the Matrix account you used before, or ask a room admin.",
         )
+        message = f"{self.verdict.reason} {self.verdict.remedy}"
+        super().__init__("TPI_ACCOUNT_IN_USE", message, 409)
 
 
 class ProviderSignIn:
@@ -167,7 +174,8 @@ class ProviderSignIn:
                 view,
                 provider,
                 Verdict.unknown(
-                    f"The sign-in at {provider.display_name} took too long (over 10 minutes)."
+                    f"The sign-in at {provider.display_name} took too long (over 10 minutes).",
+                    "Try again: it takes a minute.",
                 ),
                 None,
             )
@@ -197,9 +205,12 @@ class ProviderSignIn:
                 if not verdict.holds:
                     return verdict, account
             return Verdict.yes(), account
+        except ProviderUnavailable as e:
+            return Verdict.unknown(e.reason, e.remedy), None
         except UserFacingError as e:
-            # SignInFailed (declined, expired code) or ProviderUnavailable: nothing counts.
-            return Verdict.unknown(e.message), None
+            # SignInFailed (declined, expired code, a bad ID token): its message says what
+            # to do. Nothing counts.
+            return Verdict.unknown(e.message, ""), None
         finally:
             if session is not None:
                 await session.close()  # the access token goes no further
@@ -253,7 +264,7 @@ class ProviderSignIn:
         try:
             return await self.grants.grant(user_id, view.binding.rooms, source, take_account_slots)
         except AccountInUse as e:
-            await self._record(session_hash, view, e.provider, Verdict.no(e.message), None)
+            await self._record(session_hash, view, e.provider, e.verdict, None)
             return None
 
     async def progress(self, session_id: str, user_id: str, public_id: str) -> BindingProgress:
@@ -308,7 +319,10 @@ class ProviderSignIn:
 
 def _declined(provider: Provider, error: str | None) -> Verdict:
     if error == "access_denied":
-        return Verdict.unknown(f"You cancelled the sign-in at {provider.display_name}.")
+        return Verdict.unknown(
+            f"You cancelled the sign-in at {provider.display_name}.",
+            "Continue again when you are ready.",
+        )
     return Verdict.unknown(
         f"{provider.display_name} did not complete the sign-in"
         + (f" ({error[:80]})." if error else ".")
