@@ -147,7 +147,7 @@ function showProviders(progress, back) {
         "sign in here again. If you think you qualify, ask the room's admins.",
       `Sign in at ${name} again`],
     error: [`The check at ${name} did not finish`,
-      "Nothing was held against you. Try again when it says.",
+      "Nothing was held against you: what happened is below, and you can try again.",
       `Try ${name} again`],
   }[next.state];
   $("providers-title").textContent = title;
