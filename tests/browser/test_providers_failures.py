@@ -126,7 +126,7 @@ async def test_provider_down_then_back(site: Site, providers, browser_context, s
         said = (await step.inner_text()).lower()
         assert said.count("try again in a few minutes") == 1, said
         await expect(page.page.locator("#providers-intro")).to_contain_text(
-            "Nothing was held against you."
+            "Nothing was held against you: what happened is below"
         )
         await page.shot("provider-down")
     finally:
