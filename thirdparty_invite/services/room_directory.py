@@ -55,9 +55,6 @@ class RoomDirectory:
         bot = self.rooms.bot_user_id
         return BotContact(bot, matrix_to(bot), self.rooms.can_decrypt)
 
-    async def name_of(self, room_id: str) -> str:
-        return (await self._describe(room_id)).name
-
     async def _describe(self, room_id: str) -> RoomSummary:
         name, topic = room_id, None
         try:
