@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator
 import logging
-import os
 from pathlib import Path
 import secrets
 
@@ -13,11 +12,11 @@ from mautrix.util.async_db import Database
 import pytest
 import pytest_asyncio
 from support import server_logs
+from support.postgres import POSTGRES_URL
 
 from thirdparty_invite.storage import Storage, upgrade_table
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_URL = os.environ.get("TPI_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ import logging
 from pathlib import Path
 import secrets
 
-from conftest import POSTGRES_URL
 from maubot.lib.plugin_db import ProxyPostgresDatabase
 from mautrix.util.async_db import Database, UpgradeTable
 import pytest
+from support.postgres import POSTGRES_URL
 
 from thirdparty_invite.durations import now_ms
 from thirdparty_invite.errors import UserFacingError
