@@ -158,6 +158,10 @@ async def test_progress_is_announced(site: Site, browser_context, screenshots):
     await page.enter_matrix_id(user.user_id)
     await page.sign_in_with_password(PASSWORD)
     await page.wait_for("state-done")
+    # Announced 30 ms after the state shows: wait for the last one, then read them all.
+    await browser.wait_for_function(
+        "window.heard.some((text) => text.startsWith('You are invited'))"
+    )
     heard = await browser.evaluate("window.heard")
     for step in (
         "Looking for your homeserver",

@@ -237,6 +237,12 @@ async def test_provider_steps_are_announced(site: Site, providers, browser_conte
     await page.sign_in_at("GitHub")
     await page.sign_in_at("Patreon")
     await page.wait_for("state-done")
+    # The page announces 30 ms after it shows a state (a fresh text node, so screen readers
+    # read a repeated sentence too): wait for the last announcement, then read them all.
+    await browser.wait_for_function(
+        "JSON.parse(sessionStorage.getItem('heard') || '[]')"
+        ".some((text) => text.startsWith('You are invited'))"
+    )
     heard = json.loads(await browser.evaluate("sessionStorage.getItem('heard')"))
     for step in (
         "Looking for your homeserver",
