@@ -46,6 +46,46 @@ async def test_concurrent_sign_ins_with_one_token_open_one_session(storage: Stor
     assert await storage.db.fetchval("SELECT COUNT(*) FROM web_sessions") == 1
 
 
+async def test_sign_ins_written_together_each_get_their_own_answer(storage: Storage) -> None:
+    """Sign-ins arriving while one is written are written in one batch: ten tokens, each
+    tried five times, mixed with token-less sessions, in one gather (so batched)."""
+    now = now_ms()
+    attempts = [(f"s{i}", f"tok{i % 10}") for i in range(50)]
+    attempts += [(f"dm{i}", None) for i in range(5)]
+    results = await asyncio.gather(
+        *(
+            storage.sessions.create(sid, "@u:x", now, now + 1000, token, now + 5000)
+            for sid, token in attempts
+        )
+    )
+    opened = {sid for (sid, _), ok in zip(attempts, results, strict=True) if ok}
+    assert len(opened) == 15  # one per token, and every token-less one
+    for sid, token in attempts:
+        stored = await storage.sessions.get_valid(sid, now)
+        assert (stored is not None) == (sid in opened), sid
+        if token is None:
+            assert stored is not None
+    assert await storage.db.fetchval("SELECT COUNT(*) FROM web_sessions") == 15
+
+
+async def test_a_sign_in_that_went_away_does_not_upset_the_batch(storage: Storage) -> None:
+    now = now_ms()
+    tasks = [
+        asyncio.create_task(
+            storage.sessions.create(f"s{i}", "@u:x", now, now + 1000, f"t{i}", now + 5000)
+        )
+        for i in range(10)
+    ]
+    await asyncio.sleep(0)  # all queued; the first is being written
+    tasks[3].cancel()
+    tasks[7].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [isinstance(r, asyncio.CancelledError) for r in done].count(True) == 2
+    assert all(r is True for i, r in enumerate(done) if i not in (3, 7))
+    # A later sign-in is written as usual.
+    assert await storage.sessions.create("late", "@u:x", now, now + 1000, "t-late", now + 5000)
+
+
 async def test_an_ended_session_keeps_its_token_refused_until_both_expire(
     storage: Storage,
 ) -> None:

@@ -8,6 +8,7 @@ refused. See migration v2.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from mautrix.util.async_db import Database
@@ -23,9 +24,23 @@ def _rows_changed(result: Any) -> int:
     return int(result.rowcount)
 
 
+_INSERT = (
+    "INSERT INTO web_sessions (id_hash, user_id, created_at, expires_at, openid_token_hash,"
+    " token_expires_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (openid_token_hash)"
+    " DO NOTHING"
+)
+# Sign-ins written together at most; a batch's SELECT has one placeholder per row.
+_MAX_BATCH = 64
+
+SessionRow = tuple[str, str, int, int, "str | None", int]
+
+
 class SessionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Sign-ins waiting to be written, and the task writing them (see create()).
+        self._waiting: list[tuple[SessionRow, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task | None = None
 
     async def create(
         self,
@@ -40,22 +55,50 @@ class SessionStore:
         already opened with that token. `token_hash` None: the Matrix ID was proven another
         way (NULLs never conflict), and `token_expires_at` may be 0.
 
-        One statement, one round trip: no RETURNING, whose row SQLite would make us fetch
-        and close in two more trips to its worker thread; the changed-row count says it all.
-        Of concurrent inserts with one token, exactly one changes a row (unique index).
+        Sign-ins that arrive while one is being written are written together, in one
+        transaction: maubot gives a plugin one SQLite connection, and sixteen sign-ins
+        each waiting for it in turn made the slowest wait for all the others (p99). A
+        lone sign-in is one statement, one round trip. Of concurrent inserts with one
+        token, exactly one opens a session (unique index), batched or not.
         """
-        result = await self.db.execute(
-            "INSERT INTO web_sessions (id_hash, user_id, created_at, expires_at,"
-            " openid_token_hash, token_expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (openid_token_hash) DO NOTHING",
-            id_hash,
-            user_id,
-            now,
-            expires_at,
-            token_hash,
-            token_expires_at,
-        )
-        return _rows_changed(result) == 1
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        row: SessionRow = (id_hash, user_id, now, expires_at, token_hash, token_expires_at)
+        self._waiting.append((row, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        return await future
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:_MAX_BATCH]
+            del self._waiting[:_MAX_BATCH]
+            try:
+                opened = await self._insert([row for row, _ in batch])
+            except BaseException as e:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), ok in zip(batch, opened, strict=True):
+                if not future.done():  # the sign-in's request may have gone away
+                    future.set_result(ok)
+
+    async def _insert(self, rows: list[SessionRow]) -> list[bool]:
+        if len(rows) == 1:
+            # No RETURNING: SQLite would make us fetch and close its row in two more trips
+            # to its worker thread; the changed-row count says it all.
+            return [_rows_changed(await self.db.execute(_INSERT, *rows[0])) == 1]
+        ids = [row[0] for row in rows]
+        placeholders = ", ".join(f"${i}" for i in range(1, len(ids) + 1))
+        async with self.db.acquire() as conn, conn.transaction():
+            await conn.executemany(_INSERT, rows)
+            found = await conn.fetch(
+                f"SELECT id_hash FROM web_sessions WHERE id_hash IN ({placeholders})", *ids
+            )
+        opened = {row["id_hash"] for row in found}
+        return [id_hash in opened for id_hash in ids]
 
     async def get_valid(self, id_hash: str, now: int) -> WebSession | None:
         row = await self.db.fetchrow(
