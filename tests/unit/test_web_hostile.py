@@ -28,12 +28,11 @@ from yarl import URL
 from devtools.ports import free_port
 from thirdparty_invite.errors import UserFacingError
 from thirdparty_invite.storage import Storage
+from thirdparty_invite.webapp.origins import OriginCheck, parse_origin
 from thirdparty_invite.webapp.support import (
     MAX_JSON_DEPTH,
-    OriginCheck,
     is_database_error,
     parse_json_object,
-    parse_origin,
 )
 
 

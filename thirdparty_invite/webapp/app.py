@@ -14,10 +14,11 @@ import attrs
 
 from .api import WebAPI
 from .bindings_api import BindingsAPI
+from .origins import OriginCheck
 from .ratelimit import RateLimiter, rate_limit_middleware
 from .session_cookie import SessionCookie
 from .static import StaticFiles
-from .support import OriginCheck, error_middleware
+from .support import error_middleware
 
 if TYPE_CHECKING:
     from maubot.plugin_server import PluginWebApp

@@ -16,8 +16,9 @@ from aiohttp import web
 import attrs
 
 from .api import room_json
+from .origins import OriginCheck
 from .session_cookie import SessionCookie
-from .support import OriginCheck, read_json_object, require_string
+from .support import read_json_object, require_string
 
 if TYPE_CHECKING:
     from ..services.bindings import BindingView
