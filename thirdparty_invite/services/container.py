@@ -84,6 +84,7 @@ class Services:
             self.provider_signin,
             self.binding_signin_url,
             rooms,
+            self.room_directory,
             self.queue,
             log.getChild("direct_claims"),
         )

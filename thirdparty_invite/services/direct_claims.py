@@ -26,6 +26,7 @@ from .direct_chats import is_private_chat
 from .invite_queue import InviteQueue
 from .links import LinkService
 from .provider_signin import ProviderSignIn
+from .room_directory import RoomDirectory
 
 RESULT_WAIT = 60.0  # seconds the bot waits for the queue before saying "still queued"
 _POLL_INTERVAL = 0.5
@@ -103,6 +104,7 @@ class DirectClaims:
         provider_signin: ProviderSignIn,
         signin_url: Callable[[str, str], str],
         rooms: RoomOps,
+        room_directory: RoomDirectory,
         queue: InviteQueue,
         log: logging.Logger,
         result_wait: float = RESULT_WAIT,
@@ -112,6 +114,7 @@ class DirectClaims:
         self.provider_signin = provider_signin
         self.signin_url = signin_url
         self.rooms = rooms
+        self.room_directory = room_directory
         self.queue = queue
         self.log = log
         self.result_wait = result_wait
@@ -152,7 +155,7 @@ class DirectClaims:
             self.log.exception("A claim by %s failed", sender)
             return ClaimReply(SOMETHING_WENT_WRONG)
         rooms = result.link.rooms
-        names = [await self._room_name(r) for r in rooms]
+        names = await self._room_names(rooms)
         self._report_later(room_id, sender, rooms)
         again = "" if result.first_claim else " (you had claimed it before; no use was spent)"
         return ClaimReply(
@@ -173,7 +176,7 @@ class DirectClaims:
         except Exception:
             self.log.exception("Could not make a sign-in link for %s", sender)
             return ClaimReply(SOMETHING_WENT_WRONG)
-        names = ", ".join([await self._room_name(r) for r in view.binding.rooms])
+        names = ", ".join(await self._room_names(view.binding.rooms))
         url = self.signin_url(view.binding.public_id, ticket)
         return ClaimReply(
             f"{names} is open to {view.description}. Prove it here, signed in as {sender} "
@@ -212,11 +215,9 @@ class DirectClaims:
             return False
         return True
 
-    async def _room_name(self, room_id: str) -> str:
-        try:
-            return (await self.rooms.room_info(room_id)).display_name
-        except (MatrixRequestError, HomeserverUnavailable):
-            return room_id  # The bot left the room or cannot see it: the ID still works.
+    async def _room_names(self, room_ids: tuple[str, ...]) -> list[str]:
+        """Names as the web page shows them: asked together, the room ID when unknown."""
+        return [room.name for room in await self.room_directory.describe(room_ids)]
 
     def _report_later(self, chat_room_id: str, user_id: str, rooms: tuple[str, ...]) -> None:
         task = asyncio.create_task(
@@ -231,9 +232,10 @@ class DirectClaims:
     ) -> None:
         try:
             items = await self._wait_for_queue(user_id, rooms)
+            names = await self._room_names(rooms)
             lines = [
-                describe_outcome(items.get(room_id), await self._room_name(room_id), room_id)
-                for room_id in rooms
+                describe_outcome(items.get(room_id), name, room_id)
+                for room_id, name in zip(rooms, names, strict=True)
             ]
             await self.rooms.send_notice(
                 chat_room_id, "How your invites went:\n\n" + "\n".join(f"* {ln}" for ln in lines)
