@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import attrs
 
 from ..errors import UserFacingError
+from .listing import CredentialStore, MemberListing, MemoryCredentials
 
 
 class RuleError(ValueError):
@@ -30,7 +31,9 @@ class ProviderUnavailable(UserFacingError):
 
     Nothing is recorded; the person is told to try again later."""
 
-    def __init__(self, provider_name: str, detail: str) -> None:
+    def __init__(self, provider_name: str, detail: str, retry_after: float | None = None) -> None:
+        # Seconds the provider asked us to wait (a rate limit), when it said.
+        self.retry_after = retry_after
         self.reason = f"{provider_name} is not answering properly right now ({detail})."
         self.remedy = "Nothing was recorded: try again in a few minutes."
         super().__init__("TPI_PROVIDER_UNAVAILABLE", f"{self.reason} {self.remedy}", 502)
@@ -102,8 +105,9 @@ class AuthorizationRequest:
 class ProviderSession(abc.ABC):
     """A finished sign-in: the account, and the means to ask the provider about it.
 
-    It holds the person's access token only while rules are checked; `close()` drops it.
-    Nothing of it is stored."""
+    It holds the person's access token only while rules are checked; `close()` revokes it
+    where the provider offers revocation (dropped is not revoked), and drops it. Nothing
+    of it is stored."""
 
     account: ExternalAccount
 
@@ -126,6 +130,9 @@ class Provider(abc.ABC):
     def __init__(self, provider_id: str, display_name: str) -> None:
         self.id = provider_id
         self.display_name = display_name
+        # Credentials that change at run time (refreshed listing tokens); the services
+        # replace it with one kept in the plugin's database.
+        self.credentials: CredentialStore = MemoryCredentials()
 
     @classmethod
     @abc.abstractmethod
@@ -169,6 +176,12 @@ class Provider(abc.ABC):
     ) -> ProviderSession:
         """Exchange the code (on the server: the client secret never reaches the page) and
         identify the account. Raises SignInFailed or ProviderUnavailable."""
+
+    def listing(self, rule: Rule) -> MemberListing | None:
+        """Everyone who holds `rule` now, listed with credentials the operator configured
+        for re-checks (see listing.py); None when this provider cannot list that rule or
+        has no such credentials (its people are then not re-checked in bulk)."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional: for caches or sessions held
         pass

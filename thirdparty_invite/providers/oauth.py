@@ -293,6 +293,25 @@ class OAuthClient(ProviderHTTP):
             raw=data,
         )
 
+    async def revoke_token(self, revocation_url: str, token: str) -> bool:
+        """Revoke `token` at an RFC 7009 endpoint, authenticating as at the token endpoint.
+        Best effort, after the rules are checked: a failure is logged (never the token)
+        and changes nothing the person sees. True when the provider said 200."""
+        form = {"token": token, "token_type_hint": "access_token"}
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if self.endpoints.token_auth == "client_secret_basic":
+            headers["Authorization"] = basic_authorization(self.client_id, self._client_secret)
+        else:
+            form.update(client_id=self.client_id, client_secret=self._client_secret)
+        try:
+            response = await self._send("POST", revocation_url, data=form, headers=headers)
+        except ProviderUnavailable as e:
+            log.info("%s: revoking a token failed: %s", self.provider_name, e.detail)
+            return False
+        if response.status != 200:
+            log.info("%s: revoking a token answered %s", self.provider_name, response.status)
+        return response.status == 200
+
     def _token_error(self, error: str) -> SignInFailed:
         # Codes are single use and short-lived: going back, reloading the callback or
         # waiting too long all end here. The person starts the sign-in again.

@@ -262,3 +262,108 @@ async def upgrade_v3(conn: Connection, scheme: Scheme) -> None:
             expires_at   BIGINT NOT NULL
         )"""
     )
+
+
+@upgrade_table.register(description="Lifecycle: re-checks, losses, kicks, webhooks, audit")
+async def upgrade_v4(conn: Connection, scheme: Scheme) -> None:
+    # Why a provider step did not pass, for the page to word each kind apart:
+    # 'not_qualified', 'account_in_use', 'unknown' (the provider could not tell),
+    # 'cancelled'. NULL for a pass and for rows written before this version.
+    await conn.execute("ALTER TABLE binding_attempts ADD COLUMN problem TEXT")
+    # How long a loss waits before the policy acts on it (0: at once).
+    await conn.execute("ALTER TABLE bindings ADD COLUMN grace_ms BIGINT NOT NULL DEFAULT 0")
+    # The re-check schedule, one row per binding: when it is due, who holds it (a lease,
+    # so several maubot instances on one database run each re-check once), where a run
+    # that could not finish resumes, and how the last one went.
+    await conn.execute(
+        """CREATE TABLE rechecks (
+            binding_id       BIGINT PRIMARY KEY REFERENCES bindings (id) ON DELETE CASCADE,
+            next_at          BIGINT NOT NULL,
+            lease_owner      TEXT,
+            lease_until      BIGINT NOT NULL DEFAULT 0,
+            run_id           BIGINT NOT NULL DEFAULT 0,
+            run_started_at   BIGINT,
+            run_position     INTEGER,
+            run_cursor       TEXT,
+            run_calls        INTEGER NOT NULL DEFAULT 0,
+            errors           INTEGER NOT NULL DEFAULT 0,
+            last_started_at  BIGINT,
+            last_finished_at BIGINT,
+            last_outcome     TEXT,
+            last_detail      TEXT NOT NULL DEFAULT '',
+            last_calls       INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    await conn.execute("CREATE INDEX rechecks_due_idx ON rechecks (next_at)")
+    # A listing's pages as last read: the ETag to ask with, and how many held the rule.
+    await conn.execute(
+        """CREATE TABLE listing_pages (
+            binding_id  BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            position    INTEGER NOT NULL,
+            page_key    TEXT NOT NULL,
+            etag        TEXT,
+            members     INTEGER NOT NULL,
+            run_id      BIGINT NOT NULL,
+            PRIMARY KEY (binding_id, position, page_key)
+        )"""
+    )
+    # Admitted accounts found in a rule's listing: on which page, in which run. Only
+    # accounts holding a seat of the binding get a row, so it grows with the grants, not
+    # with the provider's member count.
+    await conn.execute(
+        """CREATE TABLE listing_marks (
+            binding_id   BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            position     INTEGER NOT NULL,
+            external_id  TEXT NOT NULL,
+            page_key     TEXT NOT NULL,
+            run_id       BIGINT NOT NULL,
+            PRIMARY KEY (binding_id, position, external_id)
+        )"""
+    )
+    await conn.execute(
+        "CREATE INDEX listing_marks_page_idx ON listing_marks (binding_id, position, page_key)"
+    )
+    # People a re-check found no longer qualifying, from when (for the grace period), why
+    # (the rule, in words), and when the policy acted; a return before then deletes it.
+    await conn.execute(
+        """CREATE TABLE losses (
+            binding_id  BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            user_id     TEXT NOT NULL,
+            first_at    BIGINT NOT NULL,
+            reason      TEXT NOT NULL,
+            acted_at    BIGINT,
+            action      TEXT,
+            PRIMARY KEY (binding_id, user_id)
+        )"""
+    )
+    # Kicks travel through the invite queue: one durable, rate-limited path to the room.
+    await conn.execute("ALTER TABLE invite_queue ADD COLUMN action TEXT NOT NULL DEFAULT 'invite'")
+    await conn.execute("ALTER TABLE invite_queue ADD COLUMN reason TEXT")
+    # Credentials a provider refreshes while running (Patreon's creator token).
+    await conn.execute(
+        """CREATE TABLE provider_credentials (
+            provider    TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            value       TEXT NOT NULL,
+            updated_at  BIGINT NOT NULL,
+            PRIMARY KEY (provider, name)
+        )"""
+    )
+    # Webhook deliveries already applied (by the sender's delivery id), for a while.
+    await conn.execute(
+        """CREATE TABLE webhook_deliveries (
+            source       TEXT NOT NULL,
+            delivery_id  TEXT NOT NULL,
+            received_at  BIGINT NOT NULL,
+            PRIMARY KEY (source, delivery_id)
+        )"""
+    )
+    await conn.execute(
+        "CREATE INDEX webhook_deliveries_at_idx ON webhook_deliveries (received_at)"
+    )
+    # Every binding is re-checked; existing ones start within the first interval.
+    await conn.execute(
+        "INSERT INTO rechecks (binding_id, next_at) SELECT id, $1 FROM bindings"
+        " WHERE removed_at IS NULL",
+        int(time.time() * 1000),
+    )
