@@ -140,6 +140,7 @@ class FakeOAuthServer:
         self._tokens: dict[str, IssuedToken] = {}
         self._pending: dict[str, tuple[FakeClient, dict[str, str], frozenset[str]]] = {}
         self._failures: dict[str, Failure] = {}
+        self._holds: dict[str, asyncio.Event] = {}
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -186,6 +187,19 @@ class FakeOAuthServer:
         assert area in self.failure_areas, area
         assert isinstance(status, int) or status in self.failure_modes, status
         self._failures[area] = Failure(status, times)
+
+    def hold(self, area: str) -> Callable[[], None]:
+        """Make requests to `area` (or a subclass's finer place, such as GitHub's "user")
+        wait until the returned function is called: a provider slow for exactly as long as
+        a test needs, with no clock involved."""
+        gate = self._holds[area] = asyncio.Event()
+
+        def release() -> None:
+            gate.set()
+            if self._holds.get(area) is gate:
+                del self._holds[area]
+
+        return release
 
     def clear_failures(self) -> None:
         self._failures.clear()
@@ -331,6 +345,9 @@ class FakeOAuthServer:
             if request.content_type == "application/x-www-form-urlencoded":
                 form = {k: str(v) for k, v in (await request.post()).items()}
             self.requests.append(self.seen(request, form, area))
+            for gate in [self._holds.get(where) for where in (place, area) if where]:
+                if gate is not None:
+                    await _first(gate.wait(), self._stopping.wait())
             for where in (place, area):
                 failure = self._failures.get(where) if where else None
                 if failure is None:
@@ -558,3 +575,13 @@ def _consent_page(
         '<button type="submit" name="decision" value="authorize">Authorize</button>'
         "</form></main></body></html>"
     )
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Return when the first of `waits` is done (a held request ends when the server stops)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
