@@ -93,3 +93,14 @@ class BindingStore:
             removed_by,
         )
         return removed is not None
+
+    async def active_with_provider(self, provider: str) -> list[Binding]:
+        """The bindings not removed that have a rule of `provider` (the ones a webhook from
+        that provider may concern), oldest first."""
+        async with self.db.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM bindings WHERE removed_at IS NULL AND id IN"
+                " (SELECT binding_id FROM binding_rules WHERE provider=$1) ORDER BY id",
+                provider,
+            )
+            return [await self._complete(conn, row) for row in rows]
