@@ -126,6 +126,9 @@ class Provider(abc.ABC):
     display_name: str
     # The config keys every instance of this provider needs, for `!invitebot providers`.
     required_settings: ClassVar[tuple[str, ...]] = ("client_id", "client_secret")
+    # The secret the provider signs its webhook deliveries with (`webhook_secret`), on the
+    # providers that send any; None: their webhook is not set up.
+    webhook_secret: str | None = None
 
     def __init__(self, provider_id: str, display_name: str) -> None:
         self.id = provider_id

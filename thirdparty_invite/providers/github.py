@@ -47,7 +47,7 @@ from .github_session import (
     scope_for,
 )
 from .oauth import OAuthClient, OAuthEndpoints
-from .settings import refuse_unknown_settings, text_setting, url_setting
+from .settings import refuse_unknown_settings, secret_setting, text_setting, url_setting
 
 PERMISSION_ALIASES = {"read": "pull", "write": "push"}
 DEFAULT_REPO_PERMISSION = "push"
@@ -66,7 +66,7 @@ USAGE = {  # (the shape, what its words mean)
     "repo": ("repo:OWNER/REPO[:LEVEL]", f"LEVEL: {', '.join(PERMISSIONS)}; push when left out"),
     "sponsor": ("sponsor:LOGIN[:MIN_CENTS]", "sponsor:octocat:500 is at least $5.00 a month"),
 }
-SETTINGS = ("client_id", "client_secret", "web_url", "api_url", "graphql_url")
+SETTINGS = ("client_id", "client_secret", "web_url", "api_url", "graphql_url", "webhook_secret")
 
 
 class GitHubProvider(Provider):
@@ -92,7 +92,9 @@ class GitHubProvider(Provider):
             token_url=f"{web_url}/login/oauth/access_token",
         )
         client = OAuthClient("GitHub", client_id, secret, endpoints, http)
-        return cls(provider_id, "GitHub", client, [web_url, api_url, graphql_url])
+        provider = cls(provider_id, "GitHub", client, [web_url, api_url, graphql_url])
+        provider.webhook_secret = secret_setting(section, "webhook_secret")
+        return provider
 
     # Rules
 

@@ -41,7 +41,7 @@ from .base import (
     Verdict,
 )
 from .oauth import ApiResponse, OAuthClient, OAuthEndpoints, failure_detail
-from .settings import refuse_unknown_settings, text_setting, url_setting
+from .settings import refuse_unknown_settings, secret_setting, text_setting, url_setting
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,15 @@ IDENTITY_QUERY = {
     "fields[member]": "patron_status,currently_entitled_amount_cents,last_charge_status",
     "fields[tier]": "title,amount_cents",
 }
-SETTINGS = ("client_id", "client_secret", "campaign_id", "campaign_name", "web_url", "api_url")
+SETTINGS = (
+    "client_id",
+    "client_secret",
+    "campaign_id",
+    "campaign_name",
+    "web_url",
+    "api_url",
+    "webhook_secret",
+)
 RULE_FORMS = "patron, tier:<tier name or ID>, or min_cents:<amount in cents>"
 MAX_CENTS = 100_000_000
 INACTIVE_REASONS = {
@@ -157,7 +165,7 @@ class PatreonProvider(Provider):
             raise ValueError(
                 f"campaign_id: must be your campaign's numeric ID (digits), not {campaign!r}"
             )
-        return cls(
+        provider = cls(
             provider_id,
             client_id=text_setting(section, "client_id"),
             client_secret=text_setting(section, "client_secret"),
@@ -169,6 +177,8 @@ class PatreonProvider(Provider):
             api_url=url_setting(section, "api_url", DEFAULT_API_URL),
             http=http,
         )
+        provider.webhook_secret = secret_setting(section, "webhook_secret")
+        return provider
 
     def parse_rule(self, text: str) -> Rule:
         words = " ".join(text.split())

@@ -70,3 +70,17 @@ def is_loopback(host: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def secret_setting(section: Mapping[str, Any], key: str) -> str | None:
+    """An optional secret (a webhook's): None when absent or empty. Used byte for byte
+    (a signature is computed over it), so it is not stripped: spaces around it are refused
+    as a copying mistake."""
+    value = section.get(key)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
+        raise ValueError(f"{key}: must be a string (the secret you gave the sender)")
+    if value != value.strip():
+        raise ValueError(f"{key}: has spaces around it; remove them")
+    return value
