@@ -51,6 +51,9 @@ _COPIED_KEYS = (
     "invites.max_attempts",
     "invites.max_backoff",
     "matrix.request_timeout",
+    "rechecks.interval",
+    "rechecks.max_shrink",
+    "rechecks.kick_reason",
     "providers",
 )
 
@@ -122,6 +125,18 @@ class InviteSettings:
 
 
 @attrs.frozen
+class RecheckSettings:
+    # Seconds between re-checks of a binding (each one jittered by up to a tenth).
+    interval: float = 6 * 3600.0
+    # A listing this much shorter than the last complete one stops the re-check, which
+    # then tells the admins instead of acting: an outage answering with a short list is
+    # not a loss of members.
+    max_shrink: float = 0.2
+    # What a removed person reads; {rule} is the rule they no longer meet, in words.
+    kick_reason: str = "You no longer meet this room's rule: {rule}."
+
+
+@attrs.frozen
 class MatrixSettings:
     # Bound on each call to the bot's homeserver made while answering a person (a web
     # request or a command); maubot's client itself waits as long as the server hangs.
@@ -140,6 +155,7 @@ class Settings:
     invites: InviteSettings
     rate_limits: RateLimitSettings = RateLimitSettings()
     matrix: MatrixSettings = MatrixSettings()
+    rechecks: RecheckSettings = RecheckSettings()
     providers: ProviderSettings = attrs.field(factory=ProviderSettings)
 
 
@@ -215,6 +231,25 @@ class SettingsReader:
                 raise ValueError(str(e)) from None
             if not low <= value <= high:
                 raise ValueError(f"must be between {low:g}s and {high:g}s, not {value:g}s")
+            return value
+
+        return self._check(key, default, convert)
+
+    def fraction(self, key: str, default: float) -> float:
+        """A share between 0 and 1: 0.2, or "20%"."""
+
+        def convert(raw: Any) -> float:
+            text = raw.strip() if isinstance(raw, str) else raw
+            percent = isinstance(text, str) and text.endswith("%")
+            try:
+                if isinstance(text, bool):
+                    raise ValueError
+                value = float(text[:-1] if percent else text)
+            except (TypeError, ValueError):
+                raise ValueError(f"must be a fraction such as 0.2 or 20%, not {raw!r}") from None
+            value = value / 100 if percent else value
+            if not 0 <= value <= 1:
+                raise ValueError(f"must be between 0 and 1 (0% and 100%), not {raw!r}")
             return value
 
         return self._check(key, default, convert)
@@ -352,6 +387,11 @@ def read_settings(config: Any) -> Settings:
             max_backoff=r.seconds("invites.max_backoff", 600, 1, 7 * 86400),
         ),
         matrix=MatrixSettings(request_timeout=r.seconds("matrix.request_timeout", 5, 1, 60)),
+        rechecks=RecheckSettings(
+            interval=r.seconds("rechecks.interval", 6 * 3600, 60, 30 * 86400),
+            max_shrink=r.fraction("rechecks.max_shrink", 0.2),
+            kick_reason=r.string("rechecks.kick_reason", RecheckSettings.kick_reason),
+        ),
         providers=read_provider_settings(r.raw("providers"), r.problems),
     )
     if r.problems:

@@ -61,10 +61,16 @@ class BindingView:
         return [r.rule for r in self.rules if r.provider.id == provider_id]
 
 
+POLICIES = ("kick", "notify", "dry-run")
+
+
 class BindingService:
-    def __init__(self, storage: Storage, registry: ProviderRegistry) -> None:
+    def __init__(
+        self, storage: Storage, registry: ProviderRegistry, recheck_interval: float = 6 * 3600
+    ) -> None:
         self.storage = storage
         self.registry = registry
+        self.recheck_interval_ms = int(recheck_interval * 1000)
 
     def parse(self, text: str) -> list[tuple[Provider, Rule]]:
         """Rules from `github team:o/t and patreon tier:Gold`; UserFacingError naming what
@@ -112,7 +118,9 @@ class BindingService:
         public_id = secrets.token_urlsafe(PUBLIC_ID_BYTES)
         rules = tuple(BindingRule(provider.id, rule.text) for provider, rule in parsed)
         now = now_ms()
-        binding = await self.storage.bindings.create(public_id, created_by, rules, rooms, now)
+        binding = await self.storage.bindings.create(
+            public_id, created_by, rules, rooms, now, now + self.recheck_interval_ms
+        )
         view = self._view(binding)
         for room_id in rooms:
             await self.storage.audit.add(
@@ -145,6 +153,25 @@ class BindingService:
 
     async def for_room(self, room_id: str) -> list[BindingView]:
         return [self._view(b) for b in await self.storage.bindings.for_room(room_id)]
+
+    async def set_policy(
+        self, view: BindingView, policy: str, grace_ms: int, changed_by: str
+    ) -> BindingView:
+        """What happens to people who no longer qualify: kick, notify or dry-run, after
+        an optional grace period."""
+        if policy not in POLICIES:
+            raise UserFacingError(
+                "M_INVALID_PARAM", f"The policy is one of {', '.join(POLICIES)}.", 400
+            )
+        await self.storage.bindings.set_policy(view.binding.id, policy, grace_ms)
+        now = now_ms()
+        detail = policy + (f", grace {grace_ms // 1000}s" if grace_ms else "")
+        for room_id in view.binding.rooms:
+            await self.storage.audit.add(
+                now, changed_by, "policy_changed", room_id, view.binding.public_id, detail
+            )
+        binding = attrs.evolve(view.binding, policy=policy, grace_ms=grace_ms)
+        return attrs.evolve(view, binding=binding)
 
     async def remove(self, view: BindingView, removed_by: str) -> bool:
         now = now_ms()

@@ -8,8 +8,11 @@ from .audit import AuditStore
 from .bindings import BindingStore
 from .grants import GrantStore
 from .links import LinkStore
+from .listings import ListingStore, SeatHolder
+from .losses import Loss, LossStore
 from .migrations import upgrade_table
 from .queue import QueueStore
+from .rechecks import RecheckState, RecheckStore
 from .records import (
     AuditEntry,
     Binding,
@@ -38,6 +41,9 @@ class Storage:
         self.bindings = BindingStore(db)
         self.signins = SignInStore(db)
         self.rooms = RoomStore(db)
+        self.rechecks = RecheckStore(db)
+        self.listings = ListingStore(db)
+        self.losses = LossStore(db)
 
 
 __all__ = [
@@ -46,10 +52,13 @@ __all__ = [
     "BindingAttempt",
     "BindingRule",
     "InviteLink",
+    "Loss",
     "OAuthState",
     "QueuedInvite",
+    "RecheckState",
     "RoomHoldings",
     "RoomMove",
+    "SeatHolder",
     "Storage",
     "WebSession",
     "upgrade_table",

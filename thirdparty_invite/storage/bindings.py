@@ -6,7 +6,7 @@ from mautrix.util.async_db import Connection, Database
 
 from .records import Binding, BindingRule
 
-_COLUMNS = "id, public_id, created_by, created_at, policy, removed_at"
+_COLUMNS = "id, public_id, created_by, created_at, policy, removed_at, grace_ms"
 
 
 class BindingStore:
@@ -20,6 +20,7 @@ class BindingStore:
         rules: tuple[BindingRule, ...],
         rooms: tuple[str, ...],
         now: int,
+        first_recheck_at: int,
     ) -> Binding:
         async with self.db.acquire() as conn, conn.transaction():
             binding_id = await conn.fetchval(
@@ -44,6 +45,11 @@ class BindingStore:
                     binding_id,
                     room_id,
                 )
+            await conn.execute(
+                "INSERT INTO rechecks (binding_id, next_at) VALUES ($1, $2)",
+                binding_id,
+                first_recheck_at,
+            )
         return Binding(int(binding_id), public_id, created_by, now, "notify", None, rules, rooms)
 
     async def _complete(self, conn: Connection, row: object) -> Binding:
@@ -82,6 +88,11 @@ class BindingStore:
                 room_id,
             )
             return [await self._complete(conn, row) for row in rows]
+
+    async def set_policy(self, binding_id: int, policy: str, grace_ms: int) -> None:
+        await self.db.execute(
+            "UPDATE bindings SET policy=$2, grace_ms=$3 WHERE id=$1", binding_id, policy, grace_ms
+        )
 
     async def remove(self, binding_id: int, removed_by: str, now: int) -> bool:
         """Mark a binding removed (its grants and audit trail stay); False if it was."""

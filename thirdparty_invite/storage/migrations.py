@@ -307,6 +307,17 @@ async def upgrade_v4(conn: Connection, scheme: Scheme) -> None:
             PRIMARY KEY (binding_id, position, page_key)
         )"""
     )
+    # How many held each rule at the last complete listing: a listing much shorter than
+    # that stops the re-check (an outage that answers with a short list is not a loss).
+    await conn.execute(
+        """CREATE TABLE listing_totals (
+            binding_id  BIGINT NOT NULL REFERENCES bindings (id) ON DELETE CASCADE,
+            position    INTEGER NOT NULL,
+            members     INTEGER NOT NULL,
+            at          BIGINT NOT NULL,
+            PRIMARY KEY (binding_id, position)
+        )"""
+    )
     # Admitted accounts found in a rule's listing: on which page, in which run. Only
     # accounts holding a seat of the binding get a row, so it grows with the grants, not
     # with the provider's member count.

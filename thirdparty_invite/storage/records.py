@@ -126,10 +126,11 @@ class Binding:
     public_id: str  # random: in links and commands, so nobody can walk the list
     created_by: str
     created_at: int
-    policy: str
+    policy: str  # on loss: "kick", "notify" or "dry-run"
     removed_at: int | None
     rules: tuple[BindingRule, ...]
     rooms: tuple[str, ...]
+    grace_ms: int = 0  # how long a loss waits before the policy acts
 
     @classmethod
     def from_row(cls, row: Any, rules: tuple[BindingRule, ...], rooms: tuple[str, ...]) -> Binding:
@@ -142,6 +143,7 @@ class Binding:
             removed_at=_int_or_none(row["removed_at"]),
             rules=rules,
             rooms=rooms,
+            grace_ms=int(row["grace_ms"]),
         )
 
 
