@@ -35,6 +35,7 @@ from mautrix.types import (
 
 from .ids import InvalidMatrixID, is_room_alias, is_room_id, parse_room_id, server_name_of
 from .power import RoomPower
+from .spaces import SpaceInfo
 
 _ROOM_INFO_TTL = 60.0
 # A cached room name still beats a bare room ID when the homeserver is down.
@@ -350,6 +351,13 @@ class RoomOps:
         """Join by ID through `servers` (a room v12 ID names no server), without mautrix's
         retries: a refusal (not invited, invite-only) is an answer, not a hiccup."""
         await self._bounded(self.client.join_room(RoomID(room_id), servers=servers, max_retries=0))
+
+    async def space(self, room_id: str) -> SpaceInfo:
+        """Whether the room is a space, and the rooms it lists (read in matrix/spaces.py)."""
+        path = f"/_matrix/client/v1/rooms/{quote(room_id, safe='')}/hierarchy"
+        query = {"max_depth": "0", "limit": "1"}
+        data = await self._bounded(self.client.api.request("GET", path, query_params=query))
+        return SpaceInfo.from_hierarchy(room_id, data)
 
     async def tombstone(self, room_id: str) -> Tombstone | None:
         """The room's m.room.tombstone when it was upgraded (replaced), else None."""
