@@ -109,3 +109,15 @@ class LinkStore:
             now,
         )
         return taken is not None
+
+    async def grantees_of_room(self, room_id: str) -> list[tuple[str, int]]:
+        """(person, grant id) for each grant from a link naming the room that was not
+        revoked, oldest grant first: who a room added later to a space is owed to."""
+        rows = await self.db.fetch(
+            "SELECT g.user_id, g.id FROM grants g"
+            " JOIN invite_link_rooms r ON r.link_id = g.link_id"
+            " JOIN invite_links l ON l.id = g.link_id"
+            " WHERE r.room_id=$1 AND l.revoked_at IS NULL ORDER BY g.id",
+            room_id,
+        )
+        return [(str(row["user_id"]), int(row["id"])) for row in rows]
