@@ -115,3 +115,18 @@ class BindingStore:
                 provider,
             )
             return [await self._complete(conn, row) for row in rows]
+
+    async def grantees_of_room(self, room_id: str) -> list[tuple[str, int]]:
+        """(person, grant id) for each grant from a binding naming the room that was not
+        removed, oldest first, leaving out people whose loss the binding's policy acted on."""
+        rows = await self.db.fetch(
+            "SELECT g.user_id, g.id FROM grants g"
+            " JOIN binding_rooms r ON r.binding_id = g.binding_id"
+            " JOIN bindings b ON b.id = g.binding_id"
+            " WHERE r.room_id=$1 AND b.removed_at IS NULL AND NOT EXISTS"
+            " (SELECT 1 FROM losses l WHERE l.binding_id = g.binding_id"
+            " AND l.user_id = g.user_id AND l.acted_at IS NOT NULL)"
+            " ORDER BY g.id",
+            room_id,
+        )
+        return [(str(row["user_id"]), int(row["id"])) for row in rows]
