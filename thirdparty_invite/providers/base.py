@@ -156,6 +156,14 @@ class Provider(abc.ABC):
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
         """The fewest scopes that let every rule in `rules` be checked."""
 
+    async def validate_rule(self, rule: Rule) -> str | None:
+        """At `bind` only, after `parse_rule`: anything the provider must ask to know the
+        rule can ever be checked. Raise RuleError when it cannot (a GitHub repository this
+        app is not shown); return a sentence for the admin when the question could not be
+        asked now (the rule is bound anyway); None when all is well. Never raises
+        ProviderUnavailable."""
+        return None
+
     async def prepare(self) -> None:  # noqa: B027 - optional: most need nothing fetched
         """Anything the provider must fetch before it can build an authorization URL (an
         OpenID Connect discovery document). The sign-in service awaits it before each
