@@ -26,6 +26,7 @@ from .records import (
 from .rooms import RoomHoldings, RoomMove, RoomStore
 from .sessions import SessionStore
 from .signins import SignInStore
+from .webhooks import WebhookDeliveryStore
 
 
 class Storage:
@@ -41,6 +42,7 @@ class Storage:
         self.bindings = BindingStore(db)
         self.signins = SignInStore(db)
         self.rooms = RoomStore(db)
+        self.webhooks = WebhookDeliveryStore(db)
         self.rechecks = RecheckStore(db)
         self.listings = ListingStore(db)
         self.losses = LossStore(db)
