@@ -192,9 +192,19 @@ class RoomOps:
         )
 
     async def invite(self, room_id: str, user_id: str, reason: str) -> InviteAttempt:
+        return await self._change_membership("invite", room_id, user_id, reason)
+
+    async def kick(self, room_id: str, user_id: str, reason: str) -> InviteAttempt:
+        return await self._change_membership("kick", room_id, user_id, reason)
+
+    async def _change_membership(
+        self, action: str, room_id: str, user_id: str, reason: str
+    ) -> InviteAttempt:
+        """POST .../invite or .../kick with the client's own session (mautrix's methods
+        hide Retry-After); any status comes back, transport failures as status 0."""
         api = self.client.api
         url = api.base_url.with_path(
-            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/invite", encoded=True
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/{action}", encoded=True
         )
         headers = {"Authorization": f"Bearer {api.token}"}
         body = {"user_id": user_id, "reason": reason}

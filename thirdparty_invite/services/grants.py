@@ -5,17 +5,27 @@ the grant inside the same transaction (`spend`: take a link's use, or check an e
 account's quota), so a grant, whatever it cost, and its queued invites are written
 together or not at all. A person who already holds a grant from the same source gets
 their invites queued again and spends nothing.
+
+A named room that is a space covers the rooms it lists (services/spaces.py): they are
+read before the transaction, and queued with it. When the homeserver cannot say, the
+named rooms alone are queued (logged), so a claim never waits on a slow homeserver.
+Children where the bot is not, or may not invite, fail in the queue, which reports them.
+A room added to a space later is owed to the people who hold a grant for the space
+(`cover_child`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import logging
 
 import attrs
 from mautrix.util.async_db import Connection
 
 from ..durations import now_ms
+from ..matrix.rooms import HomeserverUnavailable
 from ..storage import Storage
+from .spaces import SpaceRooms
 
 # Called in the grant's transaction, for a first grant only; raises to refuse it.
 Spend = Callable[[Connection, int], Awaitable[None]]
@@ -41,10 +51,18 @@ class Grant:
 
 
 class GrantService:
-    def __init__(self, storage: Storage, wake_queue: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        wake_queue: Callable[[], None],
+        spaces: SpaceRooms | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
         self.storage = storage
         # The invite queue's wake(): it delivers the new rows now instead of at its next poll.
         self.wake_queue = wake_queue
+        self.spaces = spaces
+        self.log = log or logging.getLogger(__name__)
 
     async def find(self, user_id: str, source: GrantSource) -> int | None:
         """The id of the person's grant from this link or binding, if they hold one."""
@@ -61,6 +79,7 @@ class GrantService:
         source: GrantSource,
         spend: Spend | None = None,
     ) -> Grant:
+        rooms = await self._covered(rooms)
         now = now_ms()
         grants = self.storage.grants
         async with self.storage.db.acquire() as conn, conn.transaction():
@@ -87,3 +106,53 @@ class GrantService:
                 now, user_id, "granted", None, source.describe(), f"grant {grant_id}"
             )
         return Grant(id=int(grant_id), first=first, rooms=rooms)
+
+    async def _covered(self, rooms: tuple[str, ...]) -> tuple[str, ...]:
+        """The rooms with the children of those that are spaces (the named rooms alone
+        when the homeserver cannot say)."""
+        if self.spaces is None:
+            return rooms
+        try:
+            return await self.spaces.expand(rooms)
+        except HomeserverUnavailable as e:
+            self.log.warning("Granting the named rooms only, without space children: %s", e)
+            return rooms
+
+    async def cover_child(self, space_id: str, child_id: str) -> int | None:
+        """Queue invites to a room just added to a space for the people owed it; how many.
+
+        None when no unrevoked link and no binding names the space (nothing to cover).
+        People are owed it when they hold a grant for the space from such a link, or from
+        such a binding without a loss its policy acted on, and are in the space or invited
+        to it: someone an admin removed from the space is not invited back through it.
+        Raises HomeserverUnavailable when the space's members cannot be read.
+        """
+        if self.spaces is None:
+            return None
+        links = await self.storage.links.list_for_room(space_id)
+        named = any(link.revoked_at is None for link in links)
+        if not named and not await self.storage.bindings.for_room(space_id):
+            return None
+        grantees = await self.storage.links.grantees_of_room(space_id)
+        grantees += await self.storage.bindings.grantees_of_room(space_id)
+        if not grantees:
+            return 0
+        present = await self.spaces.present_in(space_id)
+        owed: dict[str, int] = {}
+        for user_id, grant_id in grantees:
+            if user_id in present:
+                owed.setdefault(user_id, grant_id)
+        now = now_ms()
+        async with self.storage.db.acquire() as conn, conn.transaction():
+            for user_id, grant_id in owed.items():
+                await self.storage.queue.enqueue(conn, child_id, user_id, grant_id, now)
+        self.wake_queue()
+        await self.storage.audit.add(
+            now,
+            self.spaces.rooms.bot_user_id,
+            "space_child_covered",
+            child_id,
+            space_id,
+            f"{len(owed)} queued",
+        )
+        return len(owed)

@@ -61,6 +61,10 @@ class QueuedInvite:
     # When the row was (last) queued; retries leave it alone. An invite the bot sent
     # after this time was sent for this row.
     queued_at: int = 0
+    # "invite", or "kick": a loss the binding's policy acts on travels the same queue,
+    # with the reason the person reads.
+    action: str = "invite"
+    reason: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> QueuedInvite:
@@ -77,6 +81,8 @@ class QueuedInvite:
             next_attempt_at=int(row["next_attempt_at"]),
             updated_at=int(row["updated_at"]),
             queued_at=int(row["queued_at"]),
+            action=row["action"],
+            reason=row["reason"],
         )
 
 
