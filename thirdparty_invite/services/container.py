@@ -27,6 +27,7 @@ from .reporting import MembershipReporter
 from .room_admin import RoomAdmin
 from .room_directory import RoomDirectory
 from .room_upgrades import RoomUpgrades
+from .spaces import SpaceRooms
 from .web_sessions import WebSessionService
 
 QUEUE_REQUEST_TIMEOUT = 30.0
@@ -55,7 +56,8 @@ class Services:
         self.queue = InviteQueue(
             storage, queue_rooms, settings.invites, self.reporter, log.getChild("queue")
         )
-        self.grants = GrantService(storage, self.queue.wake)
+        self.spaces = SpaceRooms(rooms, settings.admin_room, log.getChild("spaces"))
+        self.grants = GrantService(storage, self.queue.wake, self.spaces, log.getChild("grants"))
         self.links = LinkService(storage, self.grants)
         self.direct_chats = DirectChats(rooms)
         self.room_admin = RoomAdmin(rooms, self.direct_chats)
