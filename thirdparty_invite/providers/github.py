@@ -38,6 +38,7 @@ from .base import (
     RuleError,
     SignInFailed,
 )
+from .github_listing import ListingCredentials, MemberListing, listing_for, read_recheck
 from .github_session import (
     API_HEADERS,
     PERMISSIONS,
@@ -66,7 +67,15 @@ USAGE = {  # (the shape, what its words mean)
     "repo": ("repo:OWNER/REPO[:LEVEL]", f"LEVEL: {', '.join(PERMISSIONS)}; push when left out"),
     "sponsor": ("sponsor:LOGIN[:MIN_CENTS]", "sponsor:octocat:500 is at least $5.00 a month"),
 }
-SETTINGS = ("client_id", "client_secret", "web_url", "api_url", "graphql_url", "webhook_secret")
+SETTINGS = (
+    "client_id",
+    "client_secret",
+    "web_url",
+    "api_url",
+    "graphql_url",
+    "webhook_secret",
+    "recheck",
+)
 
 
 class GitHubProvider(Provider):
@@ -94,6 +103,7 @@ class GitHubProvider(Provider):
         client = OAuthClient("GitHub", client_id, secret, endpoints, http)
         provider = cls(provider_id, "GitHub", client, [web_url, api_url, graphql_url])
         provider.webhook_secret = secret_setting(section, "webhook_secret")
+        provider.recheck = read_recheck(section.get("recheck"), client, api_url)
         return provider
 
     # Rules
@@ -132,6 +142,13 @@ class GitHubProvider(Provider):
             return f"people with {rule.args[2]} access to {rule.args[0]}/{rule.args[1]} {on}"
         minimum = f" (at least {money(int(rule.args[1]))} a month)" if len(rule.args) > 1 else ""
         return f"{self.display_name} sponsors of @{rule.args[0]}{minimum}"
+
+    # Re-checks: who holds a rule now, listed with the operator's credentials
+
+    recheck: ListingCredentials | None = None  # the section's `recheck:` (github_listing)
+
+    def listing(self, rule: Rule) -> MemberListing | None:
+        return listing_for(self, rule)
 
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
         return sorted({scope_for(rule) for rule in rules})
