@@ -22,7 +22,9 @@ from .direct_claims import DirectClaims
 from .grants import GrantService
 from .invite_queue import InviteQueue
 from .links import LinkService
+from .loss_policy import LossPolicy
 from .provider_signin import ProviderSignIn
+from .rechecks import RecheckService
 from .reporting import MembershipReporter
 from .room_admin import RoomAdmin
 from .room_directory import RoomDirectory
@@ -72,7 +74,13 @@ class Services:
         self.providers = ProviderRegistry(settings.providers, self.provider_http)
         if self.providers.unavailable:
             log.warning("Provider bindings are off: %s", self.providers.unavailable)
-        self.bindings = BindingService(storage, self.providers)
+        self.bindings = BindingService(storage, self.providers, settings.rechecks.interval)
+        self.loss_policy = LossPolicy(
+            storage, rooms, settings.rechecks, settings.admin_room, self.queue.wake
+        )
+        self.rechecks = RecheckService(
+            storage, self.bindings, self.loss_policy, settings.rechecks, log.getChild("rechecks")
+        )
         self.provider_signin = ProviderSignIn(
             storage,
             self.bindings,
@@ -142,8 +150,10 @@ class Services:
     async def start(self) -> None:
         self.queue.start()
         self.room_upgrades.start()
+        self.rechecks.start()
 
     async def stop(self) -> None:
+        await self.rechecks.stop()
         await self.room_upgrades.stop()
         await self.direct_claims.stop()
         await self.queue.stop()
