@@ -1,11 +1,12 @@
-"""Delivers queued invites: durable, paced by the homeserver, idempotent.
+"""Delivers queued invites (and removals): durable, paced by the homeserver, idempotent.
 
 Every invite is a row in invite_queue before anything is sent, so a restart loses
 nothing. Before inviting, the worker asks the room who the person already is: an invite
 that was sent just before a crash is then recognised as "already invited" instead of
 being sent twice. One worker per plugin instance sends one invite at a time; on 429 the
 whole worker pauses for the server's Retry-After, because Synapse counts invites per
-sender and per room, not per person.
+sender and per room, not per person. Removals a binding's loss policy asks for travel
+the same queue (action "kick"), with the same durability and pacing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from ..storage import QueuedInvite, Storage
 
 _BATCH = 20
 _IDLE_POLL = 30.0
+REMOVAL_PROTECTED = "{user} has a power level at or above mine here: I never remove them."
+REMOVAL_NEEDS_POWER = "I may not remove people here: give me the power level needed to kick."
+REMOVAL_REFUSED = "The homeserver refused the removal: {error}"
 
 
 class FailureReporter(Protocol):
@@ -169,6 +173,9 @@ class InviteQueue:
         return attempted
 
     async def _deliver(self, item: QueuedInvite) -> None:
+        if item.action == "kick":
+            await self._remove(item)
+            return
         try:
             member = await self.rooms.member(item.room_id, item.user_id)
         except HomeserverUnavailable as e:
@@ -200,18 +207,7 @@ class InviteQueue:
         if attempt.ok:
             await self._finish(item, "invited")
         elif attempt.status == 429:
-            # The server computes the wait when the request arrives (and Synapse holds its
-            # 429 answers back for half a second), so count from sending, not answering.
-            wait = attempt.retry_after if attempt.retry_after is not None else 5.0
-            self._paused_until = max(now_ms(), sent_at + int(wait * 1000))
-            await self.storage.queue.retry_later(
-                item.id,
-                self._paused_until,
-                "M_LIMIT_EXCEEDED",
-                f"Rate limited by the homeserver; retrying in {wait:.1f}s.",
-                now_ms(),
-                count_attempt=False,
-            )
+            await self._rate_limited(item, attempt, sent_at)
         elif attempt.status == 403 and _already_member(attempt):
             await self._finish(item, "already_joined")
         elif attempt.status in (400, 403, 404):
@@ -225,6 +221,67 @@ class InviteQueue:
                 attempt.errcode or "TPI_HOMESERVER_ERROR",
                 f"The homeserver could not be reached or failed ({attempt.status}).",
             )
+
+    async def _remove(self, item: QueuedInvite) -> None:
+        """A removal a binding's policy asked for: only of someone still in the room (or
+        invited to it), and never of anyone at or above the bot's power level there, read
+        fresh from the room."""
+        try:
+            member = await self.rooms.member(item.room_id, item.user_id)
+            if member is None or member.membership not in ("join", "invite", "knock"):
+                await self._finish(item, "not_member")
+                return
+            power = (await self.rooms.room_info(item.room_id, fresh=True)).power
+        except HomeserverUnavailable as e:
+            await self._homeserver_unreachable(item, str(e))
+            return
+        except MatrixRequestError as e:
+            await self._temporary_failure(item, e.errcode or "M_UNKNOWN", str(e.message or e))
+            return
+        self._homeserver_back()
+        bot = self.rooms.bot_user_id
+        if power.level_of(item.user_id) >= power.level_of(bot):
+            await self._fail(item, "TPI_PROTECTED", REMOVAL_PROTECTED.format(user=item.user_id))
+            return
+        if not power.can(bot, "kick"):
+            await self._fail(item, "TPI_BOT_LACKS_POWER", REMOVAL_NEEDS_POWER)
+            return
+        sent_at = now_ms()
+        attempt = await self.rooms.kick(item.room_id, item.user_id, item.reason or "")
+        if attempt.ok:
+            await self._finish(item, "kicked")
+        elif attempt.status == 429:
+            await self._rate_limited(item, attempt, sent_at)
+        elif attempt.status in (400, 403, 404):
+            await self._fail(
+                item,
+                attempt.errcode or "M_FORBIDDEN",
+                REMOVAL_REFUSED.format(error=attempt.error or attempt.status),
+            )
+        elif attempt.status == 0:
+            await self._homeserver_unreachable(item, attempt.error or "no answer")
+        else:
+            await self._temporary_failure(
+                item,
+                attempt.errcode or "TPI_HOMESERVER_ERROR",
+                f"The homeserver could not be reached or failed ({attempt.status}).",
+            )
+
+    async def _rate_limited(
+        self, item: QueuedInvite, attempt: InviteAttempt, sent_at: int
+    ) -> None:
+        # The server computes the wait when the request arrives (and Synapse holds its
+        # 429 answers back for half a second), so count from sending, not answering.
+        wait = attempt.retry_after if attempt.retry_after is not None else 5.0
+        self._paused_until = max(now_ms(), sent_at + int(wait * 1000))
+        await self.storage.queue.retry_later(
+            item.id,
+            self._paused_until,
+            "M_LIMIT_EXCEEDED",
+            f"Rate limited by the homeserver; retrying in {wait:.1f}s.",
+            now_ms(),
+            count_attempt=False,
+        )
 
     async def _finish(self, item: QueuedInvite, outcome: str) -> None:
         await self.storage.queue.finish(item.id, outcome, now_ms())

@@ -11,6 +11,14 @@ from ..storage import QueuedInvite, Storage
 # One notice per room and kind of failure in this window: when the bot loses its power,
 # every queued invite fails the same way and the admins need to hear it once.
 _NOTICE_WINDOW = 600.0
+DONE_NOTICES = {
+    "invited": "Invited {user} to {room}.",
+    "kicked": "Removed {user} from {room}: they no longer qualify.",
+}
+FAILED_NOTICES = {
+    "invite": "Could not invite {user} to {room}: {error}",
+    "kick": "Could not remove {user} from {room}: {error}",
+}
 
 
 class MembershipReporter:
@@ -21,24 +29,20 @@ class MembershipReporter:
         self._last_notice: dict[tuple[str, str], float] = {}
 
     async def invite_done(self, item: QueuedInvite, outcome: str) -> None:
+        detail = item.reason or "" if item.action == "kick" else f"grant {item.grant_id}"
         await self.storage.audit.add(
-            now_ms(),
-            self.rooms.bot_user_id,
-            outcome,
-            item.room_id,
-            item.user_id,
-            f"grant {item.grant_id}",
+            now_ms(), self.rooms.bot_user_id, outcome, item.room_id, item.user_id, detail
         )
-        if self.admin_room and outcome == "invited":
+        if self.admin_room and outcome in DONE_NOTICES:
             await self.rooms.send_notice(
-                self.admin_room, f"Invited {item.user_id} to {item.room_id}."
+                self.admin_room, DONE_NOTICES[outcome].format(user=item.user_id, room=item.room_id)
             )
 
     async def invite_failed(self, item: QueuedInvite, errcode: str, error: str) -> None:
         await self.storage.audit.add(
             now_ms(),
             self.rooms.bot_user_id,
-            "invite_failed",
+            "kick_failed" if item.action == "kick" else "invite_failed",
             item.room_id,
             item.user_id,
             f"{errcode}: {error}",
@@ -50,5 +54,5 @@ class MembershipReporter:
         # Without an admin room, the room itself is where its admins will see it.
         await self.rooms.send_notice(
             self.admin_room or item.room_id,
-            f"Could not invite {item.user_id} to {item.room_id}: {error}",
+            FAILED_NOTICES[item.action].format(user=item.user_id, room=item.room_id, error=error),
         )

@@ -8,7 +8,7 @@ from .records import QueuedInvite
 
 _COLUMNS = (
     "id, room_id, user_id, grant_id, state, outcome, errcode, error, attempts,"
-    " next_attempt_at, updated_at, queued_at"
+    " next_attempt_at, updated_at, queued_at, action, reason"
 )
 
 
@@ -22,22 +22,43 @@ class QueueStore:
     ) -> None:
         """Queue an invite; a finished or failed row for the same pair is queued again.
 
-        A pending row is left alone, so a double claim never makes two invites; the
+        A pending invite is left alone, so a double claim never makes two invites; the
         worker checks membership before inviting, so re-queueing a finished row is safe.
+        A pending kick gives way: the person qualifies again.
         """
         await conn.execute(
             "INSERT INTO invite_queue (room_id, user_id, grant_id, state, attempts,"
-            " next_attempt_at, created_at, updated_at, queued_at)"
-            " VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4, $4)"
+            " next_attempt_at, created_at, updated_at, queued_at, action)"
+            " VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4, $4, 'invite')"
             " ON CONFLICT (room_id, user_id) DO UPDATE SET state='pending', outcome=NULL,"
             " errcode=NULL, error=NULL, attempts=0, grant_id=excluded.grant_id,"
             " next_attempt_at=excluded.next_attempt_at, updated_at=excluded.updated_at,"
-            " queued_at=excluded.queued_at"
-            " WHERE invite_queue.state <> 'pending'",
+            " queued_at=excluded.queued_at, action='invite', reason=NULL"
+            " WHERE invite_queue.state <> 'pending' OR invite_queue.action <> 'invite'",
             room_id,
             user_id,
             grant_id,
             now,
+        )
+
+    @staticmethod
+    async def enqueue_kick(
+        conn: Connection, room_id: str, user_id: str, reason: str, now: int
+    ) -> None:
+        """Queue removing someone who no longer qualifies; an invite still pending for
+        them is replaced (it must not go out any more)."""
+        await conn.execute(
+            "INSERT INTO invite_queue (room_id, user_id, state, attempts, next_attempt_at,"
+            " created_at, updated_at, queued_at, action, reason)"
+            " VALUES ($1, $2, 'pending', 0, $3, $3, $3, $3, 'kick', $4)"
+            " ON CONFLICT (room_id, user_id) DO UPDATE SET state='pending', outcome=NULL,"
+            " errcode=NULL, error=NULL, attempts=0, next_attempt_at=excluded.next_attempt_at,"
+            " updated_at=excluded.updated_at, queued_at=excluded.queued_at, action='kick',"
+            " reason=excluded.reason",
+            room_id,
+            user_id,
+            now,
+            reason,
         )
 
     async def due(self, now: int, limit: int) -> list[QueuedInvite]:
@@ -98,13 +119,16 @@ class QueueStore:
 
     async def for_user(self, user_id: str) -> list[QueuedInvite]:
         rows = await self.db.fetch(
-            f"SELECT {_COLUMNS} FROM invite_queue WHERE user_id=$1 ORDER BY id", user_id
+            f"SELECT {_COLUMNS} FROM invite_queue WHERE user_id=$1 AND action='invite'"
+            " ORDER BY id",
+            user_id,
         )
         return [QueuedInvite.from_row(row) for row in rows]
 
     async def counts_for_room(self, room_id: str) -> dict[str, int]:
         rows = await self.db.fetch(
-            "SELECT state, COUNT(*) AS n FROM invite_queue WHERE room_id=$1 GROUP BY state",
+            "SELECT state, COUNT(*) AS n FROM invite_queue WHERE room_id=$1 AND action='invite'"
+            " GROUP BY state",
             room_id,
         )
         return {row["state"]: int(row["n"]) for row in rows}

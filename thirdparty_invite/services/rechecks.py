@@ -1,0 +1,317 @@
+"""Re-checks: whether the people a binding admitted still qualify, and acting on it.
+
+A worker beside the invite queue takes due bindings from the schedule under a lease
+(storage/rechecks.py), one at a time, and walks the member listing of every rule whose
+provider can list it (providers/listing.py), page by page: each page's admitted accounts
+are marked in the database, so nothing of the size of the provider's membership stays in
+memory. Only when every listing was read completely does it conclude anything: seat
+holders a listing did not show no longer qualify (LossPolicy then applies the binding's
+policy), the others still do.
+
+Nothing that could not be seen is a loss: a provider that fails, times out or rate limits
+ends the attempt with nothing concluded (it resumes at the same page later, after the
+provider's wait or a back-off); a listing much shorter than the last complete one stops
+the re-check and tells the admins; rules whose provider cannot list them are left out
+(they are "unknown", never "no").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+import logging
+import random
+import secrets
+
+import attrs
+
+from ..config import RecheckSettings
+from ..durations import now_ms
+from ..providers.base import ProviderUnavailable
+from ..storage import RecheckState, Storage
+from . import recheck_texts as texts
+from .bindings import BindingService, BindingView, DescribedRule
+from .loss_policy import LossPolicy
+
+LEASE_MS = 5 * 60 * 1000  # renewed with every page; lapses if this instance dies
+MAX_BACKOFF_MS = 6 * 3600 * 1000
+_IDLE_POLL = 60.0
+
+
+@attrs.frozen
+class RecheckOutcome:
+    outcome: str  # "ok", "incomplete", "shrunk", "not_listable", "busy", "removed"
+    detail: str  # for the admins, in words
+    calls: int = 0
+    lost: int = 0
+    checked: int = 0
+
+
+class _LeaseLost(Exception):
+    """Another instance took the binding over (this one was too slow): stop quietly."""
+
+
+class _Shrunk(Exception):
+    def __init__(self, described: DescribedRule, listed: int, before: int) -> None:
+        self.described, self.listed, self.before = described, listed, before
+
+
+class RecheckService:
+    def __init__(
+        self,
+        storage: Storage,
+        bindings: BindingService,
+        policy: LossPolicy,
+        settings: RecheckSettings,
+        log: logging.Logger,
+    ) -> None:
+        self.storage = storage
+        self.bindings = bindings
+        self.policy = policy
+        self.settings = settings
+        self.log = log
+        # Names this instance's leases; a restart is a new owner (its old leases lapse).
+        self.owner = secrets.token_hex(8)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="thirdparty_invite-rechecks")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        task.cancel()  # a re-check cut short resumes from its last page under a new lease
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    async def request_now(self, binding_ids: Iterable[int], reason: str, actor: str) -> list[int]:
+        """Make these bindings' re-checks due now (a webhook, an admin) and wake the worker."""
+        scheduled = await self.storage.rechecks.request_now(binding_ids, now_ms())
+        if scheduled:
+            self.log.info("Re-check requested by %s (%s): bindings %s", actor, reason, scheduled)
+            self._wake.set()
+        return scheduled
+
+    async def state(self, binding_id: int) -> RecheckState | None:
+        return await self.storage.rechecks.get(binding_id)
+
+    async def recheck_now(self, view: BindingView, accept_shrink: bool = False) -> RecheckOutcome:
+        """Run one binding's re-check now and wait for its outcome (`!invitebot recheck`)."""
+        now = now_ms()
+        await self.storage.rechecks.schedule(view.binding.id, now)
+        if not await self.storage.rechecks.take(view.binding.id, self.owner, now, now + LEASE_MS):
+            return RecheckOutcome("busy", texts.BUSY)
+        state = await self.storage.rechecks.get(view.binding.id)
+        assert state is not None
+        return await self._recheck(state, view, accept_shrink=accept_shrink)
+
+    # The worker
+
+    async def _run(self) -> None:
+        failing = False
+        while not self._stopping:
+            try:
+                while not self._stopping and await self.run_due_once():
+                    pass
+                delay = await self._seconds_until_due()
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if failing:
+                    self.log.warning("Re-check pass failed again: %s", type(e).__name__)
+                else:
+                    self.log.exception("Re-check pass failed; retrying shortly")
+                failing, delay = True, 30.0
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _seconds_until_due(self) -> float:
+        next_at = await self.storage.rechecks.next_due_at()
+        if next_at is None:
+            return _IDLE_POLL
+        return min(max((next_at - now_ms()) / 1000, 0.5), _IDLE_POLL)
+
+    async def run_due_once(self) -> bool:
+        """Re-check the most overdue binding, if one is due and free; False if none was."""
+        now = now_ms()
+        state = await self.storage.rechecks.take_due(self.owner, now, now + LEASE_MS)
+        if state is None:
+            return False
+        view = await self.bindings.by_id(state.binding_id)
+        if view is None or view.binding.removed_at is not None:
+            await self._finish(state, RecheckOutcome("removed", ""), completed=True)
+            return True
+        outcome = await self._recheck(state, view)
+        if outcome.outcome not in ("ok", "not_listable"):
+            self.log.info(
+                "Re-check of binding %s: %s (%s)",
+                view.binding.public_id,
+                outcome.outcome,
+                outcome.detail,
+            )
+        return True
+
+    # One binding
+
+    async def _recheck(
+        self, state: RecheckState, view: BindingView, *, accept_shrink: bool = False
+    ) -> RecheckOutcome:
+        listable = [
+            (position, described)
+            for position, described in enumerate(view.rules)
+            if described.provider.listing(described.rule) is not None
+        ]
+        if not listable:
+            outcome = RecheckOutcome("not_listable", texts.not_listable(view))
+            await self._finish(state, outcome, completed=True)
+            return outcome
+        run_id, position, cursor = state.run_id, state.run_position, state.run_cursor
+        if position is None:
+            started = await self.storage.rechecks.start_run(view.binding.id, self.owner, now_ms())
+            if started is None:
+                return RecheckOutcome("busy", texts.BUSY)
+            run_id, position, cursor = started, 0, None
+        calls = state.run_calls
+        try:
+            for rule_position, described in listable:
+                if rule_position < position:
+                    continue
+                start = cursor if rule_position == position else None
+                calls = await self._walk(view, rule_position, described, run_id, start, calls)
+                await self._check_shrink(view, rule_position, described, run_id, accept_shrink)
+        except _LeaseLost:
+            return RecheckOutcome("busy", texts.BUSY, calls)
+        except ProviderUnavailable as e:
+            outcome = RecheckOutcome("incomplete", texts.incomplete(e), calls)
+            await self._finish(state, outcome, completed=False, retry_after=e.retry_after)
+            return outcome
+        except _Shrunk as e:
+            outcome = RecheckOutcome(
+                "shrunk", texts.shrunk(view, e.described, e.listed, e.before), calls
+            )
+            await self.policy.tell_admins(view, outcome.detail)
+            # The run starts afresh next time (and stops again until an admin accepts it).
+            await self._finish(state, outcome, completed=True)
+            return outcome
+        lost, checked = await self._conclude(view, listable, run_id)
+        outcome = RecheckOutcome("ok", texts.done(checked, lost), calls, lost, checked)
+        await self._finish(state, outcome, completed=True)
+        return outcome
+
+    async def _walk(
+        self,
+        view: BindingView,
+        position: int,
+        described: DescribedRule,
+        run_id: int,
+        cursor: str | None,
+        calls: int,
+    ) -> int:
+        """Read one rule's listing to its end (from `cursor`), marking as it goes."""
+        listing = described.provider.listing(described.rule)
+        assert listing is not None
+        binding_id = view.binding.id
+        listings = self.storage.listings
+        etags = await listings.etags(binding_id, position)
+        async for page in listing.pages(cursor, etags):
+            calls += page.calls
+            if page.members is None:
+                if not await listings.carry_page(binding_id, position, run_id, page.key):
+                    # A 304 for a page we know nothing of: read it in full next time.
+                    await listings.forget_page(binding_id, position, page.key)
+                    raise ProviderUnavailable(
+                        described.provider.display_name, "a page came back unchanged unasked"
+                    )
+            else:
+                await listings.record_page(
+                    binding_id,
+                    position,
+                    described.provider.id,
+                    run_id,
+                    page.key,
+                    page.etag,
+                    page.members,
+                )
+            next_position, next_cursor = position, page.next_cursor
+            if next_cursor is None:
+                next_position += 1  # this rule is done; the next starts from its first page
+            if not await self.storage.rechecks.progress(
+                binding_id, self.owner, next_position, next_cursor, calls, now_ms() + LEASE_MS
+            ):
+                raise _LeaseLost()
+        return calls
+
+    async def _check_shrink(
+        self,
+        view: BindingView,
+        position: int,
+        described: DescribedRule,
+        run_id: int,
+        accept_shrink: bool,
+    ) -> None:
+        listings = self.storage.listings
+        listed = await listings.listed(view.binding.id, position, run_id)
+        before = await listings.last_total(view.binding.id, position)
+        floor = (before or 0) * (1 - self.settings.max_shrink)
+        if before and listed < floor and not accept_shrink:
+            raise _Shrunk(described, listed, before)
+
+    async def _conclude(
+        self, view: BindingView, listable: list[tuple[int, DescribedRule]], run_id: int
+    ) -> tuple[int, int]:
+        """Every listing is in: who no longer qualifies (and why), who still does."""
+        binding_id = view.binding.id
+        reasons: dict[str, str] = {}
+        for position, described in listable:
+            absent = await self.storage.listings.absent(
+                binding_id, position, described.provider.id, run_id
+            )
+            for holder in absent:
+                reasons.setdefault(holder.user_id, described.description)
+            total = await self.storage.listings.listed(binding_id, position, run_id)
+            await self.storage.listings.complete(binding_id, position, run_id, total, now_ms())
+        holders = await self.storage.listings.seat_holders(binding_id)
+        qualifying = [user_id for user_id in holders if user_id not in reasons]
+        await self.policy.apply(view, reasons, qualifying)
+        return len(reasons), len(holders)
+
+    async def _finish(
+        self,
+        state: RecheckState,
+        outcome: RecheckOutcome,
+        *,
+        completed: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        now = now_ms()
+        if completed:
+            interval = self.settings.interval * 1000
+            next_at = now + int(interval * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
+        else:
+            # Back off (or wait as the provider asked), and resume where it stopped.
+            backoff = min(60_000 * 2 ** min(state.errors, 12), MAX_BACKOFF_MS)
+            wait = int(retry_after * 1000) if retry_after and retry_after > 0 else backoff
+            next_at = now + min(max(wait, 1000), MAX_BACKOFF_MS)
+        await self.storage.rechecks.finish(
+            state.binding_id,
+            self.owner,
+            now,
+            next_at,
+            outcome.outcome,
+            outcome.detail,
+            outcome.calls,
+            completed=completed,
+        )
