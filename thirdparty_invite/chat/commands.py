@@ -146,10 +146,12 @@ class InviteBotCommands:
             return
         names = ", ".join(info.display_name for info in infos)
         public_id = view.binding.public_id
+        # What a provider could not check at bind time (bound anyway), for the admin.
+        notes = "".join(f"\n\nNote: {note}" for note in view.notes)
         await evt.reply(
             f"{names} is now open to {view.description}.\n\n"
             f"Share this link: {self.services.binding_url(public_id)}\n\n"
-            f"Binding `{public_id}`; remove it with `!invitebot unbind {public_id}`."
+            f"Binding `{public_id}`; remove it with `!invitebot unbind {public_id}`.{notes}"
         )
 
     @invitebot.subcommand("bindings", help="This room's bindings, in words, with their links.")

@@ -14,7 +14,7 @@ import attrs
 
 from ..durations import now_ms
 from ..errors import UserFacingError
-from ..providers.base import Provider, Rule, RuleError
+from ..providers.base import Provider, ProviderUnavailable, Rule, RuleError
 from ..providers.registry import ProviderRegistry
 from ..storage import Binding, BindingRule, Storage
 
@@ -39,6 +39,8 @@ class BindingView:
 
     binding: Binding
     rules: tuple[DescribedRule, ...]
+    # Set by `create` only: what the providers could not check at bind time, for the admin.
+    notes: tuple[str, ...] = ()
 
     @property
     def description(self) -> str:
@@ -115,18 +117,34 @@ class BindingService:
 
     async def create(self, created_by: str, text: str, rooms: tuple[str, ...]) -> BindingView:
         parsed = self.parse(text)
+        notes = await self._validate(parsed)
         public_id = secrets.token_urlsafe(PUBLIC_ID_BYTES)
         rules = tuple(BindingRule(provider.id, rule.text) for provider, rule in parsed)
         now = now_ms()
         binding = await self.storage.bindings.create(
             public_id, created_by, rules, rooms, now, now + self.recheck_interval_ms
         )
-        view = self._view(binding)
+        view = attrs.evolve(self._view(binding), notes=notes)
         for room_id in rooms:
             await self.storage.audit.add(
                 now, created_by, "binding_created", room_id, public_id, view.description
             )
         return view
+
+    async def _validate(self, parsed: list[tuple[Provider, Rule]]) -> tuple[str, ...]:
+        """Ask each provider whether its rule can ever be checked (Provider.validate_rule):
+        refuse the rule when it cannot; what could not be asked now becomes a note."""
+        notes = []
+        for provider, rule in parsed:
+            try:
+                note = await provider.validate_rule(rule)
+            except RuleError as e:
+                raise _refuse(f"{provider.display_name}: {e}") from None
+            except ProviderUnavailable as e:  # the contract says never; bind anyway
+                note = f"could not check this rule now ({e.detail})."
+            if note:
+                notes.append(f"{provider.display_name}: {note}")
+        return tuple(notes)
 
     async def get(self, public_id: str) -> BindingView:
         """The binding behind a link; unknown ids (and removed bindings) raise."""
