@@ -13,20 +13,32 @@ Rules, checked with the person's own token (an OAuth app's web flow, PKCE S256):
 * `sponsor:LOGIN[:MIN_CENTS]`: an active sponsor of the user or organisation LOGIN, with
   a monthly tier of at least MIN_CENTS when given (one-time payments then do not count).
 
+`bind` refuses a repo rule on a repository GitHub does not show the app (private, or
+missing): it looks the repository up with the app's own credentials (HTTP Basic with the
+client ID and secret, which see public data only). When GitHub cannot be asked then, the
+rule is bound and the admin is told it could not be checked.
+
 Scopes: `read:org` for org, team and repo rules, `read:user` for sponsor rules; nothing
 else. A person may grant fewer scopes than asked (GitHub lets them edit the request), so
 the granted ones (the token answer's `scope`, then every API answer's `X-OAuth-Scopes`)
 are checked before each rule, and a missing one is said in words.
 
-This module reads the config and the rules and signs the person in; github_session asks
-GitHub's APIs about each rule.
+After the rules are checked the person's token is revoked (`revoke`: GitHub's
+`DELETE /applications/{client_id}/token`, as the app), also when the sign-in fails after
+the code was exchanged.
+
+This module reads the config and the rules, signs the person in and speaks as the app;
+github_session asks GitHub's APIs about each rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
+import logging
 import re
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from .base import (
     AuthorizationRequest,
@@ -47,8 +59,10 @@ from .github_session import (
     money,
     scope_for,
 )
-from .oauth import OAuthClient, OAuthEndpoints
+from .oauth import ApiResponse, OAuthClient, OAuthEndpoints, TokenResponse, basic_authorization
 from .settings import refuse_unknown_settings, secret_setting, text_setting, url_setting
+
+log = logging.getLogger(__name__)
 
 PERMISSION_ALIASES = {"read": "pull", "write": "push"}
 DEFAULT_REPO_PERMISSION = "push"
@@ -76,15 +90,27 @@ SETTINGS = (
     "webhook_secret",
     "recheck",
 )
+# Seconds a revocation may take at most: the person's page waits for it.
+REVOKE_TIMEOUT = 5.0
+MOVED = (301, 302, 307, 308)
 
 
 class GitHubProvider(Provider):
     kind: ClassVar[str] = "github"
 
-    def __init__(self, provider_id: str, name: str, client: OAuthClient, urls: list[str]) -> None:
+    def __init__(
+        self,
+        provider_id: str,
+        name: str,
+        client: OAuthClient,
+        urls: list[str],
+        app_authorization: str,
+    ) -> None:
         super().__init__(provider_id, name)
         self.client = client
         self.web_url, self.api_url, self.graphql_url = urls
+        # HTTP Basic with the client ID and secret: how the app speaks as itself.
+        self._app_authorization = app_authorization
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> GitHubProvider:
@@ -101,7 +127,9 @@ class GitHubProvider(Provider):
             token_url=f"{web_url}/login/oauth/access_token",
         )
         client = OAuthClient("GitHub", client_id, secret, endpoints, http)
-        provider = cls(provider_id, "GitHub", client, [web_url, api_url, graphql_url])
+        urls = [web_url, api_url, graphql_url]
+        app_authorization = basic_authorization(client_id, secret)
+        provider = cls(provider_id, "GitHub", client, urls, app_authorization)
         provider.webhook_secret = secret_setting(section, "webhook_secret")
         provider.recheck = read_recheck(section.get("recheck"), client, api_url)
         return provider
@@ -153,6 +181,34 @@ class GitHubProvider(Provider):
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
         return sorted({scope_for(rule) for rule in rules})
 
+    async def validate_rule(self, rule: Rule) -> str | None:
+        if rule.kind != "repo" or self.client.http is None:
+            return None
+        repo = f"{rule.args[0]}/{rule.args[1]}"
+        cannot = f"could not check that the repository {repo} is public"
+        try:
+            response = await self._as_app("GET", f"/repos/{repo}")
+        except ProviderUnavailable as e:
+            return f"{cannot} ({e.detail}). If it is private, nobody will get in through it."
+        if response.status == 404 or (
+            response.status == 200 and (response.body or {}).get("private") is True
+        ):
+            raise RuleError(
+                f"{self.display_name} does not show this bot the repository {repo}: it is "
+                "private, or it does not exist. A repo rule works on public repositories "
+                "only: seeing a private one would take the `repo` scope, full access to "
+                "every person's code, which this bot never asks for. For a private project, "
+                "use a team rule (team:ORG/TEAM)."
+            )
+        if response.status in MOVED:
+            raise RuleError(
+                f"the repository {repo} has moved or been renamed: use its current name "
+                f"(open {self.web_url}/{repo} to see it)"
+            )
+        if response.status != 200:
+            return f"{cannot} ({self.display_name} answered HTTP {response.status})."
+        return None
+
     # Signing in
 
     def authorization_request(
@@ -170,6 +226,14 @@ class GitHubProvider(Provider):
         if self.client.http is None:
             raise RuntimeError("GitHubProvider built for validation only (no http)")
         token = await self.client.exchange_code(code, redirect_uri, request)
+        try:
+            return await self._session(token)
+        except BaseException:
+            await self.revoke(token.access_token)  # dropped is not revoked
+            raise
+
+    async def _session(self, token: TokenResponse) -> GitHubSession:
+        """Who the token's person is, and the scopes they granted."""
         response = await self.client.get_json(
             f"{self.api_url}/user", token.access_token, headers=API_HEADERS
         )
@@ -191,3 +255,32 @@ class GitHubProvider(Provider):
         if granted is None:
             granted = token.granted_scopes
         return GitHubSession(self, token.access_token, account, granted)
+
+    # As the app itself
+
+    async def revoke(self, access_token: str) -> bool:
+        """Revoke a person's token (`DELETE /applications/{client_id}/token`, 204). Best
+        effort and bounded: a failure is logged, never the token, and never raised. True
+        when GitHub said it is revoked."""
+        path = f"/applications/{quote(self.client.client_id, safe='')}/token"
+        try:
+            response = await asyncio.wait_for(
+                self._as_app("DELETE", path, {"access_token": access_token}), REVOKE_TIMEOUT
+            )
+        except ProviderUnavailable as e:
+            log.info("%s: revoking a token failed: %s", self.display_name, e.detail)
+            return False
+        except Exception as e:  # best effort: never fail the person's check
+            log.warning("%s: revoking a token failed: %s", self.display_name, type(e).__name__)
+            return False
+        if response.status != 204:
+            log.info("%s: revoking a token answered %s", self.display_name, response.status)
+        return response.status == 204
+
+    async def _as_app(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> ApiResponse:
+        # The app's Basic credentials replace the bearer header get_json would send.
+        headers = {**API_HEADERS, "Authorization": self._app_authorization}
+        url = f"{self.api_url}{path}"
+        return await self.client.get_json(url, "", headers=headers, method=method, json_body=body)

@@ -1,8 +1,22 @@
 """A person signed in at GitHub, and what each GitHub rule asks of its REST and GraphQL
 APIs with their token: organisation and team memberships, a repository's permissions, a
-sponsorship. And GitHub's ways of saying no, or of not saying: an invitation not yet
-accepted, an organisation that restricts OAuth apps or enforces SAML single sign-on, a
-scope the person did not grant, rate limits (unknown, never no).
+sponsorship. And GitHub's ways of saying no, or of not saying.
+
+"No" only when GitHub says the person does not qualify: not a member (404 from their own
+membership), an invitation not accepted yet, a billing manager, too little access to a
+repository, not sponsoring (or too little). Everything GitHub hides from this app is
+"unknown", with its own remedy: an organisation's OAuth app access restrictions, SAML
+single sign-on not authorised for the token, a scope the person did not grant, a
+repository it cannot see (private, deleted) or that moved, a sponsor rule naming no
+account, rate limits, and any answer in a shape GitHub does not document.
+
+A team's 404 is read as "not in the team": the membership endpoint answers 404 both to a
+non-member and when the team is invisible to the token, but a secret team is visible to
+its own members, so either way the person is not in a team of that name. One more call
+(the team itself) tells whether the rule may name a team that no longer exists, for the
+remedy.
+
+`close()` revokes the token (GitHubProvider.revoke): dropped is not revoked.
 """
 
 from __future__ import annotations
@@ -71,7 +85,9 @@ class GitHubSession(ProviderSession):
         self._token = access_token
 
     async def close(self) -> None:
-        self._token = ""
+        token, self._token = self._token, ""
+        if token:
+            await self.provider.revoke(token)
 
     async def check(self, rule: Rule) -> Verdict:
         missing = self._missing_scope(rule)
@@ -89,6 +105,8 @@ class GitHubSession(ProviderSession):
 
     async def _check_org(self, org: str) -> Verdict:
         membership = await self._membership(f"/user/memberships/orgs/{org}", org)
+        if membership is None:
+            return Verdict.no(f"you ({self._you}) are not a member of the organisation {org}")
         if isinstance(membership, Verdict):
             return membership
         if membership.get("role") == "billing_manager":
@@ -98,23 +116,41 @@ class GitHubSession(ProviderSession):
     async def _check_team(self, org: str, team: str) -> Verdict:
         path = f"/orgs/{org}/teams/{team}/memberships/{self.login}"
         membership = await self._membership(path, org, team)
-        return membership if isinstance(membership, Verdict) else Verdict.yes()
+        if isinstance(membership, Verdict):
+            return membership
+        if membership is not None:
+            return Verdict.yes()
+        not_in = f"you ({self._you}) are not in team {team} of {org}"
+        # Can the person see the team at all? Organisation members see every visible
+        # team, and a secret team's members see it; nobody sees a team that is gone.
+        team_answer = await self._get(f"/orgs/{org}/teams/{team}")
+        if team_answer.status == 200:
+            return Verdict.no(not_in)
+        return Verdict.no(
+            not_in,
+            f"If you are in a team of {org} with this name, tell the room's admins: "
+            f"{self.provider.display_name} shows your account no team {team} there, so it "
+            "may have been renamed (the rule needs the name in the team's address).",
+        )
 
     async def _membership(
         self, path: str, org: str, team: str | None = None
-    ) -> dict[str, Any] | Verdict:
-        """The active membership of the organisation, or of the team, at `path`; else the
-        verdict: not a member (404), an invitation not accepted yet, or GitHub's trouble."""
+    ) -> dict[str, Any] | Verdict | None:
+        """The active membership of the organisation, or of the team, at `path`; None when
+        GitHub says there is none (a 404 to a token that may see it); else the verdict: an
+        invitation not accepted yet, or why GitHub could not say."""
         response = await self._get(path)
-        membership = response.body if response.status == 200 else None
-        what = f"team {team} of {org}" if team else f"the organisation {org}"
         if response.status == 404:
-            relation = "in" if team else "a member of"
-            return Verdict.no(f"you ({self._you}) are not {relation} {what}")
+            # GitHub answers 404 for what the token may not see, too: a scope not granted,
+            # single sign-on not authorised. Only a 404 to a token that may see is a "no".
+            return self._hidden(response, "read:org", org)
+        membership = response.body if response.status == 200 else None
         if not isinstance(membership, dict):
             return self._trouble(response, "read:org", org)
         if membership.get("state") == "pending":
-            return self._pending(org, what)
+            return self._pending(
+                org, f"team {team} of {org}" if team else f"the organisation {org}"
+            )
         if membership.get("state") != "active":
             return self._nonsense(f"the {'team' if team else 'organisation'} membership")
         return membership
@@ -128,15 +164,20 @@ class GitHubSession(ProviderSession):
                 "Tell the room's admins: the rule needs the repository's new name.",
             )
         if response.status == 404:
-            return Verdict.no(
+            # `bind` refused private and missing repositories, so it went private or was
+            # deleted since: nobody can be checked, which says nothing of this person.
+            return Verdict.unknown(
                 f"{self.provider.display_name} does not show this app the repository {repo}: "
-                "it is private, or it does not exist",
+                "it is private now, or it no longer exists",
                 "This bot can check public repositories only: it never asks to see private "
                 "ones. Tell the room's admins; a team rule works for private projects.",
             )
         body = response.body if response.status == 200 else None
         if not isinstance(body, dict):
             return self._trouble(response, "read:org", owner)
+        full_name = body.get("full_name")
+        if not isinstance(full_name, str) or full_name.lower() != repo.lower():
+            return self._nonsense(f"the repository {repo} (it named {str(full_name)[:100]})")
         flags = body.get("permissions")
         if not isinstance(flags, dict):
             return self._nonsense("your permissions on the repository")
@@ -165,12 +206,16 @@ class GitHubSession(ProviderSession):
             return self._rate_limited(response)
         data = body.get("data")
         owner = data.get("repositoryOwner") if isinstance(data, dict) else None
-        if not isinstance(owner, dict) and not types <= {"NOT_FOUND"}:
+        if not types <= {"NOT_FOUND"}:
+            # Partial data with errors (FORBIDDEN behind single sign-on, ...): a null
+            # sponsorship then means "not shown", not "not sponsoring".
             return self._nonsense(f"the sponsorship query ({', '.join(map(str, types))})")
         if not isinstance(owner, dict):
-            return Verdict.no(
+            # Renamed or deleted: the rule names nobody, which says nothing of this person.
+            return Verdict.unknown(
                 f"there is no {self.provider.display_name} account @{login} to sponsor",
-                "Tell the room's admins: the rule names an account that does not exist.",
+                "Tell the room's admins: the rule names an account that does not exist "
+                "(renamed, or deleted).",
             )
         sponsorship = owner.get("sponsorshipForViewerAsSponsor")
         sponsor_page = f"{self.provider.web_url}/sponsors/{login}"
@@ -209,11 +254,43 @@ class GitHubSession(ProviderSession):
         return self._scope_verdict(scope)
 
     def _scope_verdict(self, scope: str) -> Verdict:
-        return Verdict.no(
-            f"you did not allow {SCOPE_PURPOSE[scope]} ({scope})",
-            "Sign in again and allow it. You can see what you allowed this app at "
-            f"{self._app_page}.",
+        # Not a "no": GitHub was not allowed to say.
+        return Verdict.unknown(
+            f"you did not allow {SCOPE_PURPOSE[scope]} ({scope}), so {self.provider.display_name} "
+            "could not tell",
+            f"Sign in again and allow {scope} this time. You can see what you allowed this "
+            f"app at {self._app_page}.",
         )
+
+    def _hidden(self, response: ApiResponse, scope: str, org: str | None) -> Verdict | None:
+        """Why GitHub hid the answer from this token, when its answer says: an
+        organisation's OAuth app restrictions, single sign-on, a scope not granted."""
+        message = response.body.get("message") if isinstance(response.body, dict) else None
+        message = message if isinstance(message, str) else ""
+        name = self.provider.display_name
+        if "OAuth App access restrictions" in message and org:
+            return Verdict.unknown(
+                f"the organisation {org} has not approved this app, so {name} does not show "
+                "it your membership",
+                f"Open {self._app_page}, press Request next to {org} (Grant, if you own it), "
+                "and once an owner of the organisation approves, start again from the link.",
+            )
+        sso = response.header("X-GitHub-SSO") or ""
+        if sso.startswith(("required", "partial-results")) and org:
+            _, _, url = sso.partition("url=")
+            url = url.split(";", 1)[0].strip()
+            web = self.provider.web_url
+            where = url if url.startswith(web + "/") else f"{web}/orgs/{org}/sso"
+            return Verdict.unknown(
+                f"{org} asks you to sign in with its single sign-on before apps may see your "
+                "membership",
+                f"Sign in through {where} (that authorises this app for {org}), then start "
+                "again from the invite link.",
+            )
+        granted = header_scopes(response)
+        if granted is not None and not granted & IMPLIED_BY[scope]:
+            return self._scope_verdict(scope)
+        return None
 
     def _trouble(self, response: ApiResponse, scope: str, org: str | None) -> Verdict:
         """An answer that is not the endpoint's yes or no: why, in the person's words."""
@@ -227,26 +304,8 @@ class GitHubSession(ProviderSession):
         limited = response.header("X-RateLimit-Remaining") == "0" or "rate limit" in message
         if response.status == 429 or (response.status == 403 and limited):
             return self._rate_limited(response)
-        if response.status == 403 and "OAuth App access restrictions" in message and org:
-            return Verdict.no(
-                f"the organisation {org} has not approved this app, so {name} does not show "
-                "it your membership",
-                f"Open {self._app_page}, press Request next to {org} (Grant, if you own it), "
-                "and once an owner of the organisation approves, start again from the link.",
-            )
-        sso = response.header("X-GitHub-SSO") or ""
-        if response.status == 403 and sso.startswith("required") and org:
-            _, _, url = sso.partition("url=")
-            where = url if url.startswith(self.provider.web_url + "/") else "the organisation"
-            return Verdict.no(
-                f"{org} asks you to sign in with its single sign-on before apps may see your "
-                "membership",
-                f"Sign in through {where}, then start again from the invite link.",
-            )
-        granted = header_scopes(response)
-        if response.status == 403 and granted is not None and not granted & IMPLIED_BY[scope]:
-            return self._scope_verdict(scope)
-        return self._nonsense(f"HTTP {response.status}")
+        hidden = self._hidden(response, scope, org) if response.status == 403 else None
+        return hidden or self._nonsense(f"HTTP {response.status}")
 
     def _rate_limited(self, response: ApiResponse) -> Verdict:
         # Secondary limits send Retry-After (seconds); the hourly one, when it resets.

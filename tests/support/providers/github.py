@@ -22,6 +22,15 @@ grants on the page (`sign_in_as(..., grants=)`), parameters read from the query 
 too, the client's ID and secret in the body only, and refusals with HTTP 200 and GitHub's
 error codes, form-encoded unless `Accept: application/json`. The API checks the scopes
 each token carries.
+
+GitHub's ways of not saying, as documented: an organisation's OAuth app access
+restrictions and SAML single sign-on (403, with `X-GitHub-SSO: required; url=...`), a
+scope not granted (403 from the organisation membership, 404 from the team membership,
+both with `X-OAuth-Scopes`), a private repository or a secret team the token may not see
+(404), a renamed repository (301). Public repositories answer the app's own Basic
+credentials and anonymous requests too. The app revokes a token with
+`DELETE /applications/{client_id}/token` (Basic client credentials, 204; 401 for wrong
+credentials, 404 for a token it does not know, 422 without one); it stops working at once.
 """
 
 from __future__ import annotations
@@ -33,8 +42,10 @@ import html
 import itertools
 import json
 from pathlib import Path
+import secrets
 import time
 from typing import Any
+import urllib.parse
 
 import aiohttp
 from aiohttp import web
@@ -137,6 +148,8 @@ class Organization:
     approved_apps: set[str] = attrs.Factory(set)
     # SAML single sign-on enforced: tokens need an SSO authorization for this org.
     requires_sso: bool = False
+    # Teams declared with add_team (slug -> secret); a team someone is in exists too.
+    teams: dict[str, bool] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -171,6 +184,7 @@ class FakeGitHub(FakeOAuthServer):
         self.repos: dict[str, Repository] = {}
         self.rate_limit_remaining = 5000
         self.secondary_rate_limit = False
+        self.revoked_tokens = 0  # by the app, with DELETE /applications/{client_id}/token
         self._ids = itertools.count(583231)
 
     # The world
@@ -218,6 +232,11 @@ class FakeGitHub(FakeOAuthServer):
         org = Organization(login, next(self._ids), restricts_apps, set(), requires_sso)
         self.orgs[login.lower()] = org
         return org
+
+    def add_team(self, org: str, slug: str, *, secret: bool = False) -> None:
+        """A team with nobody in it yet; secret teams are visible to their members only."""
+        organization = self.orgs.get(org.lower()) or self.add_org(org)
+        organization.teams[slug.lower()] = secret
 
     def add_repo(self, full_name: str, *, private: bool = False) -> Repository:
         repo = Repository(full_name, next(self._ids), private)
@@ -353,16 +372,24 @@ class FakeGitHub(FakeOAuthServer):
             f"{API}/orgs/{{org}}/teams/{{team}}/memberships/{{username}}",
             self._team_membership,
         )
+        add("GET", f"{API}/orgs/{{org}}/teams/{{team}}", self._team)
         add("GET", f"{API}/repos/{{owner}}/{{repo}}", self._repository)
+        add("DELETE", f"{API}/applications/{{client_id}}/token", self._revoke, "api", "revoke")
         add("POST", GRAPHQL, self._graphql, "api", "graphql")
 
     # The REST API
 
     def _api_gate(
-        self, request: web.Request, needs: str | None, org: str | None = None
+        self,
+        request: web.Request,
+        needs: str | None,
+        org: str | None = None,
+        *,
+        hides_with_404: bool = False,
     ) -> tuple[IssuedToken | None, web.Response | None]:
         """The checks every API call passes (after scripted failures): token, rate limit,
-        scope, and the policies of the organisation `org` when it asks about one."""
+        scope (a missing one: 403, or 404 where GitHub hides what the token may not see),
+        and the policies of the organisation `org` when it asks about one."""
         token = self.bearer(request)
         if token is None:
             return None, web.json_response(fixture("error-401-bad-credentials.json"), status=401)
@@ -387,6 +414,9 @@ class FakeGitHub(FakeOAuthServer):
                 status=403,
             )
         self.rate_limit_remaining -= 1
+        if needs is not None and not _has_scope(token, needs) and hides_with_404:
+            not_found = fixture("error-404-not-found.constructed.json")
+            return token, self._json(token, not_found, status=404)
         if needs is not None and not _has_scope(token, needs):
             return token, self._json(
                 token,
@@ -481,7 +511,7 @@ class FakeGitHub(FakeOAuthServer):
 
     async def _team_membership(self, request: web.Request) -> web.Response:
         org, team, username = (request.match_info[k] for k in ("org", "team", "username"))
-        token, refused = self._api_gate(request, "read:org", org)
+        token, refused = self._api_gate(request, "read:org", org, hides_with_404=True)
         if refused is not None:
             return refused
         assert token is not None
@@ -497,7 +527,34 @@ class FakeGitHub(FakeOAuthServer):
         )
         return self._json(token, body)
 
+    async def _team(self, request: web.Request) -> web.Response:
+        """A team, to a token that may see it: organisation members see visible teams, a
+        secret team only its members and the organisation's owners; 404 to anyone else."""
+        org, slug = request.match_info["org"].lower(), request.match_info["team"].lower()
+        token, refused = self._api_gate(request, "read:org", org, hides_with_404=True)
+        if refused is not None:
+            return refused
+        assert token is not None
+        organization = self.orgs.get(org)
+        secret = organization.teams.get(slug) if organization else None
+        if secret is None and any(f"{org}/{slug}" in a.teams for a in self.accounts.values()):
+            secret = False
+        in_org = token.account.orgs.get(org)
+        active = in_org is not None and in_org.state == "active"
+        visible = active and (not secret or in_org.role == "admin")
+        if secret is None or not (visible or f"{org}/{slug}" in token.account.teams):
+            return self._json(token, fixture("error-404-not-found.constructed.json"), status=404)
+        body = {
+            "slug": slug,
+            "name": slug,
+            "privacy": "secret" if secret else "closed",
+            "url": f"{self.url}{API}/orgs/{org}/teams/{slug}",
+        }
+        return self._json(token, body)
+
     async def _repository(self, request: web.Request) -> web.Response:
+        if not request.headers.get("Authorization", "").lower().startswith(("bearer ", "token ")):
+            return await self._repository_as_app(request)
         token, refused = self._api_gate(request, None)
         if refused is not None:
             return refused
@@ -528,6 +585,68 @@ class FakeGitHub(FakeOAuthServer):
             "permissions": {name: rank >= i for i, name in enumerate(LEVELS)},
         }
         return self._json(token, body)
+
+    async def _repository_as_app(self, request: web.Request) -> web.Response:
+        """A repository asked with the app's Basic credentials, or with none: public data
+        only, without `permissions`; 401 for wrong credentials."""
+        header = request.headers.get("Authorization", "")
+        if header and self._app(header) is None:
+            return web.json_response(fixture("error-401-bad-credentials.json"), status=401)
+        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        repo = self.repos.get(full_name.lower())
+        if repo is None or repo.private:
+            not_found = fixture("error-404-not-found.constructed.json")
+            return web.json_response(not_found, status=404)
+        if repo.moved_to is not None:
+            location = f"{self.url}{API}/repositories/{repo.id}"
+            body = {"message": "Moved Permanently", "url": location, "documentation_url": ""}
+            return web.json_response(body, status=301, headers={"Location": location})
+        owner, name = repo.full_name.split("/")
+        body = {
+            "id": repo.id,
+            "name": name,
+            "full_name": repo.full_name,
+            "private": False,
+            "owner": {"login": owner, "url": f"{self.url}{API}/users/{owner}"},
+            "html_url": f"{self.url}/{repo.full_name}",
+        }
+        return web.json_response(body)
+
+    # The app itself
+
+    def _app(self, header: str) -> FakeClient | None:
+        """The OAuth app whose client ID and secret an `Authorization: Basic` header holds."""
+        if not header.startswith("Basic "):
+            return None
+        try:
+            pair = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        client_id, _, secret = (urllib.parse.unquote_plus(p) for p in pair.partition(":"))
+        client = self.clients.get(client_id)
+        if client is None or not secrets.compare_digest(client.client_secret, secret):
+            return None
+        return client
+
+    async def _revoke(self, request: web.Request) -> web.Response:
+        """Delete an app token: the app's Basic credentials, `{"access_token": ...}`."""
+        client = self._app(request.headers.get("Authorization", ""))
+        if client is None or client.client_id != request.match_info["client_id"]:
+            body = {"message": "Bad credentials", "documentation_url": f"{DOCS}/rest"}
+            return web.json_response(body, status=401)
+        try:
+            access_token = json.loads(await request.read())["access_token"]
+        except (ValueError, KeyError, TypeError):
+            access_token = None
+        if not isinstance(access_token, str) or not access_token:
+            body = {"message": "Validation Failed", "documentation_url": f"{DOCS}/rest"}
+            return web.json_response(body, status=422)
+        issued = self._tokens.get(access_token)
+        if issued is None or issued.revoked or issued.client_id != client.client_id:
+            return web.json_response(fixture("error-404-not-found.constructed.json"), status=404)
+        issued.revoked = True
+        self.revoked_tokens += 1
+        return web.Response(status=204)
 
     # GraphQL: only the sponsorship question the provider asks
 

@@ -1,7 +1,8 @@
 """The GitHub provider against the fake GitHub (real HTTP on loopback): config, rules,
 the sign-in (PKCE, single-use codes, client authentication), every rule kind's yes, no
-and pending, fewer scopes granted, organisations' app restrictions, rate limits and
-faults."""
+and pending; what GitHub hides (fewer scopes granted, organisations' app restrictions,
+single sign-on, private repositories, teams it does not show) is unknown, never no; rate
+limits and faults; repo rules refused at bind time; tokens revoked after the check."""
 
 from __future__ import annotations
 
@@ -79,6 +80,15 @@ async def verdict_for(provider: GitHubProvider, github: FakeGitHub, rule_text: s
 
 def assert_no(verdict: Verdict, *reason_parts: str, remedy: Sequence[str] = ()) -> None:
     assert verdict.holds is False, verdict
+    assert_words(verdict, reason_parts, remedy)
+
+
+def assert_unknown(verdict: Verdict, *reason_parts: str, remedy: Sequence[str] = ()) -> None:
+    assert verdict.holds is None, verdict
+    assert_words(verdict, reason_parts, remedy)
+
+
+def assert_words(verdict: Verdict, reason_parts: Sequence[str], remedy: Sequence[str]) -> None:
     for part in reason_parts:
         assert part in verdict.reason, (part, verdict)
     for part in remedy:
@@ -517,16 +527,17 @@ async def test_repo_rules(provider: GitHubProvider, github: FakeGitHub) -> None:
     assert (await verdict_for(provider, github, "repo:matrix-org/synapse:admin")).holds is True
 
 
-async def test_private_or_missing_repositories_are_explained(
+async def test_a_repository_gone_private_or_deleted_is_unknown(
     provider: GitHubProvider, github: FakeGitHub
 ) -> None:
+    # bind refuses these (below); a repository that goes private later hides everyone.
     github.add_repo("matrix-org/secret", private=True)
     github.sign_in_as(github.add_account("alice").give_access("matrix-org/secret", "admin"))
     for text in ("repo:matrix-org/secret", "repo:matrix-org/nothing-here"):
-        assert_no(
+        assert_unknown(
             await verdict_for(provider, github, text),
-            "it is private, or it does not exist",
-            remedy=["public repositories only"],
+            "it is private now, or it no longer exists",
+            remedy=["public repositories only", "team rule"],
         )
 
 
@@ -563,7 +574,7 @@ async def test_sponsor_rules(provider: GitHubProvider, github: FakeGitHub) -> No
     assert_no(await verdict_for(provider, github, "sponsor:octocat:500"), "one-time payment")
     alice.sponsor("sponsored-org", 100)
     assert (await verdict_for(provider, github, "sponsor:sponsored-org:100")).holds is True
-    assert_no(
+    assert_unknown(  # a renamed or deleted account says nothing of alice
         await verdict_for(provider, github, "sponsor:nobody-here"),
         "there is no GitHub account @nobody-here to sponsor",
         remedy=["does not exist"],
@@ -598,10 +609,11 @@ async def test_fewer_scopes_granted_are_said_in_words(
 ) -> None:
     github.sign_in_as(github.add_account("alice").join_org("matrix-org"), grants=grants)
     verdict = await verdict_for(provider, github, "org:matrix-org")
-    assert_no(
+    assert_unknown(
         verdict,
-        "you did not allow reading your organisation and team memberships (read:org)",
-        remedy=["Sign in again and allow it", f"{github.url}{APP_PAGE}"],
+        "you did not allow reading your organisation and team memberships (read:org), so "
+        "GitHub could not tell",
+        remedy=["Sign in again and allow read:org this time", f"{github.url}{APP_PAGE}"],
     )
     assert not github.requests_to("/api/v3/user/memberships/orgs/matrix-org")  # not even asked
 
@@ -616,23 +628,28 @@ async def test_sponsor_rule_without_read_user(
 ) -> None:
     github.add_account("octocat")
     github.sign_in_as(github.add_account("alice").sponsor("octocat", 500), grants={"read:org"})
-    assert_no(
+    assert_unknown(
         await verdict_for(provider, github, "sponsor:octocat"),
         "you did not allow reading your profile, where your sponsorships are (read:user)",
+        remedy=["allow read:user"],
     )
     # Told by GraphQL itself, when the granted scopes were not known beforehand.
     session, [rule] = await sign_in(provider, github, "sponsor:octocat")
     session.granted = None  # type: ignore[attr-defined]
-    assert_no(await session.check(rule), "(read:user)")
+    assert_unknown(await session.check(rule), "(read:user)")
 
 
+@pytest.mark.parametrize("rule_text", ["org:matrix-org", "team:matrix-org/core"])
 async def test_a_missing_scope_found_by_the_api_answer(
-    provider: GitHubProvider, github: FakeGitHub
+    provider: GitHubProvider, github: FakeGitHub, rule_text: str
 ) -> None:
-    github.sign_in_as(github.add_account("alice").join_org("matrix-org"), grants={"read:user"})
-    session, [rule] = await sign_in(provider, github, "org:matrix-org")
+    # The organisation membership answers 403, the team membership 404 (GitHub hides what
+    # the token may not see): both carry X-OAuth-Scopes without read:org.
+    alice = github.add_account("alice").join_org("matrix-org").join_team("matrix-org", "core")
+    github.sign_in_as(alice, grants={"read:user"})
+    session, [rule] = await sign_in(provider, github, rule_text)
     session.granted = None  # type: ignore[attr-defined]  # as if GitHub had not said
-    assert_no(await session.check(rule), "(read:org)")
+    assert_unknown(await session.check(rule), "(read:org)", remedy=["Sign in again"])
 
 
 async def test_organisation_restricting_apps(provider: GitHubProvider, github: FakeGitHub) -> None:
@@ -640,7 +657,7 @@ async def test_organisation_restricting_apps(provider: GitHubProvider, github: F
     alice = github.add_account("alice").join_org("octo-org").join_team("octo-org", "core")
     github.sign_in_as(alice)
     for text in ("org:octo-org", "team:octo-org/core"):
-        assert_no(
+        assert_unknown(
             await verdict_for(provider, github, text),
             "the organisation octo-org has not approved this app",
             remedy=[f"{github.url}{APP_PAGE}", "Request next to octo-org"],
@@ -653,13 +670,16 @@ async def test_organisation_restricting_apps(provider: GitHubProvider, github: F
 async def test_organisation_requiring_single_sign_on(
     provider: GitHubProvider, github: FakeGitHub
 ) -> None:
-    github.add_org("sso-org", requires_sso=True)
-    github.sign_in_as(github.add_account("alice").join_org("sso-org"))
-    assert_no(
-        await verdict_for(provider, github, "org:sso-org"),
-        "sso-org asks you to sign in with its single sign-on",
-        remedy=[f"{github.url}/orgs/sso-org/sso?authorization_request="],
-    )
+    org = github.add_org("sso-org", requires_sso=True)
+    github.sign_in_as(github.add_account("alice").join_org("sso-org").join_team("sso-org", "a"))
+    for text in ("org:sso-org", "team:sso-org/a"):
+        assert_unknown(
+            await verdict_for(provider, github, text),
+            "sso-org asks you to sign in with its single sign-on",
+            remedy=[f"{github.url}/orgs/sso-org/sso?authorization_request=", "authorises"],
+        )
+    org.requires_sso = False  # signed in through single sign-on
+    assert (await verdict_for(provider, github, "team:sso-org/a")).holds is True
 
 
 # Rate limits and faults: never a "no"
