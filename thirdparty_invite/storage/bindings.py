@@ -130,3 +130,16 @@ class BindingStore:
             room_id,
         )
         return [(str(row["user_id"]), int(row["id"])) for row in rows]
+
+    async def counts(self, binding_id: int) -> tuple[int, int, int]:
+        """(people admitted, their invites pending, failed) of one binding."""
+        admitted = await self.db.fetchval(
+            "SELECT COUNT(*) FROM grants WHERE binding_id=$1", binding_id
+        )
+        rows = await self.db.fetch(
+            "SELECT q.state, COUNT(*) AS n FROM invite_queue q JOIN grants g ON g.id = q.grant_id"
+            " WHERE g.binding_id=$1 AND q.action='invite' GROUP BY q.state",
+            binding_id,
+        )
+        states = {row["state"]: int(row["n"]) for row in rows}
+        return int(admitted), states.get("pending", 0), states.get("failed", 0)
