@@ -6,7 +6,7 @@ import time
 
 from ..durations import now_ms
 from ..matrix.rooms import RoomOps
-from ..storage import QueuedInvite, Storage
+from ..storage import AuditEntry, QueuedInvite, Storage
 
 # One notice per room and kind of failure in this window: when the bot loses its power,
 # every queued invite fails the same way and the admins need to hear it once.
@@ -27,6 +27,10 @@ class MembershipReporter:
         self.rooms = rooms
         self.admin_room = admin_room
         self._last_notice: dict[tuple[str, str], float] = {}
+
+    async def recent(self, room_id: str, limit: int) -> list[AuditEntry]:
+        """The room's last `limit` audit entries, newest first (`!invitebot audit`)."""
+        return await self.storage.audit.recent(room_id, limit)
 
     async def invite_done(self, item: QueuedInvite, outcome: str) -> None:
         detail = item.reason or "" if item.action == "kick" else f"grant {item.grant_id}"
