@@ -191,6 +191,10 @@ class BindingService:
         binding = attrs.evolve(view.binding, policy=policy, grace_ms=grace_ms)
         return attrs.evolve(view, binding=binding)
 
+    async def counts(self, view: BindingView) -> tuple[int, int, int]:
+        """(people admitted, their invites queued, failed), for `status`."""
+        return await self.storage.bindings.counts(view.binding.id)
+
     async def remove(self, view: BindingView, removed_by: str) -> bool:
         now = now_ms()
         removed = await self.storage.bindings.remove(view.binding.id, removed_by, now)
