@@ -12,6 +12,7 @@ from ..durations import DurationError, format_duration, now_ms, parse_duration
 from ..errors import UserFacingError
 from ..matrix.rooms import RoomInfo
 from ..services.links import describe_limits
+from . import lifecycle
 from .arguments import CommandError, parse_bind_args, parse_link_args
 
 if TYPE_CHECKING:
@@ -198,6 +199,34 @@ class InviteBotCommands:
         )
 
     @invitebot.subcommand(
+        "policy",
+        help="What happens to people a binding admitted once they no longer qualify: kick, "
+        "notify (the default) or dry-run, after an optional grace period.",
+    )
+    @command.argument("args", label="binding> <kick|notify|dry-run> [--grace 3d", pass_raw=True)
+    async def policy(self, evt: MessageEvent, args: str = "") -> None:
+        await self._lifecycle(evt, lifecycle.policy, args)
+
+    @invitebot.subcommand(
+        "recheck", help="Re-check now whether the people this room's bindings admitted qualify."
+    )
+    @command.argument("args", label="binding] [--accept-shrink", required=False, pass_raw=True)
+    async def recheck(self, evt: MessageEvent, args: str = "") -> None:
+        await self._lifecycle(evt, lifecycle.recheck, args)
+
+    @invitebot.subcommand("audit", help="The last entries of this room's audit log (10 at most).")
+    @command.argument("args", label="n", required=False, pass_raw=True)
+    async def audit(self, evt: MessageEvent, args: str = "") -> None:
+        await self._lifecycle(evt, lifecycle.audit, args)
+
+    async def _lifecycle(self, evt: MessageEvent, handler: lifecycle.Handler, args: str) -> None:
+        try:
+            reply = await handler(self.services, str(evt.sender), str(evt.room_id), args)
+        except UserFacingError as e:
+            reply = e.message
+        await evt.reply(reply)
+
+    @invitebot.subcommand(
         "providers", help="The providers set up on this bot, and the callback URL to register."
     )
     async def providers(self, evt: MessageEvent) -> None:
@@ -231,11 +260,14 @@ class InviteBotCommands:
         binding_line = f"* Bindings: {len(bindings)}" + (
             f" (provider rules are off: {unavailable})" if unavailable else ""
         )
+        binding_lines = "".join(
+            f"\n{line}" for line in await lifecycle.binding_status(self.services, bindings)
+        )
         await evt.reply(
             f"**{info.display_name}** (room version {info.power.room_version})\n\n"
             f"* {power_line}\n"
             f"* Invite links: {active} active of {len(links)}\n"
-            f"{binding_line}\n"
+            f"{binding_line}{binding_lines}\n"
             f"* Invites: {counts.get('done', 0)} delivered, {counts.get('pending', 0)} queued,"
             f" {counts.get('failed', 0)} failed"
         )
