@@ -10,7 +10,13 @@
 
 The world: `patreon.campaign` is the operator's campaign (it owns every registered client,
 so the `identity` scope shows memberships of it only, as Patreon documents); other
-campaigns can be added for people's other pledges. Answers are JSON:API documents shaped
+campaigns can be added for people's other pledges. The creator's side (campaigns, tiers,
+members page by page, the refresh grant) is in patreon_campaign.py:
+
+        access, refresh = patreon.creator_tokens()        # the portal's creator token pair
+        section = patreon.config_section(recheck=True)    # ... as `recheck:` in the config
+
+Answers are JSON:API documents shaped
 as tests/fixtures/patreon documents them, with sparse fieldsets (v2 returns no attribute
 that was not asked for) and `include` checked.
 """
@@ -30,6 +36,7 @@ from support.providers.fake_oauth import (
     IssuedToken,
     fixture,
 )
+from support.providers.patreon_campaign import CampaignAPI
 
 INCLUDES = frozenset(
     {
@@ -60,6 +67,7 @@ class PatreonCampaign:
     id: str = attrs.field(factory=lambda: _digits(7))
     vanity: str = "creator"
     tiers: list[PatreonTier] = attrs.field(factory=list)
+    creator: PatreonAccount | None = None  # whose creator token lists its members
 
     def tier(self, title_or_id: str) -> PatreonTier:
         return next(t for t in self.tiers if title_or_id in (t.id, t.title))
@@ -74,6 +82,9 @@ class PatreonMember:
     last_charge_status: str | None = "Paid"
     last_charge_date: str | None = "2018-04-01T21:28:06+00:00"
     id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    pledge_cadence: int | None = 1  # months between charges (12: annual)
+    is_gifted: bool = False
+    account: PatreonAccount | None = None
 
 
 @attrs.define
@@ -106,15 +117,26 @@ class FakePatreon(FakeOAuthServer):
         self, *, host: str = "127.0.0.1", tiers: Mapping[str, int] = DEFAULT_TIERS
     ) -> None:
         super().__init__(host=host)
-        self.campaign = self.add_campaign(tiers)
         self.accounts: list[PatreonAccount] = []
+        self.campaign = self.add_campaign(tiers)
+        # The campaign whose creator registered the clients: `identity` shows memberships of
+        # it only. Another than `campaign` models a client registered by someone else.
+        self.client_campaign = self.campaign
+        self.creator_api = CampaignAPI(self)
         # False: Patreon leaves out `memberships.campaign.tiers` (it is undocumented).
         self.campaign_tiers_visible = True
         # True: every membership comes back, as with the identity.memberships scope.
         self.show_all_memberships = False
 
     def add_campaign(self, tiers: Mapping[str, int] = DEFAULT_TIERS) -> PatreonCampaign:
-        return PatreonCampaign(tiers=[PatreonTier(t, cents) for t, cents in tiers.items()])
+        campaign = PatreonCampaign(tiers=[PatreonTier(t, cents) for t, cents in tiers.items()])
+        campaign.creator = self.add_account(f"Creator of {campaign.id}", vanity="creator")
+        return campaign
+
+    def creator_tokens(self, campaign: PatreonCampaign | None = None) -> tuple[str, str]:
+        """A creator access and refresh token of `campaign`'s creator (default: the one
+        who registered the clients), as the portal shows them for a registered client."""
+        return self.creator_api.issue((campaign or self.client_campaign).creator)
 
     def add_account(self, full_name: str, *, vanity: str | None = None) -> PatreonAccount:
         account = PatreonAccount(full_name, vanity)
@@ -130,31 +152,54 @@ class FakePatreon(FakeOAuthServer):
         campaign: PatreonCampaign | None = None,
         amount_cents: int | None = None,
         last_charge_status: str | None = "Paid",
+        cadence: int | None = 1,
+        gifted: bool = False,
     ) -> PatreonMember:
         """Make `account` a member of `campaign` (default: the operator's) entitled to
-        `tier` (a title or ID; None: no tier), paying the tier's amount unless told."""
+        `tier` (a title or ID; None: no tier), paying the tier's amount for `cadence`
+        months unless told (a gift pays nothing and charges nothing)."""
         campaign = campaign or self.campaign
         tiers = [campaign.tier(tier)] if tier is not None else []
         if amount_cents is None:
-            amount_cents = tiers[0].amount_cents if tiers else 0
+            monthly = tiers[0].amount_cents if tiers and not gifted else 0
+            amount_cents = monthly * (cadence or 1)
+        if gifted:
+            last_charge_status = None
         member = PatreonMember(campaign, status, tiers, amount_cents, last_charge_status)
+        member.pledge_cadence, member.is_gifted, member.account = cadence, gifted, account
+        if gifted:
+            member.last_charge_date = None
         account.memberships.append(member)
         return member
+
+    def members_of(self, campaign: PatreonCampaign) -> list[PatreonMember]:
+        """The campaign's members in the order its member pages list them."""
+        found = [m for a in self.accounts for m in a.memberships if m.campaign is campaign]
+        return sorted(found, key=lambda m: m.id)
 
     def config_section(
         self,
         client_id: str = "fake-patreon-client",
         client_secret: str = "fake-patreon-secret",
         redirect_uris: Iterable[str] = (),
-    ) -> dict[str, str]:
+        *,
+        recheck: bool = False,
+    ) -> dict[str, Any]:
         self.register_client(client_id, client_secret, redirect_uris)
-        return {
+        section: dict[str, Any] = {
             "client_id": client_id,
             "client_secret": client_secret,
             "campaign_id": self.campaign.id,
             "web_url": self.url,
             "api_url": f"{self.url}/api/oauth2",
         }
+        if recheck:
+            access, refresh = self.creator_tokens()
+            section["recheck"] = {
+                "creator_access_token": access,
+                "creator_refresh_token": refresh,
+            }
+        return section
 
     # --- answers ----------------------------------------------------------------------
 
@@ -172,6 +217,14 @@ class FakePatreon(FakeOAuthServer):
 
     def add_api_routes(self, add: Callable[[str, str, Handler], None]) -> None:
         add("GET", "/api/oauth2/v2/identity", self._identity)
+        self.creator_api.add_routes(add)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        # The refresh grant (the creator's token) is the creator side's; codes are the base's.
+        form = await request.post() if request.content_type.endswith("urlencoded") else {}
+        if form.get("grant_type") == "refresh_token":
+            return await self.creator_api.refresh(request, {k: str(v) for k, v in form.items()})
+        return await super()._token(request)
 
     async def _identity(self, request: web.Request) -> web.Response:
         token = self.bearer(request)
@@ -248,7 +301,9 @@ class IdentityDocument:
             "currently_entitled_amount_cents": member.amount_cents,
             "last_charge_status": member.last_charge_status,
             "last_charge_date": member.last_charge_date,
-            "is_follower": member.patron_status is None,
+            "is_follower": False,  # pinned to false since Patreon's free memberships
+            "pledge_cadence": member.pledge_cadence,
+            "is_gifted": member.is_gifted,
         }
         self.members.append(self.resource("member", member.id, attributes, relationships))
         return {"id": member.id, "type": "member"}
@@ -263,7 +318,9 @@ class IdentityDocument:
         if any(i == "memberships" or i.startswith("memberships.") for i in self.includes):
             everything = "identity.memberships" in scopes or self.server.show_all_memberships
             visible = [
-                m for m in account.memberships if everything or m.campaign is self.server.campaign
+                m
+                for m in account.memberships
+                if everything or m.campaign is self.server.client_campaign
             ]
             relationships["memberships"] = {"data": [self.member(m) for m in visible]}
         data = self.resource("user", account.id, attributes, relationships)
