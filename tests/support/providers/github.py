@@ -170,7 +170,7 @@ class FakeGitHub(FakeOAuthServer):
     token_prefix = "gho_"
     replay_revokes_tokens = False  # GitHub does not document it
     bearer_schemes = ("bearer", "token")
-    failure_areas = ("token", "user", "api", "graphql")
+    failure_areas = ("token", "user", "api", "graphql", "revoke")
     failure_modes = FAILURES
     denied_params = {
         "error_description": "The user has denied your application access.",
@@ -253,8 +253,9 @@ class FakeGitHub(FakeOAuthServer):
     # Faults
 
     def fail(self, where: str, status: int | str = 503, *, times: int | None = None) -> None:
-        """Make `where` ("token", "user", "graphql", or "api": every API call) fail with an
-        HTTP status or one of FAILURES, `times` times (None: until `recover()`)."""
+        """Make `where` ("token", "user", "graphql", "revoke": the app's revocations, or
+        "api": every API call) fail with an HTTP status or one of FAILURES, `times` times
+        (None: until `recover()`)."""
         super().fail(where, status, times=times)
 
     def recover(self) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+import logging
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from support.providers.fake_oauth import s256
@@ -746,6 +748,177 @@ async def test_a_closed_session_asks_nothing(provider: GitHubProvider, github: F
     before = len(github.requests)
     assert (await session.check(rule)).holds is None
     assert len(github.requests) == before
+
+
+# Teams GitHub does not show
+
+
+async def test_a_team_404_is_not_a_member_and_a_team_nobody_sees_may_be_renamed(
+    provider: GitHubProvider, github: FakeGitHub
+) -> None:
+    github.add_team("matrix-org", "core")
+    github.add_team("matrix-org", "security", secret=True)
+    alice = github.add_account("alice").join_org("matrix-org")
+    github.sign_in_as(alice)
+    # A visible team she is not in: a plain no.
+    verdict = await verdict_for(provider, github, "team:matrix-org/core")
+    assert_no(verdict, "you (@alice on GitHub) are not in team core of matrix-org")
+    assert verdict.remedy == ""
+    # A secret team (visible to its members only) or no team at all: still not in it,
+    # and the remedy says the rule may name a renamed team.
+    for slug in ("security", "renamed-long-ago"):
+        assert_no(
+            await verdict_for(provider, github, f"team:matrix-org/{slug}"),
+            f"are not in team {slug} of matrix-org",
+            remedy=["may have been renamed", "tell the room's admins"],
+        )
+    alice.join_team("matrix-org", "security")  # its members see a secret team
+    assert (await verdict_for(provider, github, "team:matrix-org/security")).holds is True
+    assert github.requests_to("/api/v3/orgs/matrix-org/teams/core")
+
+
+async def test_a_team_in_an_org_restricting_apps_is_unknown_before_any_team_lookup(
+    provider: GitHubProvider, github: FakeGitHub
+) -> None:
+    github.add_org("octo-org", restricts_apps=True)
+    github.sign_in_as(github.add_account("alice").join_org("octo-org"))
+    assert_unknown(await verdict_for(provider, github, "team:octo-org/core"), "not approved")
+    assert not github.requests_to("/api/v3/orgs/octo-org/teams/core")
+
+
+# repo rules at bind time
+
+
+async def test_bind_refuses_a_repository_github_does_not_show_the_app(
+    provider: GitHubProvider, github: FakeGitHub
+) -> None:
+    github.add_repo("matrix-org/secret", private=True)
+    for text in ("repo:matrix-org/secret", "repo:matrix-org/nothing-here:pull"):
+        with pytest.raises(RuleError) as error:
+            await provider.validate_rule(provider.parse_rule(text))
+        message = str(error.value)
+        assert "it is private, or it does not exist" in message
+        assert "`repo` scope" in message and "team rule" in message
+    assert await provider.validate_rule(provider.parse_rule("repo:Matrix-Org/Synapse")) is None
+    # Other rules need no look-up.
+    before = len(github.requests)
+    for text in ("org:matrix-org", "team:a/b", "sponsor:octocat"):
+        assert await provider.validate_rule(provider.parse_rule(text)) is None
+    assert len(github.requests) == before
+    # The look-up is the app's (Basic credentials, public data only), never a person's.
+    lookups = github.requests_to("/api/v3/repos/matrix-org/secret")
+    assert lookups and all("Authorization" not in r.headers for r in lookups)
+
+
+async def test_bind_refuses_a_moved_repository(
+    provider: GitHubProvider, github: FakeGitHub
+) -> None:
+    github.repos["matrix-org/synapse"].moved_to = "element-hq/synapse"
+    with pytest.raises(RuleError, match="moved or been renamed: use its current name"):
+        await provider.validate_rule(provider.parse_rule("repo:matrix-org/synapse"))
+
+
+@pytest.mark.parametrize("failure", [503, "html"])
+async def test_bind_goes_ahead_with_a_note_when_github_cannot_be_asked(
+    provider: GitHubProvider, github: FakeGitHub, failure: int | str
+) -> None:
+    github.add_repo("matrix-org/secret", private=True)
+    github.fail("api", failure)
+    note = await provider.validate_rule(provider.parse_rule("repo:matrix-org/secret"))
+    assert note is not None and "could not check that the repository" in note
+    assert "nobody will get in" in note
+
+
+async def test_bind_with_wrong_app_credentials_goes_ahead_with_a_note(
+    github: FakeGitHub, http: OutboundHTTP
+) -> None:
+    section = github.config_section(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    section["client_secret"] = "not-the-secret"
+    provider = GitHubProvider.from_config("github", section, http)
+    note = await provider.validate_rule(provider.parse_rule("repo:matrix-org/synapse"))
+    assert note is not None and "HTTP 401" in note
+
+
+# Tokens revoked after the check
+
+
+async def api_status(github: FakeGitHub, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{github.url}/api/v3/user", headers=headers) as response,
+    ):
+        return response.status
+
+
+async def test_the_token_no_longer_works_after_the_check(
+    provider: GitHubProvider, github: FakeGitHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    github.sign_in_as(github.add_account("alice").join_org("matrix-org"))
+    session, [rule] = await sign_in(provider, github, "org:matrix-org")
+    token = session._token  # type: ignore[attr-defined]
+    assert await api_status(github, token) == 200
+    assert (await session.check(rule)).holds is True
+    with caplog.at_level(logging.DEBUG):
+        await session.close()
+    assert await api_status(github, token) == 401
+    assert github.revoked_tokens == 1
+    [revocation] = github.requests_to(f"/api/v3/applications/{CLIENT_ID}/token")
+    assert revocation.method == "DELETE" and "Authorization" not in revocation.headers
+    assert token not in revocation.target and token not in caplog.text
+    await session.close()  # once is enough
+    assert len(github.requests_to(f"/api/v3/applications/{CLIENT_ID}/token")) == 1
+
+
+async def test_a_token_is_revoked_when_the_sign_in_fails_after_the_exchange(
+    provider: GitHubProvider, github: FakeGitHub
+) -> None:
+    github.sign_in_as(github.add_account("alice"))
+    request = provider.authorization_request([], CALLBACK, "s")
+    code = (await github.visit_authorize(request.url)).query["code"]
+    github.fail("user", 502)
+    with pytest.raises(ProviderUnavailable):
+        await provider.finish([], code, CALLBACK, request)
+    assert github.revoked_tokens == 1
+
+
+async def test_revocation_answers_as_github_documents(
+    provider: GitHubProvider, github: FakeGitHub, http: OutboundHTTP
+) -> None:
+    github.sign_in_as(github.add_account("alice"))
+    session, _ = await sign_in(provider, github)
+    token = session._token  # type: ignore[attr-defined]
+    path = f"/applications/{CLIENT_ID}/token"
+    # Wrong client credentials: 401, and the token still works.
+    section = github.config_section(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    impostor = GitHubProvider.from_config("github", {**section, "client_secret": "x"}, http)
+    assert await impostor.revoke(token) is False
+    answer = await impostor._as_app("DELETE", path, {"access_token": token})
+    assert answer.status == 401 and await api_status(github, token) == 200
+    # No token in the body: 422. The right app: 204, then 404 for the same token.
+    assert (await provider._as_app("DELETE", path, {})).status == 422
+    assert await provider.revoke(token) is True
+    assert (await provider._as_app("DELETE", path, {"access_token": token})).status == 404
+    assert await provider.revoke(token) is False
+    assert await provider.revoke("gho_never-issued") is False
+    assert await api_status(github, token) == 401
+
+
+@pytest.mark.parametrize("failure", [503, "timeout", "html"])
+async def test_a_failed_revocation_never_raises_and_is_bounded(
+    provider: GitHubProvider,
+    github: FakeGitHub,
+    failure: int | str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("thirdparty_invite.providers.github.REVOKE_TIMEOUT", 0.5)
+    github.sign_in_as(github.add_account("alice").join_org("matrix-org"))
+    session, [rule] = await sign_in(provider, github, "org:matrix-org")
+    assert (await session.check(rule)).holds is True
+    github.fail("revoke", failure)
+    # The outer bound only keeps a broken close from hanging the suite.
+    await asyncio.wait_for(session.close(), 30)
+    assert github.revoked_tokens == 0
 
 
 def test_the_fake_answers_from_the_fixtures() -> None:
