@@ -147,7 +147,7 @@ class SpaceRooms:
         people = "1 person" if queued == 1 else f"{queued} people"
         text = (
             f"{child_name} was added to {space_name}, which invite links or bindings cover: "
-            f"I am inviting {people} who hold a grant for the space."
+            f"I am inviting {people} holding a grant for the space."
         )
         if gap:
             text += f"\n\n{gap}"
