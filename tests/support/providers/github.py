@@ -57,6 +57,7 @@ from support.providers.fake_oauth import (
     IssuedToken,
     SeenRequest,
 )
+from support.providers.github_listing import GitHubListings
 import yarl
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "github"
@@ -186,6 +187,8 @@ class FakeGitHub(FakeOAuthServer):
         self.secondary_rate_limit = False
         self.revoked_tokens = 0  # by the app, with DELETE /applications/{client_id}/token
         self._ids = itertools.count(583231)
+        # Member lists, sponsors and GitHub Apps, for re-checks (github_listing.py).
+        self.listings = GitHubListings(self)
 
     # The world
 
@@ -377,6 +380,7 @@ class FakeGitHub(FakeOAuthServer):
         add("GET", f"{API}/repos/{{owner}}/{{repo}}", self._repository)
         add("DELETE", f"{API}/applications/{{client_id}}/token", self._revoke, "api", "revoke")
         add("POST", GRAPHQL, self._graphql, "api", "graphql")
+        self.listings.add_routes(add)
 
     # The REST API
 
@@ -652,6 +656,8 @@ class FakeGitHub(FakeOAuthServer):
     # GraphQL: only the sponsorship question the provider asks
 
     async def _graphql(self, request: web.Request) -> web.Response:
+        if b"sponsorshipsAsMaintainer" in await request.read():
+            return await self.listings.sponsors(request)
         token, refused = self._api_gate(request, None)
         if refused is not None:
             if refused.status == 403 and token is not None and not self.secondary_rate_limit:
