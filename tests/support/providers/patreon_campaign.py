@@ -48,6 +48,8 @@ class CampaignAPI:
         self.page_cap: int | None = None
         self.last_cursor = "null"  # or "absent"
         self.refreshes = 0
+        # Changes a member page before it is sent (answers in an unexpected shape).
+        self.mangle: Callable[[dict[str, Any]], Any] | None = None
 
     def issue(self, account: Any) -> tuple[str, str]:
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
@@ -163,6 +165,8 @@ class CampaignAPI:
         elif self.last_cursor == "null":
             cursors["next"] = None
         document["meta"] = {"pagination": {"cursors": cursors, "total": len(members)}}
+        if self.mangle is not None:
+            document = self.mangle(document)
         return web.json_response(document)
 
 
