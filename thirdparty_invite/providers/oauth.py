@@ -205,6 +205,10 @@ class ProviderHTTP:
             raise ProviderUnavailable(
                 name, f"{it} answered HTTP {status}" if document else f"HTTP {status}"
             )
+        if status == 429 and "json" not in headers.get("content-type", ""):
+            # A rate limiter's own page (GitLab's is "Retry later" in plain text): its
+            # headers say when to come back, so the answer is kept, without a body.
+            return ApiResponse(status, headers, None)
         return ApiResponse(status, headers, _parse_body(raw, headers, name, its_answer))
 
 
