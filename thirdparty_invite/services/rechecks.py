@@ -106,6 +106,7 @@ class RecheckService:
 
     async def recheck_now(self, view: BindingView, accept_shrink: bool = False) -> RecheckOutcome:
         """Run one binding's re-check now and wait for its outcome (`!invitebot recheck`)."""
+        view = await self.bindings.by_id(view.binding.id) or view  # its policy as of now
         now = now_ms()
         await self.storage.rechecks.schedule(view.binding.id, now)
         if not await self.storage.rechecks.take(view.binding.id, self.owner, now, now + LEASE_MS):

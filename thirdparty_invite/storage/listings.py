@@ -66,7 +66,7 @@ class ListingStore:
             unique = sorted(set(members))
             for start in range(0, len(unique), _CHUNK):
                 chunk = unique[start : start + _CHUNK]
-                marks = ", ".join(f"${n + 4}" for n in range(len(chunk)))
+                marks = ", ".join(f"${n + 5}" for n in range(len(chunk)))
                 # Seats first: only admitted accounts get a mark, whatever the page holds.
                 await conn.execute(
                     "INSERT INTO listing_marks"
@@ -83,6 +83,16 @@ class ListingStore:
                     run_id,
                     *chunk,
                 )
+            # Whoever this page showed before and not now is not carried by a later "not
+            # modified" answer for it (if they moved to another page, that page marks them).
+            await conn.execute(
+                "DELETE FROM listing_marks WHERE binding_id=$1 AND position=$2 AND page_key=$3"
+                " AND run_id<>$4",
+                binding_id,
+                position,
+                key,
+                run_id,
+            )
 
     async def carry_page(self, binding_id: int, position: int, run_id: int, key: str) -> bool:
         """A page the provider says has not changed: its marks count for this run too.

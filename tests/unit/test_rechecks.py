@@ -1,0 +1,363 @@
+"""The re-check service and the loss policy on SQLite and the real PostgreSQL.
+
+The provider here is a small in-process one that lists members page by page with ETags,
+as providers/listing.py asks of every provider; tests/integration/test_rechecks.py runs
+the same service inside maubot against the local GitHub and a real Synapse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+import hashlib
+import logging
+from typing import Any
+
+import pytest
+
+from thirdparty_invite.config import RecheckSettings
+from thirdparty_invite.durations import now_ms
+from thirdparty_invite.providers.base import (
+    AuthorizationRequest,
+    Provider,
+    ProviderSession,
+    ProviderUnavailable,
+    Rule,
+)
+from thirdparty_invite.providers.listing import ListingPage, MemberListing
+from thirdparty_invite.services.bindings import BindingService, BindingView
+from thirdparty_invite.services.grants import GrantService, GrantSource
+from thirdparty_invite.services.loss_policy import LossPolicy
+from thirdparty_invite.services.rechecks import RecheckService
+from thirdparty_invite.storage import Storage
+
+PAGE = 3
+
+
+class Club:
+    """Who is in each club, and how the listing behaves (faults, calls counted)."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, list[str]] = {}
+        self.calls = 0
+        self.not_modified = 0
+        self.fail_at_page: int | None = None
+        self.retry_after: float | None = None
+
+
+class ClubListing(MemberListing):
+    def __init__(self, club: Club, name: str) -> None:
+        self.club, self.name = club, name
+
+    async def pages(
+        self, cursor: str | None = None, etags: Mapping[str, str] | None = None
+    ) -> AsyncIterator[ListingPage]:
+        members = self.club.members.get(self.name, [])
+        page = int(cursor or 0)
+        while True:
+            self.club.calls += 1
+            if self.club.fail_at_page == page:
+                raise ProviderUnavailable("Club", "HTTP 500", retry_after=self.club.retry_after)
+            chunk = members[page * PAGE : (page + 1) * PAGE]
+            key = f"{self.name}?page={page}"
+            etag = hashlib.sha256(repr(chunk).encode()).hexdigest()[:16]
+            more = (page + 1) * PAGE < len(members)
+            following = str(page + 1) if more else None
+            if (etags or {}).get(key) == etag:
+                self.club.not_modified += 1
+                yield ListingPage(key, None, etag, following)
+            else:
+                yield ListingPage(key, tuple(chunk), etag, following)
+            if not more:
+                return
+            page += 1
+
+
+class ClubProvider(Provider):
+    kind = "club"
+
+    def __init__(self, club: Club) -> None:
+        super().__init__("club", "Club")
+        self.club = club
+
+    @classmethod
+    def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> Provider:
+        raise NotImplementedError
+
+    def parse_rule(self, text: str) -> Rule:
+        return Rule(self.id, "club", (text,), text)
+
+    def describe(self, rule: Rule) -> str:
+        return f"members of the {rule.args[0]} club"
+
+    def scopes(self, rules: Sequence[Rule]) -> list[str]:
+        return []
+
+    def authorization_request(
+        self, rules: Sequence[Rule], redirect_uri: str, state: str
+    ) -> AuthorizationRequest:
+        raise NotImplementedError
+
+    async def finish(
+        self, rules: Sequence[Rule], code: str, redirect_uri: str, request: AuthorizationRequest
+    ) -> ProviderSession:
+        raise NotImplementedError
+
+    def listing(self, rule: Rule) -> MemberListing | None:
+        return None if rule.args[0] == "secret" else ClubListing(self.club, rule.args[0])
+
+
+class Registry:
+    """Stands in for ProviderRegistry: the one club provider."""
+
+    unavailable = ""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    def get(self, provider_id: str) -> Provider | None:
+        return self.provider if provider_id == "club" else None
+
+    def all(self) -> list[Provider]:
+        return [self.provider]
+
+    @staticmethod
+    def known_kinds() -> list[str]:
+        return ["club"]
+
+
+class Notices:
+    """Stands in for RoomOps where the policy talks to rooms: what it said, where."""
+
+    bot_user_id = "@bot:x"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def send_notice(self, room_id: str, text: str) -> None:
+        self.sent.append((room_id, text))
+
+
+class World:
+    def __init__(self, storage: Storage, settings: RecheckSettings | None = None) -> None:
+        self.storage = storage
+        self.club = Club()
+        self.notices = Notices()
+        self.bindings = BindingService(storage, Registry(ClubProvider(self.club)))  # type: ignore[arg-type]
+        self.grants = GrantService(storage, wake_queue=lambda: None)
+        self.settings = settings or RecheckSettings()
+        self.policy = LossPolicy(
+            storage,
+            self.notices,
+            self.settings,
+            "",
+            lambda: None,  # type: ignore[arg-type]
+        )
+        self.service = self.recheck_service()
+
+    def recheck_service(self) -> RecheckService:
+        return RecheckService(
+            self.storage, self.bindings, self.policy, self.settings, logging.getLogger("test")
+        )
+
+    async def bind(self, rules: str = "club core", rooms: tuple[str, ...] = ("!room:x",)):
+        return await self.bindings.create("@admin:x", rules, rooms)
+
+    async def admit(self, view: BindingView, user_id: str, account: str) -> None:
+        """Admitted through the binding as the sign-in service admits: a seat, a grant."""
+        binding_id = view.binding.id
+
+        async def take_seat(conn: Any, now: int) -> None:
+            assert await self.storage.signins.take_account_slot(
+                conn, binding_id, "club", account, user_id, 1, now
+            )
+
+        source = GrantSource(binding_id=binding_id, external_id=f"club:{account}")
+        await self.grants.grant(user_id, view.binding.rooms, source, take_seat)
+
+    async def kicks(self) -> list[tuple[str, str, str | None]]:
+        return [
+            (q.room_id, q.user_id, q.reason)
+            for q in await self.storage.queue.all()
+            if q.action == "kick" and q.state == "pending"
+        ]
+
+
+@pytest.fixture
+def world(storage: Storage) -> World:
+    return World(storage)
+
+
+async def admitted_club(world: World, policy: str = "kick", grace_ms: int = 0) -> BindingView:
+    world.club.members["core"] = [f"acct{i}" for i in range(10)]
+    view = await world.bind()
+    for i in range(10):
+        await world.admit(view, f"@p{i}:x", f"acct{i}")
+    return await world.bindings.set_policy(view, policy, grace_ms, "@admin:x")
+
+
+async def test_someone_gone_from_the_listing_is_kicked_with_the_rule_named(world: World) -> None:
+    view = await admitted_club(world)
+    outcome = await world.service.recheck_now(view)
+    assert outcome.outcome == "ok" and outcome.lost == 0 and outcome.checked == 10
+    world.club.members["core"].remove("acct4")
+    outcome = await world.service.recheck_now(view)
+    assert outcome.outcome == "ok" and outcome.lost == 1, outcome
+    assert await world.kicks() == [
+        ("!room:x", "@p4:x", "You no longer meet this room's rule: members of the core club.")
+    ]
+    assert any("@p4:x" in text for _, text in world.notices.sent)
+    actions = [e.action for e in await world.storage.audit.recent("!room:x", 50)]
+    assert "no_longer_qualifies" in actions and "kick_queued" in actions
+    # The policy acts once: the next re-check queues nothing new.
+    await world.storage.db.execute("DELETE FROM invite_queue WHERE action='kick'")
+    await world.service.recheck_now(view)
+    assert await world.kicks() == []
+
+
+async def test_notify_tells_the_admins_and_dry_run_only_writes_the_audit_log(
+    world: World,
+) -> None:
+    view = await admitted_club(world, "notify")
+    await world.service.recheck_now(view)
+    world.club.members["core"].remove("acct1")
+    await world.service.recheck_now(view)
+    assert await world.kicks() == []
+    assert [room for room, text in world.notices.sent if "@p1:x" in text] == ["!room:x"]
+    world.notices.sent.clear()
+    await world.bindings.set_policy(view, "dry-run", 0, "@admin:x")
+    world.club.members["core"].remove("acct2")
+    await world.service.recheck_now(view)
+    assert await world.kicks() == [] and world.notices.sent == []
+    actions = [(e.action, e.target) for e in await world.storage.audit.recent("!room:x", 50)]
+    assert ("loss_dry_run", "@p2:x") in actions and ("loss_notify", "@p1:x") in actions
+
+
+async def test_grace_delays_the_kick_and_a_return_cancels_it(world: World) -> None:
+    view = await admitted_club(world, "kick", grace_ms=60_000)
+    await world.service.recheck_now(view)
+    world.club.members["core"].remove("acct3")
+    await world.service.recheck_now(view)
+    assert await world.kicks() == []  # within the grace period
+    assert any("unless they qualify again" in text for _, text in world.notices.sent)
+    world.club.members["core"].append("acct3")  # back within the grace period
+    await world.service.recheck_now(view)
+    assert await world.storage.losses.for_binding(view.binding.id) == []
+    # Gone again, and this time the grace period runs out.
+    world.club.members["core"].remove("acct3")
+    await world.service.recheck_now(view)
+    await world.storage.db.execute("UPDATE losses SET first_at = first_at - 120000")
+    await world.service.recheck_now(view)
+    assert [user for _, user, _ in await world.kicks()] == ["@p3:x"]
+
+
+async def test_a_provider_failure_midway_touches_nobody_and_resumes_there(world: World) -> None:
+    view = await admitted_club(world)
+    await world.service.recheck_now(view)
+    world.club.members["core"] = world.club.members["core"][:9]  # acct9 left
+    world.club.fail_at_page = 2
+    world.club.retry_after = 120
+    before = now_ms()
+    outcome = await world.service.recheck_now(view)
+    assert outcome.outcome == "incomplete", outcome
+    assert (
+        await world.kicks() == [] and await world.storage.losses.for_binding(view.binding.id) == []
+    )
+    state = await world.service.state(view.binding.id)
+    assert state.run_position == 0 and state.run_cursor == "2" and state.errors == 1
+    assert state.next_at >= before + 119_000  # as the provider asked
+    world.club.fail_at_page = None
+    world.club.calls = 0
+    outcome = await world.service.recheck_now(view)
+    assert outcome.outcome == "ok" and outcome.lost == 1
+    assert world.club.calls == 1  # the last page only: it resumed where it stopped
+
+
+async def test_a_listing_shrunk_past_the_limit_stops_until_an_admin_accepts(world: World) -> None:
+    view = await admitted_club(world)
+    await world.service.recheck_now(view)
+    world.club.members["core"] = world.club.members["core"][:5]  # half of them at once
+    outcome = await world.service.recheck_now(view)
+    assert outcome.outcome == "shrunk" and "50% fewer" in outcome.detail
+    assert await world.kicks() == [] and world.notices.sent
+    assert (await world.service.recheck_now(view)).outcome == "shrunk"  # still held back
+    outcome = await world.service.recheck_now(view, accept_shrink=True)
+    assert outcome.outcome == "ok" and outcome.lost == 5
+    assert len(await world.kicks()) == 5
+
+
+async def test_an_unchanged_listing_costs_only_not_modified_pages(world: World) -> None:
+    view = await admitted_club(world)
+    first = await world.service.recheck_now(view)
+    assert first.calls == 4  # ten members, three a page
+    world.club.not_modified = 0
+    second = await world.service.recheck_now(view)
+    assert second.outcome == "ok" and second.lost == 0
+    assert world.club.not_modified == 4
+    # A change on one page is read in full; the rest are carried over.
+    world.club.members["core"][4] = "stranger"
+    world.club.not_modified = 0
+    third = await world.service.recheck_now(view)
+    assert third.lost == 1 and world.club.not_modified == 3
+
+
+async def test_people_with_another_way_in_are_kept(world: World) -> None:
+    view = await admitted_club(world)
+    other = await world.bind("club other")
+    world.club.members["other"] = ["acct5"]
+    await world.admit(other, "@p5:x", "acct5")
+    await world.service.recheck_now(view)
+    world.club.members["core"].remove("acct5")
+    await world.service.recheck_now(view)
+    assert await world.kicks() == []
+    kept = [e for e in await world.storage.audit.recent("!room:x", 50) if e.action == "kept"]
+    assert [e.target for e in kept] == ["@p5:x"]
+
+
+async def test_rules_that_cannot_be_listed_are_unknown_never_a_loss(world: World) -> None:
+    view = await world.bind("club secret")
+    await world.admit(view, "@p:x", "acct")
+    await world.bindings.set_policy(view, "kick", 0, "@admin:x")
+    outcome = await world.service.recheck_now(view)
+    assert outcome.outcome == "not_listable" and "cannot list" in outcome.detail
+    assert await world.kicks() == []
+
+
+async def test_the_worker_runs_due_rechecks_and_schedules_the_next(world: World) -> None:
+    view = await admitted_club(world)
+    assert not await world.service.run_due_once()  # the first is an interval away
+    assert await world.service.request_now([view.binding.id], "test", "@admin:x") == [
+        view.binding.id
+    ]
+    assert await world.service.run_due_once()
+    state = await world.service.state(view.binding.id)
+    assert state.last_outcome == "ok" and state.last_calls == 4
+    interval = world.settings.interval * 1000
+    assert now_ms() + 0.85 * interval < state.next_at < now_ms() + 1.15 * interval
+    assert not await world.service.run_due_once()
+
+
+@pytest.mark.postgres
+async def test_two_instances_on_one_database_run_each_recheck_once(
+    postgres_database: Any,
+) -> None:
+    world = World(Storage(postgres_database))
+    views = []
+    world.club.members["core"] = [f"acct{i}" for i in range(10)]
+    for n in range(6):
+        view = await world.bind()
+        await world.admit(view, f"@p{n}:x", f"acct{n}")
+        views.append(view)
+    await world.service.request_now([v.binding.id for v in views], "test", "@admin:x")
+    first, second = world.service, world.recheck_service()
+    assert first.owner != second.owner
+
+    async def drain(service: RecheckService) -> int:
+        runs = 0
+        while await service.run_due_once():
+            runs += 1
+        return runs
+
+    runs = await asyncio.gather(drain(first), drain(second), drain(first), drain(second))
+    assert sum(runs) == 6
+    assert world.club.calls == 6 * 4  # every binding listed exactly once
