@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from maubot.handlers import event
+from mautrix.errors import MatrixRequestError
 from mautrix.types import EventType, StateEvent
 
 from ..matrix.ids import is_room_id
@@ -60,7 +61,7 @@ class SpaceChildHandler:
             return
         try:
             queued = await self.services.grants.cover_child(space_id, child_id)
-        except HomeserverUnavailable as e:
+        except (HomeserverUnavailable, MatrixRequestError) as e:
             spaces.log.warning("Room %s added to space %s not covered: %s", child_id, space_id, e)
             return
         if queued is not None:

@@ -49,15 +49,19 @@ class SpaceRooms:
         self._cache.pop(room_id, None)
 
     async def info(self, room_id: str, *, fresh: bool = False) -> SpaceInfo:
-        """The room as a space. A room the bot cannot read (not in it) counts as no space:
-        the bot cannot invite anyone there either, and `power_gaps` says so."""
+        """The room as a space. A room the bot may not read (not in it) counts as no space:
+        the bot cannot invite anyone there either, and `power_gaps` says so. A server error
+        or rate limit is no answer: HomeserverUnavailable, unless a recent one is known."""
         cached = self._cache.get(room_id)
         if cached and not fresh and cached[0] > time.monotonic():
             return cached[1]
         try:
-            info = await self.rooms.space(room_id)
-        except MatrixRequestError:
-            info = SpaceInfo(room_id, False)
+            try:
+                info = await self.rooms.space(room_id)
+            except MatrixRequestError as e:
+                if e.http_status == 429 or e.http_status >= 500:
+                    raise HomeserverUnavailable(f"the homeserver answered {e.http_status}") from e
+                info = SpaceInfo(room_id, False)
         except HomeserverUnavailable:
             if cached and cached[0] + _STALE_LIMIT > time.monotonic():
                 return cached[1]
