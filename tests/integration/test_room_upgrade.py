@@ -191,3 +191,57 @@ async def test_upgrades_missed_while_stopped_are_followed_to_the_end_on_start(
     person = await stack.user("chained")
     async with await claim(world, person, token) as http:
         assert (await outcome(http, third))["outcome"] == "invited"
+
+
+async def bot_notices(world: World, room_id: str, text: str) -> list[str]:
+    """The bot's messages in the room containing `text`, oldest first (room history)."""
+    path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/messages"
+    data = await world.admin.request("GET", path, params={"dir": "b", "limit": "100"})
+    return [
+        str(evt["content"].get("body", ""))
+        for evt in reversed(data.get("chunk", []))
+        if evt.get("type") == "m.room.message"
+        and evt.get("sender") == world.bot.user_id
+        and text in str(evt["content"].get("body", ""))
+    ]
+
+
+async def wait_for_log(world: World, pattern: str, count: int, timeout: float = 90) -> None:
+    """Until maubot's log holds `pattern` `count` times: the bot's own word that it has
+    handled a trigger, so that what it did not post can be asserted."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while world.stack.maubot.log_text().count(pattern) < count:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{pattern!r} not {count} times in maubot's log")
+        await asyncio.sleep(0.2)
+
+
+async def test_an_upgrade_is_followed_once_whatever_triggers_it_again(world: World) -> None:
+    """The tombstone, the invite into the new room and the invite's second delivery (in
+    the new room's timeline, once the bot is in) all lead to the same upgrade: one move,
+    one notice, the right count, even with a person's invite still unanswered in the old
+    room (who must be invited to the new room, once)."""
+    admin = world.admin
+    old = await v10_room(world, "Private hall", restricted_to_itself=False)
+    _, token = find_link(await ask(world, old, "!invitebot link --uses 5"))
+    waiting = await world.stack.user("waiting")  # invited to the old room, never answers
+    async with await claim(world, waiting, token) as http:
+        assert (await outcome(http, old))["outcome"] == "invited"
+    await waiting.wait_for_invite(old, timeout=60)
+
+    new = await upgrade(admin, old)
+    await notice(admin, world, old, "I cannot follow it to the new room")
+    await admin.invite(new, world.bot.user_id)
+    await admin.wait_for_membership(new, world.bot.user_id, "join", timeout=60)
+    told = await notice(admin, world, new, "I followed this room's upgrade")
+    assert "carried over 1 invite link and 1 queued invite." in told
+    await waiting.wait_for_invite(new, timeout=60)
+
+    # Every trigger again: the tombstone (as after a restart: the bot's start looks for
+    # them), and the invite (its second delivery comes by itself).
+    await admin.send_state(old, "m.room.tombstone", {"replacement_room": new, "body": "again"})
+    await wait_for_log(world, f"Upgrade of {old} to {new} was followed already", 2)
+    assert await bot_notices(world, new, "I followed this room's upgrade") == [told]
+    admin_notices = await bot_notices(world, world.admin_room, "Private hall was upgraded")
+    assert len(admin_notices) == 1 and "1 queued invite" in admin_notices[0]
+    assert await admin.membership(new, waiting.user_id) == "invite"

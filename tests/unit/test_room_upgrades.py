@@ -3,6 +3,7 @@ with a stand-in for the homeserver."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -57,7 +58,9 @@ async def test_move_carries_links_bindings_and_the_right_invites(storage: Storag
     both = await _link(storage, "h2", (OLD, NEW))
     with_other = await _link(storage, "h3", (OLD, OTHER))
     untouched = await _link(storage, "h4", (OTHER,))
-    await storage.bindings.create("b1", "@admin:x", (BindingRule("github", "org:x"),), (OLD,), 1)
+    await storage.bindings.create(
+        "b1", "@admin:x", (BindingRule("github", "org:x"),), (OLD,), 1, first_recheck_at=2
+    )
     grant_id = await storage.db.fetchval(
         "INSERT INTO grants (user_id, link_id, created_at) VALUES ('@alice:x', $1, 1)"
         " RETURNING id",
@@ -134,12 +137,38 @@ async def test_a_second_move_finds_nothing(storage: Storage) -> None:
     assert (await storage.rooms.move(OLD, NEW, **kwargs)).empty
 
 
+async def test_a_second_move_requeues_nobody_and_writes_nothing(storage: Storage) -> None:
+    await _link(storage, "h1", (OLD,))
+    await _row(storage, OLD, "@gina:x", "done", "invited")  # her invite still unanswered
+    kwargs: dict[str, Any] = {
+        "upgraded_at": UPGRADED_AT,
+        "still_invited": {"@gina:x"},
+        "actor": "@a:x",
+        "now": UPGRADED_AT + 1,
+    }
+    first = await storage.rooms.move(OLD, NEW, **kwargs)
+    assert (first.links, first.requeued_invites, first.repeated) == (1, 1, False)
+    assert await storage.rooms.was_moved(OLD, NEW) and not await storage.rooms.was_moved(NEW, OLD)
+    # She accepted meanwhile... or not: either way she is not queued again.
+    await storage.db.execute("UPDATE invite_queue SET state='done', outcome='invited'")
+    again = await storage.rooms.move(OLD, NEW, **kwargs)
+    assert again.empty and again.repeated
+    assert await _rows(storage, NEW) == {"@gina:x": ("done", "invited")}
+    assert [e.action for e in await storage.audit.recent(OLD)] == ["room_upgraded"]
+    # A claim that read the room list before the move queued into the old room: a later
+    # trigger carries that row over (and says so in the audit log), still re-queueing nobody.
+    await _row(storage, OLD, "@late:x")
+    late = await storage.rooms.move(OLD, NEW, **kwargs)
+    assert (late.moved_invites, late.requeued_invites, late.repeated) == (1, 0, True)
+    assert len(await storage.audit.recent(OLD)) == 2
+
+
 async def test_managed_rooms_and_holdings(storage: Storage) -> None:
     await _link(storage, "h1", (OLD,))
     await _row(storage, OTHER, "@alice:x")
     await _row(storage, "!finished:x", "@bob:x", "done", "invited")
     await storage.bindings.create(
-        "b1", "@admin:x", (BindingRule("github", "org:x"),), ("!bound:x",), 1
+        "b1", "@admin:x", (BindingRule("github", "org:x"),), ("!bound:x",), 1, first_recheck_at=2
     )
     assert await storage.rooms.managed_rooms() == sorted([OLD, OTHER, "!bound:x"])
     holdings = await storage.rooms.holdings(OLD)
@@ -292,6 +321,44 @@ async def test_cannot_join_asks_once_then_an_invite_from_anyone_carries_over(
     assert len(rooms.notices) == 4  # the new room's notice, and the admin room's
     assert await upgrades.follow_on_invite(NEW, "@mod:x", None)
     assert len(rooms.notices) == 4
+
+
+async def test_every_trigger_after_the_first_changes_nothing(storage: Storage) -> None:
+    """The tombstone and the invite together (concurrently), the invite's second delivery,
+    and a restart: one join, one move, one notice per room, with the right count, even
+    with a person whose invite into the old room is still unanswered."""
+    await _link(storage, "h1", (OLD,))
+    await _row(storage, OLD, "@gina:x", "done", "invited")
+    rooms = FakeRooms(
+        tombstones={OLD: _tomb()}, joinable={NEW}, members_of={OLD: {"@gina:x": "invite"}}
+    )
+    upgrades = _upgrades(storage, rooms)
+
+    await asyncio.gather(
+        upgrades.on_tombstone(_tomb()), upgrades.follow_on_invite(NEW, "@mod:x", OLD)
+    )
+    assert rooms.joined == [NEW]
+    [(room, text), (admin_room, admin_text)] = rooms.notices
+    assert room == NEW and "carried over 1 invite link and 1 queued invite." in text
+    assert (
+        admin_room == "!admins:x"
+        and "carried over 1 invite link and 1 queued invite." in admin_text
+    )
+
+    await upgrades.follow_on_invite(NEW, "@mod:x", None)  # the second delivery
+    await upgrades.on_tombstone(_tomb())
+    restarted = _upgrades(storage, rooms)
+    await restarted.follow_on_invite(NEW, "@mod:x", OLD)
+    await restarted.on_tombstone(_tomb())
+    await storage.rooms.move(  # what the catch-up on start finds: nothing either
+        OLD, NEW, upgraded_at=0, still_invited={"@gina:x"}, actor="@a:x", now=1
+    )
+    assert rooms.joined == [NEW] and len(rooms.notices) == 2
+    actions = [e.action for e in await storage.audit.recent(OLD)]
+    assert actions.count("room_upgraded") == 1
+    # Recorded if the invite came before the move (which of the two goes first varies).
+    actions = [e.action for e in await storage.audit.recent(NEW)]
+    assert actions.count("bot_joined") == 1 and actions.count("bot_invited_to_replacement") <= 1
 
 
 async def test_only_a_true_replacement_is_accepted_this_way(storage: Storage) -> None:

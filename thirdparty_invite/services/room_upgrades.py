@@ -23,6 +23,10 @@ tombstones in every room with links, bindings or pending invites.
   by upgrading. Operators' vetting of the old room carries over to its replacement.
 - Chains (A -> B -> C) are walked hop by hop: each room is joined (a room restricted to
   B's members needs the bot in B) and its rows moved on.
+- Following is idempotent: the `room_upgraded` audit entry of the move marks the upgrade
+  as done, so the tombstone, the invite into the new room, that invite's second delivery
+  and a restart's catch-up, whichever comes after the first, join nothing, re-queue nobody
+  and tell nobody (hops out of one room take turns, so "after" is well defined).
 """
 
 from __future__ import annotations
@@ -107,10 +111,10 @@ class RoomUpgrades:
         self.direct_chats = direct_chats
         self.admin_room = admin_room
         self.log = log
-        # One follow at a time: a tombstone and an invite to the same new room often
-        # arrive in one sync, and the second must find the work done, not do it twice.
-        self._lock = asyncio.Lock()
-        self._followed: set[tuple[str, str]] = set()
+        # One hop out of a room at a time: the tombstone, the invite into the new room and
+        # that invite's second delivery (in the new room's timeline) arrive within a second,
+        # and each after the first must find the move recorded, not move and tell again.
+        self._hop_locks: dict[str, asyncio.Lock] = {}
         # Replacement room -> tombstone of the room whose admins were asked to invite us.
         self._waiting: dict[str, Tombstone] = {}
         # Replacement room -> the room it replaces, for rooms the bot followed into: the
@@ -167,9 +171,10 @@ class RoomUpgrades:
         for old_room in dict.fromkeys(c for c in candidates if c):
             tomb = await self._verified_tombstone(old_room, room_id)
             if tomb is not None:
-                await self.storage.audit.add(
-                    now_ms(), inviter, "bot_invited_to_replacement", room_id, old_room
-                )
+                if not await self.storage.rooms.was_moved(old_room, room_id):
+                    await self.storage.audit.add(
+                        now_ms(), inviter, "bot_invited_to_replacement", room_id, old_room
+                    )
                 await self.follow(tomb)
                 return True
         return False
@@ -186,34 +191,47 @@ class RoomUpgrades:
         return tomb if tomb is not None and tomb.replacement == new_room else None
 
     async def follow(self, tomb: Tombstone) -> None:
-        """Join the replacement (and its replacements), move the rows, tell the admins."""
-        async with self._lock:
-            origin, seen = tomb.room_id, {tomb.room_id}
-            moved_any, carried = False, RoomMove()
-            for _ in range(_MAX_HOPS):
-                moved = await self._hop(tomb)
-                if moved is None:
-                    return
-                # Each hop moves everything the previous one brought: the last one says
-                # what arrived at the end of the chain.
-                moved_any, carried = moved_any or not moved.empty, moved
-                seen.add(tomb.replacement)
-                try:
-                    after = await self.rooms.tombstone(tomb.replacement)
-                except (MatrixRequestError, HomeserverUnavailable):
-                    after = None
-                if after is None or after.replacement in seen:
-                    break
-                tomb = after
-            final = tomb.replacement
-            if not moved_any and (origin, final) in self._followed:
-                return  # a second trigger for an upgrade already followed
-            self._followed.add((origin, final))
-            await self._announce(origin, final, carried, seen)
+        """Join the replacement (and its replacements), move the rows, tell the admins.
+        Idempotent: an upgrade already followed (its move recorded) is walked through
+        without joining, moving or telling anyone again."""
+        origin, seen = tomb.room_id, {tomb.room_id}
+        new_any, carried = False, RoomMove()
+        for _ in range(_MAX_HOPS):
+            moved = await self._hop(tomb)
+            if moved is None:
+                return
+            if not moved.repeated:
+                # Each hop moves everything the previous one brought: the last new one
+                # says what arrived at the end of the chain.
+                new_any, carried = True, moved
+            seen.add(tomb.replacement)
+            try:
+                after = await self.rooms.tombstone(tomb.replacement)
+            except (MatrixRequestError, HomeserverUnavailable):
+                after = None
+            if after is None or after.replacement in seen:
+                break
+            tomb = after
+        if new_any:
+            await self._announce(origin, tomb.replacement, carried, seen)
+        else:
+            self.log.info(
+                "Upgrade of %s to %s was followed already: nothing to do",
+                origin,
+                tomb.replacement,
+            )
 
     async def _hop(self, tomb: Tombstone) -> RoomMove | None:
-        """One upgrade: join the replacement and move the rows; None when the bot could not
-        get in (the admins are then told what to do)."""
+        """One upgrade, one at a time per old room; None when the bot could not get in."""
+        # Kept for the plugin's life: upgrades are rare, a lock per upgraded room is small.
+        async with self._hop_locks.setdefault(tomb.room_id, asyncio.Lock()):
+            if await self.storage.rooms.was_moved(tomb.room_id, tomb.replacement):
+                return await self._move(tomb, repeated=True)
+            return await self._join_and_move(tomb)
+
+    async def _join_and_move(self, tomb: Tombstone) -> RoomMove | None:
+        """Join the replacement and move the rows (the admins are told what to do when the
+        bot cannot get in)."""
         try:
             await self.rooms.join_via(tomb.replacement, tomb.via)
         except MatrixRequestError as e:
@@ -224,30 +242,41 @@ class RoomUpgrades:
             self.log.warning("Could not follow %s to its replacement: %s", tomb.room_id, e)
             return None
         self._waiting.pop(tomb.replacement, None)
-        self._replaces[tomb.replacement] = tomb.room_id
-        bot = self.rooms.bot_user_id
         await self.storage.audit.add(
             now_ms(),
-            tomb.sender or bot,
+            tomb.sender or self.rooms.bot_user_id,
             "bot_joined",
             tomb.replacement,
             None,
             f"replacement of {tomb.room_id}",
         )
-        try:
-            members = await self.rooms.members(tomb.room_id)
-        except (MatrixRequestError, HomeserverUnavailable):
-            members = {}
-        still_invited = [user for user, membership in members.items() if membership == "invite"]
+        return await self._move(tomb, repeated=False)
+
+    async def _move(self, tomb: Tombstone, *, repeated: bool) -> RoomMove:
+        still_invited: list[str] = []
+        if not repeated:  # the first move re-queued them; a repeated one re-queues nobody
+            try:
+                members = await self.rooms.members(tomb.room_id)
+            except (MatrixRequestError, HomeserverUnavailable):
+                members = {}
+            still_invited = [user for user, state in members.items() if state == "invite"]
+        self._replaces[tomb.replacement] = tomb.room_id
         moved = await self.storage.rooms.move(
             tomb.room_id,
             tomb.replacement,
             upgraded_at=tomb.at - _CLOCK_SLACK_MS,
             still_invited=still_invited,
-            actor=tomb.sender or bot,
+            actor=tomb.sender or self.rooms.bot_user_id,
             now=now_ms(),
         )
-        self.log.info("Followed %s to %s: %s", tomb.room_id, tomb.replacement, moved.describe())
+        if not (moved.repeated and moved.empty):
+            self.log.info(
+                "%s %s to %s: %s",
+                "Moved late rows of" if moved.repeated else "Followed",
+                tomb.room_id,
+                tomb.replacement,
+                moved.describe(),
+            )
         return moved
 
     async def _announce(self, origin: str, final: str, total: RoomMove, chain: set[str]) -> None:

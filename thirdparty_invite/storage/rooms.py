@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import attrs
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Connection, Database
 
 from .queue import QueueStore
 
@@ -36,6 +36,9 @@ class RoomMove:
     bindings: int = 0
     moved_invites: int = 0  # pending rows, now pending in the new room
     requeued_invites: int = 0  # people whose invite led into the old room, queued again
+    # The upgrade was moved before (its `room_upgraded` audit entry exists): only rows that
+    # reached the old room since then moved, and nobody was queued again.
+    repeated: bool = False
 
     @property
     def empty(self) -> bool:
@@ -102,10 +105,18 @@ class RoomStore:
           They are queued for the new room too (the queue skips people already there).
         - A row in the new room for the same person is never duplicated (unique key):
           `QueueStore.enqueue` leaves a pending one alone and re-queues a finished one.
-        - One audit entry records the move.
+        - One audit entry records the move; it also marks the upgrade as moved. Moving it
+          again (a second tombstone, the invite's second delivery, a restart) re-queues
+          nobody, since the first move did, and only carries what reached the old room
+          since (a claim that read the room list before the move); when that is nothing,
+          nothing is written either.
+
+        Callers serialise moves of one old room (PostgreSQL's READ COMMITTED would let two
+        concurrent moves both miss the other's audit entry).
         """
         still_invited = frozenset(still_invited)
         async with self.db.acquire() as conn, conn.transaction():
+            repeated = await _upgrade_recorded(conn, old_room, new_room)
             links = await conn.fetchval(
                 "SELECT COUNT(*) FROM invite_link_rooms WHERE room_id=$1", old_room
             )
@@ -140,6 +151,8 @@ class RoomStore:
                     await QueueStore.enqueue(conn, new_room, user_id, grant_id, now)
                     await conn.execute("DELETE FROM invite_queue WHERE id=$1", row["id"])
                     moved += 1
+                elif repeated:
+                    continue
                 elif (
                     state == "done"
                     and row["outcome"] in _INVITED_OUTCOMES
@@ -147,7 +160,9 @@ class RoomStore:
                 ) or (state == "failed" and since_upgrade):
                     await QueueStore.enqueue(conn, new_room, user_id, grant_id, now)
                     requeued += 1
-            result = RoomMove(int(links), int(bindings), moved, requeued)
+            result = RoomMove(int(links), int(bindings), moved, requeued, repeated)
+            if result.empty and repeated:
+                return result
             await conn.execute(
                 "INSERT INTO audit_log (at, actor, action, room_id, target, detail)"
                 " VALUES ($1, $2, 'room_upgraded', $3, $4, $5)",
@@ -159,6 +174,11 @@ class RoomStore:
             )
         return result
 
+    async def was_moved(self, old_room: str, new_room: str) -> bool:
+        """Whether the rows of `old_room` were moved to `new_room` (ever, restarts included)."""
+        async with self.db.acquire() as conn:
+            return await _upgrade_recorded(conn, old_room, new_room)
+
     async def was_told(self, room_id: str, action: str, target: str) -> bool:
         """Whether the audit log already records this action (e.g. a notice posted)."""
         found = await self.db.fetchval(
@@ -168,3 +188,13 @@ class RoomStore:
             target,
         )
         return found is not None
+
+
+async def _upgrade_recorded(conn: Connection, old_room: str, new_room: str) -> bool:
+    found = await conn.fetchval(
+        "SELECT id FROM audit_log WHERE room_id=$1 AND action='room_upgraded' AND target=$2"
+        " LIMIT 1",
+        old_room,
+        new_room,
+    )
+    return found is not None
