@@ -1,31 +1,38 @@
-"""GitLab (gitlab.com or self-hosted): `group:PATH[:LEVEL]`.
+"""GitLab (gitlab.com or self-hosted): `group:PATH[:ROLE]`.
 
-Sign-in is GitLab's OpenID Connect: scope `openid`, PKCE and a nonce; the ID token is
-validated (oidc_tokens) against the keys at `<base>/oauth/discovery/keys` (oidc_discovery).
+Sign-in is GitLab's OpenID Connect: PKCE and a nonce; the ID token is validated
+(oidc_tokens) against the keys at `<base>/oauth/discovery/keys` (oidc_discovery).
 GitLab's endpoints sit at documented fixed paths under the base URL, so no discovery round
-trip is needed.
+trip is needed. The access token is revoked at `<base>/oauth/revoke` once the rules are
+checked.
 
-What a rule means:
+What a rule means: what GitLab means by a member of the group (gitlab_members.py):
+direct members, members inherited from its ancestors, and members of the groups it is
+shared with, at their effective role; not members of its subgroups only, not memberships
+awaiting a seat, not blocked users. `group:gnome:developer` needs at least that role.
+Levels: guest 10, planner 15 (newer GitLab only), reporter 20, developer 30,
+maintainer 40, owner 50.
 
-* `group:gnome` holds for members of gnome *or of any of its subgroups*: the userinfo
-  `groups` claim lists every group path the person belongs to, directly or inherited from
-  an ancestor group, and the rule holds when one of them is `gnome` or starts with
-  `gnome/`. So a member of gnome qualifies (and, by inheritance, for `group:gnome/infra`
-  too), and so does someone who is only in `gnome/infra`. Paths compare case-insensitively,
-  as GitLab routes do.
-* `group:gnome:developer` needs at least that role, in gnome or one of its subgroups:
-  `GET /api/v4/groups?min_access_level=30` lists the groups where the person has that role
-  (inherited roles included), read page by page until a match; this needs the `read_api`
-  scope, asked for only when some rule names a role. Levels: guest 10, planner 15 (newer
-  GitLab only), reporter 20, developer 30, maintainer 40, owner 50.
+Why the members API and not GitLab's OpenID claims: GitLab builds `groups`, `groups_direct`
+and the `https://gitlab.org/claims/groups/owner|maintainer|developer` claims from
+`user.groups`, every membership row, so they list memberships awaiting a seat as if they
+were active, and they never list a group the person reaches through a share (config/
+initializers/doorkeeper_openid_connect.rb). The role claims also name only direct
+Developer, Maintainer and Owner memberships. No rule is answered exactly by the claims,
+in either direction, so `GET /api/v4/groups/PATH/members/all/USER_ID` answers every rule:
+
+* with the operator's group access token (`recheck: {token: ...}`, the same token the
+  re-check listing uses), when configured: people then grant only `openid`;
+* else with the person's token, which needs `read_api` (asked for at sign-in); a person
+  who can see the group sees their own membership there, shares included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import re
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import quote, urlsplit
 
 from .base import (
     AuthorizationRequest,
@@ -35,15 +42,17 @@ from .base import (
     ProviderUnavailable,
     Rule,
     RuleError,
-    SignInFailed,
     Verdict,
 )
-from .oauth import ApiResponse, OAuthClient, OAuthEndpoints, TokenResponse
+from .gitlab_listing import GitLabMemberListing
+from .gitlab_members import GUEST, Credential, GitLabAPI, group_url, standing
+from .listing import MemberListing
+from .oauth import OAuthClient, OAuthEndpoints, TokenResponse
 from .oidc_discovery import JWKSCache
-from .oidc_tokens import IDTokenValidator, exchange_and_validate, fetch_userinfo
+from .oidc_tokens import IDTokenValidator, exchange_and_validate
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
-SETTINGS = ("client_id", "client_secret", "base_url", "name")
+SETTINGS = ("client_id", "client_secret", "base_url", "name", "recheck")
 DEFAULT_BASE_URL = "https://gitlab.com"
 LEVELS = {
     "guest": 10,
@@ -57,20 +66,37 @@ LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
 # A group path: segments of letters, digits, '_', '-', '.', not starting with '-' or '.'.
 SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 MAX_PATH_LENGTH = 1024
-PER_PAGE = 100  # GitLab's maximum
-MAX_GROUP_PAGES = 10  # 1,000 groups at a given role: more is not looked through
+
+
+def read_recheck(raw: Any) -> str | None:
+    """The group access token of `recheck: {token: ...}`, or None when there is none."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("recheck: must be a mapping such as {token: glpat-...}")
+    refuse_unknown_settings({f"recheck.{k}": v for k, v in raw.items()}, ("recheck.token",))
+    return text_setting({"recheck.token": raw.get("token")}, "recheck.token")
 
 
 class GitLabProvider(Provider):
     kind = "gitlab"
 
     def __init__(
-        self, provider_id: str, name: str, base_url: str, client: OAuthClient, jwks: JWKSCache
+        self,
+        provider_id: str,
+        name: str,
+        base_url: str,
+        client: OAuthClient,
+        jwks: JWKSCache,
+        recheck_token: str | None = None,
     ) -> None:
         super().__init__(provider_id, name)
         self.base_url = base_url
         self.client = client
+        self.api = GitLabAPI(name, client.http)
         self.validator = IDTokenValidator(name, base_url, client.client_id, jwks, ["RS256"])
+        self._recheck_token = recheck_token
+        self._visible_to_token: set[str] = set()  # group paths the token was shown
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> GitLabProvider:
@@ -82,12 +108,17 @@ class GitLabProvider(Provider):
         host = urlsplit(base_url).netloc
         default_name = "GitLab" if base_url == DEFAULT_BASE_URL else f"GitLab ({host})"
         name = text_setting(section, "name", default_name)
+        recheck_token = read_recheck(section.get("recheck"))
         endpoints = OAuthEndpoints(
             authorize_url=f"{base_url}/oauth/authorize", token_url=f"{base_url}/oauth/token"
         )
         client = OAuthClient(name, client_id, client_secret, endpoints, http)
         jwks = JWKSCache(name, f"{base_url}/oauth/discovery/keys", http)
-        return cls(provider_id, name, base_url, client, jwks)
+        return cls(provider_id, name, base_url, client, jwks, recheck_token)
+
+    @property
+    def revocation_url(self) -> str:
+        return f"{self.base_url}/oauth/revoke"
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -113,19 +144,22 @@ class GitLabProvider(Provider):
 
     def describe(self, rule: Rule) -> str:
         path = rule.args[0]
+        where = f"the group {path} on {self.display_name}"
         if len(rule.args) == 1:
-            return f"members of the group {path} on {self.display_name} (subgroups included)"
-        role = rule.args[1].capitalize()
-        return (
-            f"members of the group {path} on {self.display_name} (or one of its subgroups) "
-            f"with at least the {role} role"
-        )
+            return f"members of {where} (also through a parent group or a shared group)"
+        return f"members of {where} with at least the {rule.args[1].capitalize()} role"
 
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
-        # openid: the ID token and the groups claim; read_api only for roles.
-        if any(len(rule.args) > 1 for rule in rules):
-            return ["openid", "read_api"]
-        return ["openid"]
+        # openid: the ID token. read_api: the person's own look at the group's members,
+        # unless the operator's token looks for them (see the module's docstring).
+        return ["openid"] if self._recheck_token else ["openid", "read_api"]
+
+    def listing(self, rule: Rule) -> MemberListing | None:
+        if self._recheck_token is None:
+            return None
+        level = LEVELS[rule.args[1]] if len(rule.args) > 1 else GUEST
+        credential = Credential.group_token(self._recheck_token)
+        return GitLabMemberListing(self.api, self.base_url, rule.args[0], level, credential)
 
     # -- sign-in ---------------------------------------------------------------------------
 
@@ -151,6 +185,53 @@ class GitLabProvider(Provider):
         account = ExternalAccount(self.id, sub, str(display)[:200])
         return GitLabSession(self, account, tokens)
 
+    # -- the members API -------------------------------------------------------------------
+
+    async def member_entry(
+        self, path: str, user_id: str, tokens: TokenResponse
+    ) -> Mapping[str, Any] | None:
+        """The person's entry in `members/all` of the group, None when they are not in it.
+        Raises ProviderUnavailable, _NeedsScope, or _TokenCannotSee."""
+        url = f"{group_url(self.base_url, path)}/members/all/{quote(user_id, safe='')}"
+        if self._recheck_token is not None:
+            credential = Credential.group_token(self._recheck_token)
+            response = await self.api.get(url, credential)
+            if response.status == 404 and not await self._token_sees(path, credential):
+                raise _TokenCannotSee(f"it cannot see the group {path}")
+            what = "the operator's GitLab token"
+        else:
+            granted = tokens.granted_scopes
+            if granted is not None and not granted & {"read_api", "api"}:
+                raise _NeedsScope()
+            response = await self.api.get(url, Credential.person(tokens.access_token))
+            body = response.body
+            if response.status == 403 and isinstance(body, dict):
+                if body.get("error") == "insufficient_scope":
+                    raise _NeedsScope()
+            # 404: the group has no such member, or the person cannot see the group, which
+            # a member (direct, inherited or shared) always can.
+            what = "your sign-in"
+        if response.status == 404:
+            return None
+        if response.status in (401, 403) and self._recheck_token is not None:
+            raise _TokenCannotSee(f"it was refused (HTTP {response.status})")
+        if response.status != 200 or not isinstance(response.body, dict):
+            raise self.api.unavailable(response, what)
+        return response.body
+
+    async def _token_sees(self, path: str, credential: Credential) -> bool:
+        """Whether the operator's token can see the group (a 404 for a member means "not
+        a member" only then). Remembered once seen: groups do not hide again often."""
+        if path in self._visible_to_token:
+            return True
+        response = await self.api.get(group_url(self.base_url, path), credential)
+        if response.status == 200:
+            self._visible_to_token.add(path)
+            return True
+        if response.status in (401, 403, 404):
+            return False
+        raise self.api.unavailable(response, "the operator's GitLab token")
+
 
 def _level_name(text: str) -> str:
     word = text.strip().lower()
@@ -161,18 +242,12 @@ def _level_name(text: str) -> str:
     raise RuleError(f"{text!r} is not a GitLab role: use one of {', '.join(LEVELS)}")
 
 
-def in_group_tree(member_path: str, group_path: str) -> bool:
-    """True when `member_path` is `group_path` or one of its subgroups."""
-    member, group = member_path.casefold(), group_path.casefold()
-    return member == group or member.startswith(group + "/")
-
-
 class _NeedsScope(Exception):
-    """The access token lacks a scope the check needs (GitLab answered insufficient_scope)."""
+    """The access token lacks read_api (GitLab answered insufficient_scope, or said so)."""
 
 
-class _TooManyGroups(Exception):
-    """More groups than MAX_GROUP_PAGES pages: the answer is not known."""
+class _TokenCannotSee(Exception):
+    """The operator's token cannot read the group's members: their problem, not a no."""
 
 
 class GitLabSession(ProviderSession):
@@ -182,129 +257,66 @@ class GitLabSession(ProviderSession):
         self.provider = provider
         self.account = account
         self._tokens: TokenResponse | None = tokens
-        self._member_paths: list[str] | None = None
-        # Per role level: the group paths read so far, and the next page to read (None
-        # once the last page was read).
-        self._listings: dict[int, tuple[list[str], int | None]] = {}
 
     async def close(self) -> None:
-        self._tokens = None  # nothing of the sign-in outlives the checks
-
-    @property
-    def _access_token(self) -> str:
-        if self._tokens is None:
-            raise RuntimeError("the GitLab session is closed")
-        return self._tokens.access_token
+        """Revoke the access token (GitLab's Doorkeeper, RFC 7009), then drop it."""
+        tokens, self._tokens = self._tokens, None
+        if tokens is not None:
+            await self.provider.client.revoke_token(
+                self.provider.revocation_url, tokens.access_token
+            )
 
     async def check(self, rule: Rule) -> Verdict:
+        if self._tokens is None:
+            raise RuntimeError("the GitLab session is closed")
         path = rule.args[0]
+        role = rule.args[1] if len(rule.args) > 1 else None
         name = self.provider.display_name
+        if not self.account.id.isdigit():  # GitLab's sub is the numeric user id
+            return Verdict.unknown(f"{name} named your account in an unexpected way")
         try:
-            if len(rule.args) == 1:
-                paths = await self._groups_of_member()
-                if any(in_group_tree(p, path) for p in paths):
-                    return Verdict.yes()
-                return Verdict.no(
-                    f"you are not a member of the group {path} on {name}, nor of any of "
-                    "its subgroups",
-                    f"Ask an owner of {path} to add you, then try again.",
-                )
-            role = rule.args[1]
-            if await self._has_role(path, LEVELS[role]):
-                return Verdict.yes()
-            return Verdict.no(
-                f"you do not have at least the {role.capitalize()} role in the group {path} "
-                f"on {name} (or one of its subgroups)",
-                f"Ask an owner of {path} for that role, then try again.",
-            )
+            entry = await self.provider.member_entry(path, self.account.id, self._tokens)
         except ProviderUnavailable as e:
             return Verdict.unknown(f"{name} could not tell ({e.detail})")
-        except SignInFailed as e:  # userinfo described another account
-            return Verdict.unknown(e.message, "Start again from the invite link.")
         except _NeedsScope:
             return Verdict.unknown(
-                f"{name} did not let us read your roles in groups (no read_api permission)",
+                f"{name} did not let us read your membership (no read_api permission)",
                 "Sign in again and allow access; if the same happens, tell the bot's "
                 "operator that the GitLab application needs the read_api scope.",
             )
-        except _TooManyGroups:
-            return Verdict.unknown(f"you are in more groups on {name} than we can look through")
-
-    async def _groups_of_member(self) -> list[str]:
-        if self._member_paths is None:
-            userinfo = await fetch_userinfo(
-                self.provider.client,
-                f"{self.provider.base_url}/oauth/userinfo",
-                self._access_token,
-                self.account.id,
+        except _TokenCannotSee as e:
+            return Verdict.unknown(
+                f"the bot could not read the members of {path} on {name}",
+                f"Tell the bot's operator: the re-check token (providers.gitlab.recheck) "
+                f"does not work for this group ({e}); it must be a group access token of "
+                f"{path} or a parent group with the read_api scope.",
             )
-            groups = userinfo.get("groups", [])
-            if not isinstance(groups, list):
-                raise ProviderUnavailable(self.provider.display_name, "groups is not a list")
-            self._member_paths = [g for g in groups if isinstance(g, str)]
-        return self._member_paths
+        return self._verdict(entry, path, role)
 
-    async def _has_role(self, path: str, level: int) -> bool:
-        granted = self._tokens.granted_scopes if self._tokens else None
-        if granted is not None and not granted & {"read_api", "api"}:
-            raise _NeedsScope()
-        paths, next_page = self._listings.get(level, ([], 1))
-        while True:
-            if any(in_group_tree(p, path) for p in paths):
-                return True
-            if next_page is None:
-                return False
-            if next_page > MAX_GROUP_PAGES:
-                raise _TooManyGroups()
-            page_paths, next_page = await self._groups_page(level, next_page)
-            paths = paths + page_paths
-            self._listings[level] = (paths, next_page)
-
-    async def _groups_page(self, level: int, page: int) -> tuple[list[str], int | None]:
-        """One page of the groups where the person has at least `level`, and the number of
-        the next page (None after the last)."""
+    def _verdict(self, entry: Mapping[str, Any] | None, path: str, role: str | None) -> Verdict:
         name = self.provider.display_name
-        response = await self.provider.client.get_json(
-            f"{self.provider.base_url}/api/v4/groups",
-            self._access_token,
-            params={
-                "min_access_level": str(level),
-                "per_page": str(PER_PAGE),
-                "page": str(page),
-            },
-        )
-        body = response.body
-        if response.status == 403 and isinstance(body, dict):
-            if body.get("error") == "insufficient_scope":
-                raise _NeedsScope()
-        if response.status != 200:
-            detail = (body.get("message") or body.get("error")) if isinstance(body, dict) else ""
-            # A 400 here is mostly an old GitLab that does not know the planner role (15).
-            raise ProviderUnavailable(
-                name, f"the groups query answered HTTP {response.status} {str(detail or '')[:80]}"
+        ask = f"Ask an owner of {path} to add you, then try again."
+        if entry is None:
+            return Verdict.no(f"you are not a member of the group {path} on {name}", ask)
+        if str(entry.get("id")) != self.account.id:
+            return Verdict.unknown(f"{name} answered about another account")
+        found = standing(entry, LEVELS[role] if role else GUEST)
+        if found == "holds":
+            return Verdict.yes()
+        if found == "awaiting":
+            return Verdict.no(
+                f"your membership of {path} on {name} is waiting for a seat",
+                "Ask an owner of the top-level group to approve it (Settings → Usage "
+                "quotas → Pending members), then try again.",
             )
-        if not isinstance(body, list):
-            raise ProviderUnavailable(name, "the groups answer was not a list")
-        paths = [
-            group["full_path"]
-            for group in body
-            if isinstance(group, dict) and isinstance(group.get("full_path"), str)
-        ]
-        return paths, _next_page(response, page)
-
-
-def _next_page(response: ApiResponse, page: int) -> int | None:
-    """The next page's number from `x-next-page` (empty on the last page), else from the
-    `Link` header's rel="next" URL. Only the number is used, never the URL: the next
-    request goes to the configured base URL like every other."""
-    header = response.header("x-next-page")
-    if header is not None:
-        header = header.strip()
-        return int(header) if header.isdigit() and int(header) > page else None
-    for part in (response.header("link") or "").split(","):
-        url, _, params = part.partition(";")
-        if re.search(r'rel="?next"?', params):
-            numbers = parse_qs(urlsplit(url.strip().strip("<>")).query).get("page", [])
-            if numbers and numbers[0].isdigit() and int(numbers[0]) > page:
-                return int(numbers[0])
-    return None
+        if found == "inactive":
+            return Verdict.no(f"your account on {name} is not active", "")
+        if found == "below":
+            if role is None:  # Minimal Access
+                return Verdict.no(f"you have only minimal access to {path} on {name}", ask)
+            return Verdict.no(
+                f"you do not have at least the {role.capitalize()} role in the group "
+                f"{path} on {name}",
+                f"Ask an owner of {path} for that role, then try again.",
+            )
+        return Verdict.unknown(f"{name} could not tell (its answer was not as documented)")

@@ -23,7 +23,12 @@ ID tokens (scope `openid`) are RS256-signed with a key published at
 tampered with through `id_token_overrides` (None deletes a claim); `rotate_signing_key()`
 starts signing with a new key id. Userinfo needs `openid` (else 403, empty body, as GitLab
 answers); the API needs `read_api` or `api` (else 403 insufficient_scope). Failures:
-`fail("api", ...)` covers userinfo, the API, the JWKS and the discovery document.
+`fail("api", ...)` covers userinfo, the API, the JWKS and the discovery document;
+`fail("members", ...)` the members API alone, `fail("revoke", ...)` token revocation.
+
+The members API (`/api/v4/groups/:id[/members/all[/:user_id]]`), group access tokens,
+shares, memberships awaiting a seat, blocked users and `POST /oauth/revoke` are in
+gitlab_members.py.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from aiohttp import web
 import attrs
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from support.providers.fake_oauth import FakeOAuthServer, Handler, IssuedCode, fixture
+from support.providers.fake_oauth import FakeOAuthServer, Handler, IssuedCode, SeenRequest, fixture
+from support.providers.gitlab_members import GitLabMembersAPI
 
 # Gitlab::Access roles a membership can have (planner exists on newer GitLab only).
 ROLES = {
@@ -75,6 +81,10 @@ class GitLabAccount:
     name: str
     email: str
     memberships: dict[str, int] = attrs.field(factory=dict)  # full path -> access level
+    # Direct memberships awaiting a seat (over a group's user cap or the free user limit):
+    # listed by the members API as "awaiting", in the OIDC claims like any other.
+    awaiting: dict[str, int] = attrs.field(factory=dict)
+    state: str = "active"  # the user's state: "blocked", "deactivated", ...
 
 
 def _signing_key() -> RSAKey:
@@ -89,8 +99,9 @@ def _first_signing_key() -> RSAKey:
     return _signing_key()
 
 
-class FakeGitLab(FakeOAuthServer):
+class FakeGitLab(GitLabMembersAPI, FakeOAuthServer):
     provider_name = "GitLab"
+    failure_areas = (*FakeOAuthServer.failure_areas, "members", "revoke")
     authorize_path = "/oauth/authorize"
     token_paths = ("/oauth/token",)
     known_scopes = frozenset({"openid", "profile", "email", "read_user", "read_api", "api"})
@@ -103,6 +114,7 @@ class FakeGitLab(FakeOAuthServer):
         self.groups: dict[str, GitLabGroup] = {}
         self.accounts: list[GitLabAccount] = []
         self._keys = [_first_signing_key()]
+        self._init_members_api()
 
     # --- scripting ------------------------------------------------------------------------
 
@@ -156,6 +168,11 @@ class FakeGitLab(FakeOAuthServer):
         self.add_group(path)
         account.memberships[path] = ROLES[role] if isinstance(role, str) else role
 
+    def set_awaiting(self, account: GitLabAccount, path: str, role: str | int) -> None:
+        """A direct membership of `account` in `path` that awaits a seat."""
+        self.add_group(path)
+        account.awaiting[path] = ROLES[role] if isinstance(role, str) else role
+
     def rotate_signing_key(self, *, keep_old: bool = True) -> None:
         """Sign with a new key (a new kid); the JWKS keeps the old one unless told not to."""
         self._keys = [_signing_key(), *self._keys] if keep_old else [_signing_key()]
@@ -172,7 +189,15 @@ class FakeGitLab(FakeOAuthServer):
         )
 
     def member_paths(self, account: GitLabAccount) -> list[str]:
-        return sorted(path for path in self.groups if self.role_in(account, path) > 0)
+        """The userinfo `groups` claim: like GitLab's, built from every membership row,
+        so memberships awaiting a seat are in it and groups shared with the person's are
+        not."""
+        direct = {**account.memberships, **account.awaiting}
+        return sorted(
+            path
+            for path in self.groups
+            if any(path == p or path.startswith(p + "/") for p in direct)
+        )
 
     # --- OAuth specifics --------------------------------------------------------------------
 
@@ -219,7 +244,19 @@ class FakeGitLab(FakeOAuthServer):
             "picture": f"{self.url}/uploads/-/system/user/avatar/{account.id}/avatar.png",
         }
 
+    def seen(self, request: web.Request, form: dict[str, str], area: str) -> SeenRequest:
+        seen = super().seen(request, form, area)
+        if "token" in seen.form:  # what /oauth/revoke is sent
+            seen.form["token"] = "<redacted>"
+        if "PRIVATE-TOKEN" in seen.headers:
+            seen.headers["PRIVATE-TOKEN"] = "<redacted>"
+        return seen
+
     def api_error(self, status: int) -> web.Response:
+        if status == 429:  # GitLab's rate limiter (Rack::Attack): plain text and its wait
+            reset = str(int(time.time()) + 30)
+            headers = {"Retry-After": "30", "RateLimit-Reset": reset, "RateLimit-Remaining": "0"}
+            return web.Response(status=429, text="Retry later\n", headers=headers)
         if status >= 500:  # what GitLab's front proxy shows while Rails is down
             return web.Response(status=status, text="<h1>GitLab is not responding</h1>")
         if status == 403:  # as userinfo answers a token without the openid scope
@@ -234,6 +271,7 @@ class FakeGitLab(FakeOAuthServer):
         add("GET", "/oauth/userinfo", self._userinfo)
         add("GET", "/api/v4/groups", self._groups)
         add("GET", "/api/v4/user", self._user)
+        self.add_members_routes(add)
 
     async def _discovery(self, request: web.Request) -> web.Response:
         text = json.dumps(gitlab_fixture("oidc-discovery.constructed.json"))
@@ -254,7 +292,8 @@ class FakeGitLab(FakeOAuthServer):
         body.update(self._profile(account), groups=self.member_paths(account))
         for role in ("owner", "maintainer", "developer"):
             claim = f"https://gitlab.org/claims/groups/{role}"
-            paths = sorted(p for p, level in account.memberships.items() if level == ROLES[role])
+            rows = {**account.memberships, **account.awaiting}  # GitLab reads every row
+            paths = sorted(p for p, level in rows.items() if level == ROLES[role])
             body.pop(claim)
             if paths:  # absent when empty, as GitLab drops empty claims
                 body[claim] = paths
