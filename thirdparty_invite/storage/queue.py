@@ -136,3 +136,11 @@ class QueueStore:
     async def all(self) -> list[QueuedInvite]:
         rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM invite_queue ORDER BY id")
         return [QueuedInvite.from_row(row) for row in rows]
+
+    async def users_queued_in(self, room_id: str) -> set[str]:
+        """People with a row for the room that did not fail (pending, or done whatever the
+        outcome): a catch-up leaves them alone, and queues the others."""
+        rows = await self.db.fetch(
+            "SELECT user_id FROM invite_queue WHERE room_id=$1 AND state <> 'failed'", room_id
+        )
+        return {str(row["user_id"]) for row in rows}
