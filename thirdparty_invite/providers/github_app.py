@@ -45,7 +45,8 @@ class ListingCredentials:
     # Who the credentials can see everything of: the account an App is installed on.
     # None: a token of a person, whose sight depends on their own memberships.
     installed_on: str | None = None
-    validators: dict[str, str]
+    # When the token's own membership of an organisation was last read active, by URL.
+    verified: dict[str, float]
 
     async def token(self) -> str:
         raise NotImplementedError
@@ -61,9 +62,7 @@ class ListingCredentials:
 class StaticToken(ListingCredentials):
     def __init__(self, token: str) -> None:
         self._token = token
-        # The ETag of the token's own membership of an organisation, by URL: asked again
-        # before each org listing, it costs nothing while it answers 304.
-        self.validators: dict[str, str] = {}
+        self.verified: dict[str, float] = {}
 
     async def token(self) -> str:
         return self._token
@@ -87,10 +86,11 @@ class AppInstallation(ListingCredentials):
         self._key = private_key
         self._token: str | None = None
         self._expires_at = 0.0
+        self._margin = float(RENEW_BEFORE)
         self._calls = 0
         self._lock = asyncio.Lock()
         self.installed_on = None
-        self.validators = {}
+        self.verified = {}
         self.permissions: dict[str, Any] = {}
 
     @property
@@ -108,11 +108,14 @@ class AppInstallation(ListingCredentials):
 
     async def token(self) -> str:
         async with self._lock:  # pages asked together mint one token, not several
-            if self._token is not None and time.time() < self._expires_at - RENEW_BEFORE:
+            if self._token is not None and time.time() < self._expires_at - self._margin:
                 return self._token
             if self.installed_on is None:
                 self.installed_on = await self._account()
             self._token, self._expires_at = await self._mint()
+            # A server that gives shorter tokens than GitHub's hour: renewed in their last
+            # quarter.
+            self._margin = min(RENEW_BEFORE, (self._expires_at - time.time()) / 4)
             return self._token
 
     def take_calls(self) -> int:

@@ -30,7 +30,9 @@ cut short before the last, a next page outside the API.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
+import math
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from .base import ProviderUnavailable, Rule
@@ -50,13 +52,20 @@ if TYPE_CHECKING:
     from .github import GitHubProvider
 
 PER_PAGE = 100
+# How long the re-check token's own membership of an organisation is taken as read: were it
+# lost meanwhile, the listing would shrink to the public members, which the re-check's
+# shrink limit stops.
+MEMBERSHIP_TTL = 3600.0
 RECHECK_SETTINGS = ("token", "app_id", "installation_id", "private_key")
 APP_SETTINGS = ("app_id", "installation_id", "private_key")
 _LINK = re.compile(r"<([^>]*)>\s*((?:;[^,<]*)*)")
 _REL_NEXT = re.compile(r"""rel\s*=\s*"?[^",;]*\bnext\b""", re.IGNORECASE)
 SPONSORS_QUERY = """query($login: String!, $after: String) {
+  viewer { login }
   repositoryOwner(login: $login) {
+    __typename
     login
+    ... on Organization { viewerCanAdminister }
     ... on Sponsorable {
       sponsorshipsAsMaintainer(first: 100, after: $after, activeOnly: true,
                                includePrivate: true) {
@@ -272,7 +281,7 @@ class RestListing(_GitHubListing):
     async def _may_see_everyone(self) -> int:
         """Refuse credentials that would see part of the list only: an App installed on
         another account, or (org rules) a token of someone outside the organisation. The
-        requests it cost (a membership answered 304 costs nothing)."""
+        requests it cost."""
         calls = 0
         if isinstance(self.credentials, AppInstallation):
             await self.credentials.token()
@@ -288,16 +297,13 @@ class RestListing(_GitHubListing):
         if self.member_of is None:
             return calls
         url = f"{self.provider.api_url}/user/memberships/orgs/{self.member_of}"
-        cached = self.credentials.validators.get(url)
-        response = await self._send(url, etag=cached)
-        calls += 1
-        if response.status == 304 and cached:
+        if time.monotonic() < self.credentials.verified.get(url, -math.inf) + MEMBERSHIP_TTL:
             return calls
+        response = await self._send(url)
+        calls += 1
         body = response.body if isinstance(response.body, dict) else {}
         if response.status == 200 and body.get("state") == "active":
-            etag = response.header("ETag")
-            if etag:
-                self.credentials.validators[url] = etag
+            self.credentials.verified[url] = time.monotonic()
             return calls
         if response.status in (200, 404):
             raise ProviderUnavailable(
@@ -363,9 +369,11 @@ class SponsorListing(_GitHubListing):
                 raise ProviderUnavailable(self.name, f"rate limited listing {self.what}", wait)
             raise ProviderUnavailable(self.name, f"{self.what}: GraphQL {', '.join(kinds)}")
         try:
-            owner = body["data"]["repositoryOwner"]
+            data = body["data"]
+            owner = data["repositoryOwner"]
             if owner is None:
                 raise ValueError(f"there is no account {self.login}")
+            self._sees_private(owner, data["viewer"]["login"])
             connection = owner["sponsorshipsAsMaintainer"]
             info, nodes = connection["pageInfo"], connection["nodes"]
             more, end = info["hasNextPage"], info["endCursor"]
@@ -378,6 +386,18 @@ class SponsorListing(_GitHubListing):
             detail = str(e) if isinstance(e, ValueError) else "an answer of another shape"
             raise ProviderUnavailable(self.name, f"{self.what}: {detail}") from None
         return members, end if more else None
+
+    def _sees_private(self, owner: dict[str, Any], viewer: Any) -> None:
+        """GitHub shows private sponsorships only to the sponsored account itself and to
+        an organisation's owners: anyone else would see part of the sponsors."""
+        if owner["__typename"] == "Organization" and owner["viewerCanAdminister"] is True:
+            return
+        if isinstance(viewer, str) and viewer.lower() == str(owner["login"]).lower():
+            return
+        raise ValueError(
+            f"the re-check token is not {self.login}'s nor an owner's, so GitHub would hide "
+            "the private sponsors"
+        )
 
     def _sponsor(self, node: Any) -> str | None:
         """The sponsor's account id, None when the sponsorship is below the rule."""
