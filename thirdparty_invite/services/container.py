@@ -31,6 +31,7 @@ from .room_directory import RoomDirectory
 from .room_upgrades import RoomUpgrades
 from .spaces import SpaceRooms
 from .web_sessions import WebSessionService
+from .webhooks import WebhookService
 
 QUEUE_REQUEST_TIMEOUT = 30.0
 PROVIDER_TIMEOUT = 10.0
@@ -80,6 +81,9 @@ class Services:
         )
         self.rechecks = RecheckService(
             storage, self.bindings, self.loss_policy, settings.rechecks, log.getChild("rechecks")
+        )
+        self.webhooks = WebhookService(
+            storage, self.providers, self.rechecks, log.getChild("webhooks")
         )
         self.provider_signin = ProviderSignIn(
             storage,

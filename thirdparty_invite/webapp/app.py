@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ..config import RateLimit
 from .api import WebAPI
 from .bindings_api import BindingsAPI
 from .origins import OriginCheck
@@ -19,6 +20,7 @@ from .ratelimit import RateLimiter, rate_limit_middleware
 from .session_cookie import SessionCookie
 from .static import StaticFiles
 from .support import error_middleware
+from .webhooks import WebhookReceivers
 
 if TYPE_CHECKING:
     from maubot.plugin_server import PluginWebApp
@@ -35,7 +37,14 @@ RATE_LIMITED_ROUTES = {
     # Each callback makes the bot call a provider, like each sign-in a homeserver.
     "GET /api/oauth/callback": "session",
     "POST /api/session/ticket": "session",
+    "POST /api/webhooks/github": "webhook",
+    "POST /api/webhooks/patreon": "webhook",
 }
+# Webhooks come from a provider's few addresses in bursts (an organisation removing fifty
+# people sends fifty deliveries at once), and GitHub does not retry a refused delivery:
+# a generous bucket of their own, apart from the limits on people. It bounds the hashing
+# unsigned requests cost; only signed ones reach the database.
+WEBHOOK_LIMIT = RateLimit(burst=60, refill=0.5)
 
 
 def install_web_app(
@@ -47,7 +56,9 @@ def install_web_app(
     """Replace whatever the plugin's web app served with routes over `services`."""
     webapp.clear()
     settings = services.settings
-    limiter = RateLimiter(attrs.asdict(settings.rate_limits, recurse=False))
+    limiter = RateLimiter(
+        {**attrs.asdict(settings.rate_limits, recurse=False), "webhook": WEBHOOK_LIMIT}
+    )
     # maubot wraps the handler in each middleware in the order added: the last is outermost,
     # so errors raised anywhere (the limiter included) still leave as {errcode, error}.
     webapp.add_middleware(
@@ -58,4 +69,5 @@ def install_web_app(
     origin = OriginCheck(services.public_base_url, settings.web.trusted_origins)
     WebAPI(services, cookie, origin).register(webapp)
     BindingsAPI(services, cookie, origin).register(webapp)
+    WebhookReceivers(services.webhooks).register(webapp)
     StaticFiles(read_file).register(webapp)
