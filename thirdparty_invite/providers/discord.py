@@ -9,7 +9,12 @@ Discord does not document what `GET /users/@me/guilds/{guild}/member` answers fo
 who is not in the server. This module reads a 404, or the JSON error codes 10004 (Unknown
 Guild) and 10007 (Unknown Member), as "not a member". Anything else that is not a member
 object (a rate limit, a 5xx, a 404 with code 0, which is Discord's "no such route") is
-"unknown", which never counts as a loss.
+"unknown", which never counts as a loss. A member object is read as discord_listing.py
+says (screening not passed and voice guests: no; AutoMod quarantine: unknown; a timeout:
+still a member).
+
+The person's token is revoked when the session closes (`POST <api_url>/oauth2/token/revoke`,
+RFC 7009, as Discord documents): dropped is not revoked.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from .base import (
     SignInFailed,
     Verdict,
 )
-from .oauth import ApiResponse, OAuthClient, OAuthEndpoints, failure_detail
+from .discord_listing import GuildMembers, failure_detail_of, read_recheck, standing
+from .listing import MemberListing
+from .oauth import OAuthClient, OAuthEndpoints
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
 DEFAULT_WEB_URL = "https://discord.com"
@@ -38,7 +45,7 @@ SCOPES = ("identify", "guilds.members.read")
 # Snowflakes are unsigned 64-bit integers written in decimal: 17 to 20 digits today.
 SNOWFLAKE = re.compile(r"[0-9]{17,20}")
 NOT_A_MEMBER_CODES = frozenset({10004, 10007})  # Unknown Guild, Unknown Member
-SETTINGS = ("client_id", "client_secret", "web_url", "api_url")
+SETTINGS = ("client_id", "client_secret", "web_url", "api_url", "recheck")
 RULE_FORMS = "guild:<server ID> or guild:<server ID>:<role ID>"
 HOW_TO_COPY_IDS = (
     "IDs are the long numbers Discord shows with Developer Mode on "
@@ -68,10 +75,12 @@ class DiscordProvider(Provider):
         web_url: str,
         api_url: str,
         http: Any,
+        bot_token: str | None = None,
     ) -> None:
         super().__init__(provider_id, "Discord")
         self.web_url = web_url
         self.api_url = api_url
+        self._bot_token = bot_token  # for re-check listings (config `recheck.bot_token`)
         self._oauth = OAuthClient(
             self.display_name,
             client_id,
@@ -96,6 +105,7 @@ class DiscordProvider(Provider):
             web_url=url_setting(section, "web_url", DEFAULT_WEB_URL),
             api_url=url_setting(section, "api_url", DEFAULT_API_URL),
             http=http,
+            bot_token=read_recheck(section),
         )
 
     def parse_rule(self, text: str) -> Rule:
@@ -117,6 +127,11 @@ class DiscordProvider(Provider):
         if len(rule.args) == 2:
             return f"members with role {rule.args[1]} in the Discord server {rule.args[0]}"
         return f"members of the Discord server {rule.args[0]}"
+
+    def listing(self, rule: Rule) -> MemberListing | None:
+        if self._bot_token is None or rule.kind != "guild" or not rule.args:
+            return None
+        return GuildMembers(self, rule, self._bot_token)
 
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
         return list(SCOPES)  # every rule needs the member object, and who the person is
@@ -146,7 +161,7 @@ class DiscordProvider(Provider):
             )
         me = await self._oauth.get_json(f"{self.api_url}/users/@me", token.access_token)
         if me.status != 200:
-            raise ProviderUnavailable(self.display_name, _failure_detail(me))
+            raise ProviderUnavailable(self.display_name, failure_detail_of(me))
         body = me.body if isinstance(me.body, dict) else {}
         user_id, username = body.get("id"), body.get("username")
         if not isinstance(user_id, str) or not SNOWFLAKE.fullmatch(user_id):
@@ -183,14 +198,31 @@ class DiscordSession(ProviderSession):
                 "Join the server with this Discord account (or sign in with the account "
                 "that is in it), then start again.",
             )
-        if len(rule.args) == 1:
+        role = rule.args[1] if len(rule.args) == 2 else None
+        where = standing(member, role)
+        if where == "member":
             return Verdict.yes()
-        role = rule.args[1]
-        roles = member.get("roles")
-        if not isinstance(roles, list):
-            return Verdict.unknown("Discord answered without the member's roles")
-        if role in roles:
-            return Verdict.yes()
+        if where == "pending":
+            return Verdict.no(
+                f"{who} has not finished the membership screening of the Discord server {guild}",
+                "Open the server in Discord, accept its rules (complete the screening), "
+                "then start again.",
+            )
+        if where == "guest":
+            return Verdict.no(
+                f"{who} is only a guest in a voice channel of the Discord server {guild}, "
+                "not a member",
+                "Join the server as a member with this Discord account, then start again.",
+            )
+        if where == "quarantined":
+            return Verdict.unknown(
+                f"Discord's AutoMod has quarantined {who} in the server {guild}, so it "
+                "cannot be told whether you count as a member",
+                "Change the name (or server tag) AutoMod blocks, or ask the server's "
+                "moderators, then start again.",
+            )
+        if where == "unreadable":
+            return Verdict.unknown("Discord answered a member object it did not document")
         return Verdict.no(
             f"{who} does not have role {role} in the Discord server {guild}",
             "Ask the server's moderators about that role, then start again.",
@@ -212,15 +244,13 @@ class DiscordSession(ProviderSession):
         ):
             member = None
         else:
-            raise ProviderUnavailable(provider.display_name, _failure_detail(response))
+            raise ProviderUnavailable(provider.display_name, failure_detail_of(response))
         self._members[guild] = member
         return member
 
     async def close(self) -> None:
-        self._token = ""
+        token, self._token = self._token, ""
         self._members.clear()
-
-
-def _failure_detail(response: ApiResponse) -> str:
-    body = response.body if isinstance(response.body, dict) else {}
-    return failure_detail(response, body.get("retry_after"))
+        if token:  # best effort: a failure is logged by the client and changes nothing
+            provider = self._provider
+            await provider._oauth.revoke_token(f"{provider.api_url}/oauth2/token/revoke", token)

@@ -140,7 +140,7 @@ def test_describe_names_ids() -> None:
         ),
         (
             {"client_id": "1", "client_secret": "s", "api_ulr": "https://d.example/api"},
-            r"api_ulr: unknown setting \(known: client_id, client_secret, web_url, api_url\)",
+            r"api_ulr: unknown setting \(known: client_id, client_secret, web_url, api_url, rech",
         ),
     ],
 )
@@ -465,3 +465,81 @@ async def test_the_fake_member_answer_has_the_documented_shape(
     )
     assert set(member.body) == set(documented)
     assert member.body["roles"] == [ROLE] and member.body["user"]["id"] == olga.id
+
+
+# --- member objects that say more than "in the server" -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "holds", "says"),
+    [
+        ({"pending": True}, False, "has not finished the membership screening"),
+        ({"flags": 1 << 4}, False, "is only a guest in a voice channel"),
+        ({"flags": 1 << 7}, None, "Discord's AutoMod has quarantined"),
+        ({"flags": 1 << 10}, None, "Discord's AutoMod has quarantined"),
+        ({"flags": (1 << 7) | (1 << 0)}, None, "Discord's AutoMod has quarantined"),
+        ({"pending": False, "flags": 1 << 1}, True, ""),  # onboarding done: a member
+        ({"timeout_until": "2099-01-01T00:00:00+00:00"}, True, ""),  # timed out: a member
+    ],
+)
+async def test_screening_guests_quarantine_and_timeouts(
+    discord: FakeDiscord, http: OutboundHTTP, state: dict, holds: bool | None, says: str
+) -> None:
+    provider = make_provider(discord, http)
+    pat = discord.add_account("pat")
+    pat.join(GUILD, roles=[ROLE], **state)
+    session = await sign_in(discord, provider, pat)
+    for rule in (f"guild:{GUILD}", f"guild:{GUILD}:{ROLE}"):
+        verdict = await session.check(provider.parse_rule(rule))
+        assert verdict.holds is holds and says in verdict.reason
+        assert bool(verdict.remedy) is (holds is not True)
+    await session.close()
+
+
+async def test_an_undocumented_member_object_is_unknown(
+    discord: FakeDiscord, http: OutboundHTTP
+) -> None:
+    provider = make_provider(discord, http)
+    quinn = discord.add_account("quinn")
+    quinn.join(GUILD, pending="yes")  # type: ignore[arg-type]
+    session = await sign_in(discord, provider, quinn)
+    verdict = await session.check(provider.parse_rule(f"guild:{GUILD}"))
+    assert verdict.holds is None
+
+
+# --- revocation ------------------------------------------------------------------------------
+
+
+async def test_closing_the_session_revokes_the_token(
+    discord: FakeDiscord, http: OutboundHTTP
+) -> None:
+    provider = make_provider(discord, http)
+    rae = discord.add_account("rae")
+    rae.join(GUILD)
+    session = await sign_in(discord, provider, rae)
+    assert (await session.check(provider.parse_rule(f"guild:{GUILD}"))).holds is True
+    issued = discord._tokens[session._token]
+    discord.requests.clear()
+    await session.close()
+    assert issued.revoked  # the token stopped working at Discord, not just here
+    [revoke] = discord.requests_to("revoke")
+    assert revoke.path == "/api/v10/oauth2/token/revoke"
+    assert revoke.form["token_type_hint"] == "access_token" and "token" in revoke.form
+    assert revoke.headers["Authorization"] == "Basic <redacted>"
+    assert SECRET not in revoke.target and "client_secret" not in revoke.form
+    await session.close()  # nothing left to revoke: no second request
+    assert len(discord.requests_to("revoke")) == 1
+
+
+@pytest.mark.parametrize("fault", [503, 429, "timeout"])
+async def test_a_failed_revocation_changes_nothing_the_person_sees(
+    discord: FakeDiscord, http: OutboundHTTP, fault: int | str
+) -> None:
+    provider = make_provider(discord, http)
+    provider._oauth.request_timeout = 0.3
+    sam = discord.add_account("sam")
+    sam.join(GUILD)
+    session = await sign_in(discord, provider, sam)
+    discord.fail("revoke", fault, times=1)
+    await session.close()  # logged, never raised
+    assert (await session.check(provider.parse_rule(f"guild:{GUILD}"))).holds is None
