@@ -6,6 +6,8 @@
 // (#<binding>, or #problem=<code> when nothing about the return can be trusted). Once
 // every provider has said yes the grant is made and the page waits for the invites, as
 // the invite page does. A no says which requirement failed and what to do about it.
+// Back from a provider, its check runs on the server while this page says so ("Checking
+// your GitHub account…") and asks until the outcome is there.
 
 import { showOutcome, waitForInvites } from "./invites.js";
 import {
@@ -26,6 +28,10 @@ import {
 } from "./ui.js";
 
 const CHECK_STEPS = ["Checking what you have proved", "Waiting for the invite"];
+const checkingLabel = (name) => `Checking your ${name} account…`;
+// The server ends every check within about a minute and a half; past this the page stops
+// asking by itself and offers to ask again.
+const CHECK_PATIENCE_MS = 120_000;
 
 const page = { binding: "", info: null };
 
@@ -83,37 +89,71 @@ async function showWhereYouStand({ steps = null, back = null } = {}) {
   // Signed in: the message to the bot is not needed, and the steps below show the plan.
   $("bot-alternative").hidden = true;
   $("link-plan").hidden = true;
-  steps ??= showSteps([back ? `Checking your sign-in at ${providerName(back)}` : CHECK_STEPS[0],
+  steps ??= showSteps([back ? checkingLabel(providerName(back)) : CHECK_STEPS[0],
     CHECK_STEPS[1]]);
   let progress;
   try {
-    progress = await steps.run(() => plugin.bindingProgress(page.binding));
+    progress = await steps.run(() => checkedProgress(steps));
   } catch (error) {
     return onApiProblem(error, () => showWhereYouStand({ back }));
+  }
+  const running = progress.providers.find((p) => p.state === "checking");
+  if (running) {
+    return showProblem(`${running.provider_name} is taking long to answer`,
+      `The bot is still waiting for ${running.provider_name} to answer about your account.`,
+      { advice: "Nothing is lost: check again in a moment.",
+        retry: () => showWhereYouStand({ back }), retryLabel: "Check again", back: null });
   }
   const proved = progress.providers.every((p) => p.state === "passed");
   if (progress.granted && proved) return waitForTheInvites(steps);
   showProviders(progress, back);
 }
 
+// What the plugin knows, once no provider's check is running any more (or after
+// CHECK_PATIENCE_MS): while one runs, the current step names it and the page asks again,
+// often at first, then less often.
+async function checkedProgress(steps) {
+  const deadline = Date.now() + CHECK_PATIENCE_MS;
+  for (let delay = 250; ; delay = Math.min(delay * 1.5, 2000)) {
+    const progress = await plugin.bindingProgress(page.binding);
+    const running = progress.providers.find((p) => p.state === "checking");
+    if (!running || Date.now() > deadline) return progress;
+    steps.relabel(checkingLabel(running.provider_name));
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+// Which kind of step a provider's is: "todo", "passed", or why it did not pass (the
+// plugin's `problem`; rows from before it had one are read from their state).
+function kindOf({ state, problem }) {
+  if (state === "todo" || state === "passed" || state === "checking") return state;
+  return problem || (state === "failed" ? "not_qualified" : "unknown");
+}
+
 const STATUS = {
-  todo: "To do", passed: "Done", failed: "Not admitted", error: "Not finished",
+  todo: "To do", checking: "Checking…", passed: "Done", not_qualified: "Not admitted",
+  account_in_use: "Already used", unknown: "Not finished", cancelled: "Cancelled",
 };
 
 function providerItem(provider, isNext) {
   const { provider_id: id, provider_name: name, state } = provider;
+  const kind = kindOf(provider);
   const lines = [];
-  if (state === "passed") {
+  if (kind === "passed") {
     lines.push(el("p", { class: "provider-status" },
       provider.account ? `Signed in as ${provider.account}: you qualify.` : "You qualify."));
-  } else if (state === "failed" || state === "error") {
-    lines.push(el("p", { class: "provider-status" }, sentence(provider.reason)));
+  } else if (kind !== "todo" && kind !== "checking") {
+    // A cancel needs no reason: the heading says it.
+    if (kind !== "cancelled") {
+      lines.push(el("p", { class: "provider-status" }, sentence(provider.reason)));
+    }
     if (remedyOf(provider)) {
       lines.push(el("p", { class: "provider-remedy" }, ...textWithLinks(remedyOf(provider))));
     }
   }
-  const badge = state === "todo" && isNext ? "Next" : STATUS[state] || state;
-  return el("li", { class: `provider-step${isNext ? " next" : ""}`, "data-state": state },
+  const badge = kind === "todo" && isNext ? "Next" : STATUS[kind] || state;
+  return el("li", { class: `provider-step${isNext ? " next" : ""}`, "data-state": state,
+    "data-problem": provider.problem || null },
     el("div", { class: "provider-head" },
       el("strong", { class: "provider-name" }, name),
       el("span", { class: "badge" }, badge)),
@@ -137,19 +177,29 @@ function showProviders(progress, back) {
   }
   const passed = providers.filter((p) => p.state === "passed").length;
   const name = next.provider_name;
+  const kind = kindOf(next);
+  // Each kind of no reads apart: the provider said no, the account was used already, the
+  // provider could not tell, or the person cancelled.
   const [title, intro, action] = {
     todo: [passed ? `Next: ${name}` : `Sign in at ${name}`,
       `${name} tells the bot whether you qualify. You come back here afterwards.`,
       `Continue with ${name}`],
-    failed: [`${name} does not admit you yet`, remedyOf(next)
+    not_qualified: [`${name} says you do not qualify`, remedyOf(next)
       ? "Once you have done what it says below, sign in again to check."
       : `Signed in with another ${name} account than you meant? Sign out at ${name}, then ` +
         "sign in here again. If you think you qualify, ask the room's admins.",
       `Sign in at ${name} again`],
-    error: [`The check at ${name} did not finish`,
+    account_in_use: [`This ${name} account was already used`,
+      `It let another Matrix account in here before. Meant another ${name} account? Sign ` +
+        `out at ${name}, then sign in here again.`,
+      `Sign in at ${name} again`],
+    unknown: [`${name} could not tell us`,
       "Nothing was held against you: what happened is below, and you can try again.",
       `Try ${name} again`],
-  }[next.state];
+    cancelled: [`You cancelled the sign-in at ${name}`,
+      "Nothing was checked and nothing was held against you.",
+      `Continue with ${name}`],
+  }[kind] || [`The check at ${name} did not finish`, "You can try again.", `Try ${name} again`];
   $("providers-title").textContent = title;
   $("providers-intro").textContent = intro;
   $("provider-steps").replaceChildren(...providers.map((p) => providerItem(p, p === next)));
@@ -163,8 +213,8 @@ function showProviders(progress, back) {
   const came = back && providers.find((p) => p.provider_id === back);
   const heard = came && came !== next && came.state === "passed"
     ? `${came.provider_name}: done. ` : "";
-  announce(refused ? `${title}. ${sentence(next.reason)} ${remedyOf(next)}`
-    : `${heard}${title}.`);
+  const why = kind === "cancelled" ? intro : sentence(next.reason);
+  announce(refused ? `${title}. ${why} ${remedyOf(next)}`.trim() : `${heard}${title}.`);
 }
 
 async function goToProvider(provider) {

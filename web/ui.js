@@ -114,13 +114,20 @@ export function setBusy(button, busyText) {
 }
 
 // A list of steps shown in `stateId`; run(action) marks the next step current, then done
-// or failed, and announces it.
+// or failed, and announces it; relabel(text) renames (and announces) the current step
+// when the action learns what it is waiting for.
 export function progress(listId, stateId, names) {
   const items = names.map((name) => el("li", {}, name));
   $(listId).replaceChildren(...items);
   showState(stateId);
   let next = 0;
   return {
+    relabel(text) {
+      const item = items[Math.max(next - 1, 0)];
+      if (item.textContent === text) return;
+      item.textContent = text;
+      announce(text);
+    },
     async run(action) {
       const item = items[next++];
       item.setAttribute("aria-current", "step");

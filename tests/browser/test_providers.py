@@ -173,7 +173,7 @@ async def test_the_second_providers_refusal_leaves_no_grant(
     await page.sign_in_at("GitHub")
     await page.sign_in_at("Patreon")
 
-    step = await page.provider_step("Patreon", "Patreon does not admit you yet")
+    step = await page.provider_step("Patreon", "Patreon says you do not qualify")
     await expect(step.locator(".badge")).to_have_text("Not admitted")
     await expect(step.locator(".provider-status")).to_have_text(
         "Your tier (Bronze) is below Gold."

@@ -83,10 +83,20 @@ async def follow_callback(http: aiohttp.ClientSession, back: yarl.URL) -> yarl.U
         return yarl.URL(resp.headers["Location"])
 
 
-async def progress(http: aiohttp.ClientSession, binding: str) -> dict:
+async def progress_now(http: aiohttp.ClientSession, binding: str) -> dict:
     status, body = await post(http, "api/bindings/progress", {"binding": binding})
     assert status == 200, body
     return body
+
+
+async def progress(http: aiohttp.ClientSession, binding: str, timeout: float = 30) -> dict:
+    """Where the walk stands once no provider's check is running (as the page asks)."""
+    for _ in range(int(timeout / 0.1)):
+        body = await progress_now(http, binding)
+        if all(p["state"] != "checking" for p in body["providers"]):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"still checking after {timeout} s: {body}")
 
 
 async def invited_rooms(http: aiohttp.ClientSession, timeout: float = 60) -> dict[str, dict]:
@@ -139,7 +149,7 @@ async def test_a_team_member_gets_in_and_others_are_told_why_not(
         state = await progress(http, binding)
         assert state["granted"] is False
         [github_state] = state["providers"]
-        assert github_state["state"] == "failed"
+        assert (github_state["state"], github_state["problem"]) == ("failed", "not_qualified")
         assert "core" in github_state["reason"] and "matrix-org" in github_state["reason"]
         async with http.get("api/invites") as resp:
             assert (await resp.json())["invites"] == []
@@ -174,7 +184,7 @@ async def test_one_github_account_admits_one_matrix_id_even_when_racing(
     assert len(granted) == 1 and len(refused) == 2
     for state in refused:
         [github_state] = state["providers"]
-        assert github_state["state"] == "failed"
+        assert (github_state["state"], github_state["problem"]) == ("failed", "account_in_use")
         assert "already been used" in github_state["reason"]
         # The refusal does not say who holds the seat.
         assert all(p.user_id not in github_state["reason"] for p in people)
@@ -240,6 +250,7 @@ async def test_provider_down_records_nothing_and_a_retry_works(
             state = await progress(http, binding)
             assert state["granted"] is False
             assert state["providers"][0]["state"] == "error", failure
+            assert state["providers"][0]["problem"] == "unknown", failure
             assert "GitHub" in state["providers"][0]["reason"]
             github.recover()
         async with http.get("api/invites") as resp:
@@ -251,7 +262,9 @@ async def test_provider_down_records_nothing_and_a_retry_works(
         # Declining at GitHub is an error outcome too, with words for it.
         github.auto_approve = "deny"
         await sign_in_at_github(http, github, binding)
-        assert "cancelled" in (await progress(http, binding))["providers"][0]["reason"]
+        [cancelled] = (await progress(http, binding))["providers"]
+        assert (cancelled["state"], cancelled["problem"]) == ("error", "cancelled")
+        assert "cancelled" in cancelled["reason"]
         github.auto_approve = True
         await sign_in_at_github(http, github, binding)
         assert (await progress(http, binding))["granted"] is True
@@ -355,3 +368,41 @@ async def test_expired_state_another_sessions_code_and_another_binding_pass_noth
         [expired] = (await progress(grace_http, binding_a))["providers"]
         assert expired["state"] == "error" and "10 minutes" in expired["reason"]
         assert (await progress(grace_http, binding_a))["granted"] is False
+
+
+async def test_the_callback_answers_at_once_while_github_is_slow(
+    stack: RunningStack, github: FakeGitHub
+) -> None:
+    """Back from GitHub, the browser is on the page at once: the exchange and the checks
+    run behind the redirect, the page reads "checking", and the outcome follows."""
+    room_id = await stack.room("Patient")
+    _, binding = await bind(stack, room_id, "github org:matrix-org")
+    heidi = await stack.user("heidi")
+    heidi_at_github = github.add_account(f"heidi{secrets.token_hex(2)}").join_org("matrix-org")
+    async with await stack.signed_in(heidi) as http:
+        github.sign_in_as(heidi_at_github)
+        _, started = await post(
+            http, "api/oauth/start", {"binding": binding, "provider": "github"}
+        )
+        back = await github.visit_authorize(started["authorize_url"])
+        asked_about_people = len(github.requests_to("/api/v3/user"))
+        release = github.hold("token")  # GitHub does not answer the code exchange yet
+        try:
+            # GitHub may take 10 s: the redirect may not.
+            landing = await asyncio.wait_for(follow_callback(http, back), 2)
+            assert landing.fragment == binding
+            for _ in range(3):  # and it stays "checking" for as long as GitHub is slow
+                state = await progress_now(http, binding)
+                [github_state] = state["providers"]
+                assert (github_state["state"], github_state["problem"]) == ("checking", None)
+                assert state["granted"] is False and github_state["account"] is None
+                await asyncio.sleep(0.3)
+            # Nothing was asked or guessed meanwhile.
+            assert len(github.requests_to("/api/v3/user")) == asked_about_people
+        finally:
+            release()
+        state = await progress(http, binding)
+        [github_state] = state["providers"]
+        assert (github_state["state"], github_state["problem"]) == ("passed", None)
+        assert github_state["account"] == heidi_at_github.login and state["granted"] is True
+        assert (await invited_rooms(http))[room_id]["outcome"] == "invited"

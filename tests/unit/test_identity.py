@@ -468,24 +468,27 @@ async def test_a_target_that_hangs_cannot_starve_the_next(
         ("SRV", f"0 0 {black_hole} target.test."),
         ("SRV", f"1 0 {tls_hs.port} target.test."),
     )
-    settings = discovering(dns, allow_private_addresses=True, timeout=2.0)
+    settings = discovering(dns, allow_private_addresses=True, timeout=4.0)
     verifier = make_verifier(settings, ssl_context=make_test_tls().client)
     started = time.monotonic()
+    # The first target had its share of the time to connect (half), not all of it: had it
+    # had all, the deadline would have passed before the second was asked. No upper bound
+    # on the time: the second target's answer may be slow on a busy machine.
     assert (await verifier.verify(TOKEN, "hs.test")).user_id == "@alice:hs.test"
-    # The first target had its share of the time to connect (half), not all of it.
-    assert 0.9 < time.monotonic() - started < 1.9
+    assert time.monotonic() - started > 1.9  # the first was tried, for its share
 
 
 async def test_one_deadline_covers_the_whole_verification(
     dns: DNSServer, make_verifier: MakeVerifier, black_hole: int
 ) -> None:
-    records = [("SRV", f"{i} 0 {black_hole} target.test.") for i in range(4)]
+    records = [("SRV", f"{i} 0 {black_hole} target.test.") for i in range(10)]
     dns.set("_matrix-fed._tcp.hs.test", *records)
     settings = discovering(dns, allow_private_addresses=True, timeout=1.0)
     verifier = make_verifier(settings, ssl_context=make_test_tls().client)
     started = time.monotonic()
     await expect_error(verifier.verify(TOKEN, "hs.test"), "TPI_SERVER_UNREACHABLE", 502)
-    assert time.monotonic() - started < 1.5  # not 4 x 1 s
+    # Not 10 x 1 s; the margin is wide, as a busy machine runs timers late.
+    assert time.monotonic() - started < 5.0
 
 
 async def test_slow_discovery_counts_against_the_deadline(
@@ -495,4 +498,6 @@ async def test_slow_discovery_counts_against_the_deadline(
     verifier = make_verifier(discovering(dns, timeout=0.5), ssl_context=make_test_tls().client)
     started = time.monotonic()
     await expect_error(verifier.verify(TOKEN, "slow.test"), "TPI_SERVER_UNREACHABLE", 502)
-    assert time.monotonic() - started < 1.0
+    # Without the deadline, discovery would go on to its next lookups (each as long as
+    # this one); the margin lets a busy machine run the timer late.
+    assert time.monotonic() - started < 1.5

@@ -6,45 +6,45 @@
    provider with the fewest scopes the binding's rules need.
 2. `callback`: the provider sends the browser back to the instance's one callback URL.
    The state is taken once and only by the session that started it (a forged, replayed,
-   expired or foreign state does nothing). The code is exchanged on the server, the
-   rules of that provider are checked, the access token is dropped, and the outcome is
-   kept for this session and binding.
+   expired or foreign state does nothing), the attempt is recorded as "checking", and the
+   browser goes back to the page at once. In a task (`provider_checks.py`) the code is
+   exchanged on the server, the rules of that provider are checked, the access token is
+   dropped, and the outcome replaces "checking" (the page polls `progress`).
 3. When every provider of the binding has passed, the grant is made: at most
    `max_matrix_ids_per_account` Matrix IDs per external account and binding (atomic),
    then the invites are queued exactly as for a link.
 
-A provider that fails (down, slow, nonsense) is an error outcome: nothing is recorded and
-the person may try again; it never counts as "does not qualify".
+A provider that fails (down, slow, nonsense) is an error outcome: nothing counts and the
+person may try again; it never counts as "does not qualify".
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 
 import attrs
-from mautrix.util.async_db import Connection
 
 from ..durations import now_ms
 from ..errors import UserFacingError
-from ..providers.base import (
-    AuthorizationRequest,
-    Provider,
-    ProviderSession,
-    ProviderUnavailable,
-    Verdict,
-)
+from ..providers.base import Provider, Verdict
 from ..storage import BindingAttempt, OAuthState, Storage
 from .bindings import BindingService, BindingView
-from .grants import Grant, GrantService, GrantSource
+from .grants import GrantService, GrantSource
+from .provider_checks import (
+    CANCELLED,
+    CHECK_DEADLINE_S,
+    NOT_QUALIFIED,
+    STOP_GRACE_S,
+    UNKNOWN,
+    ProviderChecks,
+)
 
 STATE_LIFETIME_MS = 10 * 60 * 1000
-ATTEMPT_LIFETIME_MS = 30 * 60 * 1000  # time to finish the other providers of a binding
 TICKET_LIFETIME_MS = 30 * 60 * 1000
+# A "checking" row older than this has lost its task (the instance that ran it died).
+CHECK_ABANDONED_MS = int(CHECK_DEADLINE_S * 1000) + 30 * 1000
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-
-log = logging.getLogger(__name__)
 
 
 def secret_hash(value: str) -> str:
@@ -72,10 +72,11 @@ class CallbackResult:
 class ProviderProgress:
     provider_id: str
     provider_name: str
-    state: str  # "todo", "passed", "failed", "error"
+    state: str  # "todo", "checking", "passed", "failed", "error"
     account: str | None = None
     reason: str = ""
     remedy: str = ""
+    problem: str | None = None  # NOT_QUALIFIED, ACCOUNT_IN_USE, UNKNOWN or CANCELLED
 
 
 @attrs.frozen
@@ -83,21 +84,6 @@ class BindingProgress:
     view: BindingView
     providers: tuple[ProviderProgress, ...]
     granted: int | None = None  # the grant's id
-
-
-class AccountInUse(UserFacingError):
-    def __init__(self, provider: Provider, max_ids: int) -> None:
-        self.provider = provider
-        many = "one Matrix account" if max_ids == 1 else f"{max_ids} Matrix accounts"
-        name = provider.display_name
-        # Which Matrix account holds the seat is not said: it is someone else's.
-        self.verdict = Verdict.no(
-            f"This {name} account has already been used to join with another Matrix "
-            f"account, and each {name} account admits {many} here.",
-            "Sign in with the Matrix account you used before, or ask a room admin.",
-        )
-        message = f"{self.verdict.reason} {self.verdict.remedy}"
-        super().__init__("TPI_ACCOUNT_IN_USE", message, 409)
 
 
 class ProviderSignIn:
@@ -113,7 +99,7 @@ class ProviderSignIn:
         self.bindings = bindings
         self.grants = grants
         self.callback_url = callback_url
-        self.max_ids = max_ids_per_account
+        self.checks = ProviderChecks(storage, grants, callback_url, max_ids_per_account)
 
     async def start(self, session_id: str, user_id: str, public_id: str, provider_id: str) -> str:
         """The provider's authorization URL for this person, binding and provider."""
@@ -169,103 +155,23 @@ class ProviderSignIn:
         if provider is None:
             return CallbackResult(public_id, "state_invalid")
         if taken.expires_at <= now_ms():
-            await self._record(
-                session_hash,
-                view,
-                provider,
-                Verdict.unknown(
-                    f"The sign-in at {provider.display_name} took too long (over 10 minutes).",
-                    "Try again: it takes a minute.",
-                ),
-                None,
+            took_long = Verdict.unknown(
+                f"The sign-in at {provider.display_name} took too long (over 10 minutes).",
+                "Try again: it takes a minute.",
             )
+            await self.checks.record(session_hash, view, provider, took_long)
             return CallbackResult(public_id)
         if error or not code:
-            await self._record(session_hash, view, provider, _declined(provider, error), None)
+            verdict, problem = _declined(provider, error)
+            await self.checks.record(session_hash, view, provider, verdict, problem=problem)
             return CallbackResult(public_id)
-        verdict, account = await self._check(provider, view, code, taken)
-        await self._record(session_hash, view, provider, verdict, account)
-        if verdict.holds:
-            await self._grant_when_complete(session_hash, taken.user_id, view)
+        # The exchange and the checks are a few calls to the provider (seconds when it is
+        # slow): the browser goes back to the page now, which shows that the check runs.
+        await self.checks.begin(session_hash, view, provider, code, taken)
         return CallbackResult(public_id)
 
-    async def _check(
-        self, provider: Provider, view: BindingView, code: str, state: OAuthState
-    ) -> tuple[Verdict, tuple[str, str] | None]:
-        rules = view.rules_of(provider.id)
-        request = AuthorizationRequest(
-            url="", code_verifier=state.code_verifier, nonce=state.nonce
-        )
-        session: ProviderSession | None = None
-        try:
-            session = await provider.finish(rules, code, self.callback_url, request)
-            account = (session.account.id, session.account.display_name)
-            for rule in rules:
-                verdict = await session.check(rule)
-                if not verdict.holds:
-                    return verdict, account
-            return Verdict.yes(), account
-        except ProviderUnavailable as e:
-            return Verdict.unknown(e.reason, e.remedy), None
-        except UserFacingError as e:
-            # SignInFailed (declined, expired code, a bad ID token): its message says what
-            # to do. Nothing counts.
-            return Verdict.unknown(e.message, ""), None
-        finally:
-            if session is not None:
-                await session.close()  # the access token goes no further
-
-    async def _record(
-        self,
-        session_hash: str,
-        view: BindingView,
-        provider: Provider,
-        verdict: Verdict,
-        account: tuple[str, str] | None,
-    ) -> None:
-        outcome = {True: "passed", False: "failed", None: "error"}[verdict.holds]
-        now = now_ms()
-        await self.storage.signins.record_attempt(
-            BindingAttempt(
-                session_hash=session_hash,
-                binding_id=view.binding.id,
-                provider=provider.id,
-                outcome=outcome,
-                external_id=account[0] if account else None,
-                display_name=account[1] if account else None,
-                reason=verdict.reason,
-                remedy=verdict.remedy,
-                at=now,
-                expires_at=now + ATTEMPT_LIFETIME_MS,
-            )
-        )
-
-    async def _grant_when_complete(
-        self, session_hash: str, user_id: str, view: BindingView
-    ) -> Grant | None:
-        attempts = await self.storage.signins.attempts(session_hash, view.binding.id, now_ms())
-        passed = [attempts.get(p.id) for p in view.providers]
-        if not all(a is not None and a.outcome == "passed" for a in passed):
-            return None
-        accounts = [(p, a.external_id) for p, a in zip(view.providers, passed, strict=True) if a]
-
-        async def take_account_slots(conn: Connection, now: int) -> None:
-            for provider, external_id in accounts:
-                assert external_id is not None
-                if not await self.storage.signins.take_account_slot(
-                    conn, view.binding.id, provider.id, external_id, user_id, self.max_ids, now
-                ):
-                    raise AccountInUse(provider, self.max_ids)
-
-        source = GrantSource(
-            binding_id=view.binding.id,
-            external_id=" ".join(f"{p.id}:{external_id}" for p, external_id in accounts),
-        )
-        try:
-            return await self.grants.grant(user_id, view.binding.rooms, source, take_account_slots)
-        except AccountInUse as e:
-            await self._record(session_hash, view, e.provider, e.verdict, None)
-            return None
+    async def stop(self, grace: float = STOP_GRACE_S) -> None:
+        await self.checks.stop(grace)
 
     async def progress(self, session_id: str, user_id: str, public_id: str) -> BindingProgress:
         """Where this browser session stands with the binding's providers, and whether
@@ -280,6 +186,9 @@ class ProviderSignIn:
             if attempt is None:
                 states.append(ProviderProgress(provider.id, provider.display_name, "todo"))
                 continue
+            if attempt.outcome == "checking" and attempt.at + CHECK_ABANDONED_MS <= now_ms():
+                states.append(_abandoned(provider))
+                continue
             states.append(
                 ProviderProgress(
                     provider.id,
@@ -288,6 +197,7 @@ class ProviderSignIn:
                     attempt.display_name,
                     attempt.reason,
                     attempt.remedy,
+                    _problem_of(attempt),
                 )
             )
         return BindingProgress(view, tuple(states), grant)
@@ -317,13 +227,34 @@ class ProviderSignIn:
         return taken[0], view
 
 
-def _declined(provider: Provider, error: str | None) -> Verdict:
+def _problem_of(attempt: BindingAttempt) -> str | None:
+    """The attempt's problem; rows from before schema v4 have none, so it is derived."""
+    if attempt.problem is not None or attempt.outcome in ("passed", "checking"):
+        return attempt.problem
+    return NOT_QUALIFIED if attempt.outcome == "failed" else UNKNOWN
+
+
+def _abandoned(provider: Provider) -> ProviderProgress:
+    """A check whose instance died before it ended (its task is gone with it)."""
+    return ProviderProgress(
+        provider.id,
+        provider.display_name,
+        "error",
+        reason=f"The check of your {provider.display_name} account did not finish.",
+        remedy="Try again.",
+        problem=UNKNOWN,
+    )
+
+
+def _declined(provider: Provider, error: str | None) -> tuple[Verdict, str]:
     if error == "access_denied":
-        return Verdict.unknown(
+        verdict = Verdict.unknown(
             f"You cancelled the sign-in at {provider.display_name}.",
             "Continue again when you are ready.",
         )
-    return Verdict.unknown(
+        return verdict, CANCELLED
+    verdict = Verdict.unknown(
         f"{provider.display_name} did not complete the sign-in"
         + (f" ({error[:80]})." if error else ".")
     )
+    return verdict, UNKNOWN

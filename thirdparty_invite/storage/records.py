@@ -187,13 +187,19 @@ class BindingAttempt:
     session_hash: str
     binding_id: int
     provider: str
-    outcome: str  # "passed", "failed" (the rule does not hold) or "error" (could not tell)
+    # "checking" (the callback's check is running), "passed", "failed" (the provider said
+    # no, or the account's quota is spent) or "error" (nothing counts: could not tell, or
+    # the person cancelled).
+    outcome: str
     external_id: str | None
     display_name: str | None
     reason: str
     remedy: str
     at: int
     expires_at: int
+    # Why it did not pass: "not_qualified", "account_in_use", "unknown", "cancelled";
+    # None for a pass, a check still running, and rows written before schema v4.
+    problem: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> BindingAttempt:
@@ -208,4 +214,5 @@ class BindingAttempt:
             remedy=row["remedy"],
             at=int(row["at"]),
             expires_at=int(row["expires_at"]),
+            problem=row["problem"],
         )

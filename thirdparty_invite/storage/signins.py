@@ -45,12 +45,13 @@ class SignInStore:
     async def record_attempt(self, attempt: BindingAttempt) -> None:
         await self.db.execute(
             "INSERT INTO binding_attempts (session_hash, binding_id, provider, outcome,"
-            " external_id, display_name, reason, remedy, at, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " external_id, display_name, reason, remedy, at, expires_at, problem)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             " ON CONFLICT (session_hash, binding_id, provider) DO UPDATE SET"
             " outcome=excluded.outcome, external_id=excluded.external_id,"
             " display_name=excluded.display_name, reason=excluded.reason,"
-            " remedy=excluded.remedy, at=excluded.at, expires_at=excluded.expires_at",
+            " remedy=excluded.remedy, at=excluded.at, expires_at=excluded.expires_at,"
+            " problem=excluded.problem",
             attempt.session_hash,
             attempt.binding_id,
             attempt.provider,
@@ -61,6 +62,7 @@ class SignInStore:
             attempt.remedy,
             attempt.at,
             attempt.expires_at,
+            attempt.problem,
         )
 
     async def attempts(
@@ -68,7 +70,7 @@ class SignInStore:
     ) -> dict[str, BindingAttempt]:
         rows = await self.db.fetch(
             "SELECT session_hash, binding_id, provider, outcome, external_id, display_name,"
-            " reason, remedy, at, expires_at FROM binding_attempts"
+            " reason, remedy, at, expires_at, problem FROM binding_attempts"
             " WHERE session_hash=$1 AND binding_id=$2 AND expires_at>$3",
             session_hash,
             binding_id,

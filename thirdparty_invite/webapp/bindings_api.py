@@ -89,8 +89,9 @@ class BindingsAPI:
         return web.json_response({"authorize_url": url})
 
     async def callback(self, request: web.Request) -> web.Response:
-        """Back from a provider: finish there, then show the binding's page. Whatever the
-        query holds, the answer is a redirect to our page, which explains."""
+        """Back from a provider: take the state, start the check, and send the browser to
+        the binding's page at once (it shows the check running). Whatever the query holds,
+        the answer is a redirect to our page, which explains."""
         query = request.query
         result = await self.services.provider_signin.callback(
             self.cookie.read(request),
