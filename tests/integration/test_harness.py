@@ -81,7 +81,7 @@ async def test_synapse_rooms_invites_and_openid(synapse: SynapseServer, make_use
 
     for room_id in (v12, v10):
         await alice.invite(room_id, bob.user_id)
-        invite_state = await bob.wait_for_invite(room_id, timeout=15)
+        invite_state = await bob.wait_for_invite(room_id, timeout=60)
         assert any(evt.get("type") == "m.room.name" for evt in invite_state)
         assert await alice.membership(room_id, bob.user_id) == "invite"
         assert await bob.join(room_id) == room_id
@@ -89,7 +89,7 @@ async def test_synapse_rooms_invites_and_openid(synapse: SynapseServer, make_use
         assert members == {alice.user_id: "join", bob.user_id: "join"}
 
     await alice.send_text(v12, "hello bob")
-    content = await bob.wait_for_message(v12, lambda c: c.get("body") == "hello bob", timeout=15)
+    content = await bob.wait_for_message(v12, lambda c: c.get("body") == "hello bob", timeout=60)
     assert content["msgtype"] == "m.text"
 
     await alice.set_power_level(v10, bob.user_id, 50)
@@ -153,10 +153,10 @@ async def test_maubot_clients_and_instances(
     # The bot answers commands: it autojoins a DM and replies through Synapse.
     alice = await make_user("alice")
     room_id = await alice.create_dm(bot.user_id)
-    await alice.wait_for_membership(room_id, bot.user_id, "join", timeout=20)
+    await alice.wait_for_membership(room_id, bot.user_id, "join", timeout=60)
     await alice.send_text(room_id, "!ping")
     reply = await alice.wait_for_message(
-        room_id, lambda c: c.get("body") == "pong", sender=bot.user_id, timeout=20
+        room_id, lambda c: c.get("body") == "pong", sender=bot.user_id, timeout=60
     )
     assert reply["msgtype"] == "m.notice"
 

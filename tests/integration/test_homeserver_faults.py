@@ -104,8 +104,9 @@ async def test_a_dead_homeserver_is_waited_out_with_one_log_line(
                 "api/links/claim", json={"token": token}, timeout=PATIENCE
             ) as resp:
                 assert resp.status == 202, await resp.text()
-            # Long enough for the queue to try, fail and back off more than once.
-            await asyncio.sleep(8)
+            # Until the queue has tried, failed and backed off more than once (a fixed
+            # wait was sometimes not enough for the second try on a busy machine).
+            await wait_for_attempts(stack, room_id, 2)
         finally:
             await stack.synapse.start()
         assert (await wait_invite(http, room_id))["outcome"] == "invited"
@@ -119,6 +120,22 @@ async def test_a_dead_homeserver_is_waited_out_with_one_log_line(
 
 def _plugin_db(stack: RunningStack) -> sqlite3.Connection:
     return sqlite3.connect(Path(stack.plugin_database()))
+
+
+async def wait_for_attempts(
+    stack: RunningStack, room_id: str, attempts: int, timeout: float = 90
+) -> None:
+    """Until the queued invite into `room_id` was tried `attempts` times (plugin DB)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.closing(_plugin_db(stack)) as db:
+            row = db.execute(
+                "SELECT attempts FROM invite_queue WHERE room_id = ?", (room_id,)
+            ).fetchone()
+        if row and row[0] >= attempts:
+            return
+        assert time.monotonic() < deadline, f"{attempts} tries not made: {row}"
+        await asyncio.sleep(0.2)
 
 
 async def test_an_invite_sent_before_the_bot_died_is_credited_to_the_bot(

@@ -158,6 +158,7 @@ class Services:
         self.grants.start()
 
     async def stop(self) -> None:
+        await self.provider_signin.stop()  # its checks still use the providers
         await self.grants.stop()
         await self.provider_signin.stop()  # its checks still use the providers
         await self.rechecks.stop()
