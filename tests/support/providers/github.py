@@ -42,10 +42,8 @@ import html
 import itertools
 import json
 from pathlib import Path
-import secrets
 import time
 from typing import Any
-import urllib.parse
 
 import aiohttp
 from aiohttp import web
@@ -57,6 +55,7 @@ from support.providers.fake_oauth import (
     IssuedToken,
     SeenRequest,
 )
+from support.providers.github_app import GitHubAppSide
 from support.providers.github_listing import GitHubListings
 import yarl
 
@@ -185,7 +184,8 @@ class FakeGitHub(FakeOAuthServer):
         self.repos: dict[str, Repository] = {}
         self.rate_limit_remaining = 5000
         self.secondary_rate_limit = False
-        self.revoked_tokens = 0  # by the app, with DELETE /applications/{client_id}/token
+        # What the app asks with its own credentials: public repositories, revocations.
+        self.app_side = GitHubAppSide(self)
         self._ids = itertools.count(583231)
         # Member lists, sponsors and GitHub Apps, for re-checks (github_listing.py).
         self.listings = GitHubListings(self)
@@ -272,6 +272,11 @@ class FakeGitHub(FakeOAuthServer):
             self.secondary_rate_limit = True
         else:
             self.rate_limit_remaining = 0
+
+    @property
+    def revoked_tokens(self) -> int:
+        """Tokens the app revoked (DELETE /applications/{client_id}/token)."""
+        return self.app_side.revoked
 
     def requests_to(self, path: str) -> list[SeenRequest]:  # type: ignore[override]
         """The requests to `path` (GitHub's fake filters by path, not by area)."""
@@ -378,7 +383,7 @@ class FakeGitHub(FakeOAuthServer):
         )
         add("GET", f"{API}/orgs/{{org}}/teams/{{team}}", self._team)
         add("GET", f"{API}/repos/{{owner}}/{{repo}}", self._repository)
-        add("DELETE", f"{API}/applications/{{client_id}}/token", self._revoke, "api", "revoke")
+        self.app_side.add_routes(add)
         add("POST", GRAPHQL, self._graphql, "api", "graphql")
         self.listings.add_routes(add)
 
@@ -559,7 +564,7 @@ class FakeGitHub(FakeOAuthServer):
 
     async def _repository(self, request: web.Request) -> web.Response:
         if not request.headers.get("Authorization", "").lower().startswith(("bearer ", "token ")):
-            return await self._repository_as_app(request)
+            return await self.app_side.repository(request)
         token, refused = self._api_gate(request, None)
         if refused is not None:
             return refused
@@ -590,68 +595,6 @@ class FakeGitHub(FakeOAuthServer):
             "permissions": {name: rank >= i for i, name in enumerate(LEVELS)},
         }
         return self._json(token, body)
-
-    async def _repository_as_app(self, request: web.Request) -> web.Response:
-        """A repository asked with the app's Basic credentials, or with none: public data
-        only, without `permissions`; 401 for wrong credentials."""
-        header = request.headers.get("Authorization", "")
-        if header and self._app(header) is None:
-            return web.json_response(fixture("error-401-bad-credentials.json"), status=401)
-        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
-        repo = self.repos.get(full_name.lower())
-        if repo is None or repo.private:
-            not_found = fixture("error-404-not-found.constructed.json")
-            return web.json_response(not_found, status=404)
-        if repo.moved_to is not None:
-            location = f"{self.url}{API}/repositories/{repo.id}"
-            body = {"message": "Moved Permanently", "url": location, "documentation_url": ""}
-            return web.json_response(body, status=301, headers={"Location": location})
-        owner, name = repo.full_name.split("/")
-        body = {
-            "id": repo.id,
-            "name": name,
-            "full_name": repo.full_name,
-            "private": False,
-            "owner": {"login": owner, "url": f"{self.url}{API}/users/{owner}"},
-            "html_url": f"{self.url}/{repo.full_name}",
-        }
-        return web.json_response(body)
-
-    # The app itself
-
-    def _app(self, header: str) -> FakeClient | None:
-        """The OAuth app whose client ID and secret an `Authorization: Basic` header holds."""
-        if not header.startswith("Basic "):
-            return None
-        try:
-            pair = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        client_id, _, secret = (urllib.parse.unquote_plus(p) for p in pair.partition(":"))
-        client = self.clients.get(client_id)
-        if client is None or not secrets.compare_digest(client.client_secret, secret):
-            return None
-        return client
-
-    async def _revoke(self, request: web.Request) -> web.Response:
-        """Delete an app token: the app's Basic credentials, `{"access_token": ...}`."""
-        client = self._app(request.headers.get("Authorization", ""))
-        if client is None or client.client_id != request.match_info["client_id"]:
-            body = {"message": "Bad credentials", "documentation_url": f"{DOCS}/rest"}
-            return web.json_response(body, status=401)
-        try:
-            access_token = json.loads(await request.read())["access_token"]
-        except (ValueError, KeyError, TypeError):
-            access_token = None
-        if not isinstance(access_token, str) or not access_token:
-            body = {"message": "Validation Failed", "documentation_url": f"{DOCS}/rest"}
-            return web.json_response(body, status=422)
-        issued = self._tokens.get(access_token)
-        if issued is None or issued.revoked or issued.client_id != client.client_id:
-            return web.json_response(fixture("error-404-not-found.constructed.json"), status=404)
-        issued.revoked = True
-        self.revoked_tokens += 1
-        return web.Response(status=204)
 
     # GraphQL: only the sponsorship question the provider asks
 
