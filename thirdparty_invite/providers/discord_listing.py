@@ -71,10 +71,10 @@ def standing(member: dict[str, Any], role: str | None) -> str:
         return "guest"
     if role is not None and not isinstance(roles, list):
         return "unreadable"
+    if role is not None and role not in roles:
+        return "no role"  # AutoMod leaves roles as they are: without it is a plain no
     if flags & QUARANTINED:
         return "quarantined"
-    if role is not None and role not in roles:
-        return "no role"
     return "member"
 
 
