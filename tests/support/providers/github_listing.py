@@ -250,7 +250,10 @@ class GitHubListings:
         if refused is not None:
             return refused
         where = f"{org}/{team}"
-        known = any(where in a.teams for a in self.github.accounts.values())
+        organization = self.github.orgs.get(org)
+        known = (organization is not None and team in organization.teams) or any(
+            where in a.teams for a in self.github.accounts.values()
+        )
         if org not in self.github.orgs or not (known or where in self.generated):
             return self._not_found(token)
 
