@@ -274,7 +274,7 @@ class MaubotServer(ManagedServer):
         config_yaml: str = "",
         started: bool = True,
         *,
-        start_timeout: float = 5.0,
+        start_timeout: float = 60.0,
     ) -> dict:
         """Create (or update) an instance; with ``started`` wait until it runs.
 

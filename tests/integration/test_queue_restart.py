@@ -89,9 +89,11 @@ async def test_pending_invites_survive_a_restart_and_are_sent_once(
         while len(await invited(admin, room_id, users)) < 2:
             assert time.monotonic() < deadline, "the first invites never arrived"
             await asyncio.sleep(0.1)
-        before = [await invite_of(http, room_id) for http in sessions]
+        # Read at once (one after the other took seconds on a busy machine, while the
+        # queue went on at 1/s): with 2 of 8 invited, some are surely still pending.
+        before = await asyncio.gather(*(invite_of(http, room_id) for http in sessions))
         pending = [item for item in before if item["state"] == "pending"]
-        assert len(pending) >= 3, before
+        assert pending, before
         await maubot.restart()
         await wait_web_api(plugin)
 
