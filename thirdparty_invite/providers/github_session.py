@@ -122,9 +122,13 @@ class GitHubSession(ProviderSession):
             return Verdict.yes()
         not_in = f"you ({self._you}) are not in team {team} of {org}"
         # Can the person see the team at all? Organisation members see every visible
-        # team, and a secret team's members see it; nobody sees a team that is gone.
-        team_answer = await self._get(f"/orgs/{org}/teams/{team}")
-        if team_answer.status == 200:
+        # team, and a secret team's members see it; nobody sees a team that is gone. The
+        # answer changes only the remedy: the verdict is no either way.
+        try:
+            team_answer = await self._get(f"/orgs/{org}/teams/{team}")
+        except ProviderUnavailable:
+            return Verdict.no(not_in)
+        if team_answer.status != 404:
             return Verdict.no(not_in)
         return Verdict.no(
             not_in,
@@ -217,6 +221,8 @@ class GitHubSession(ProviderSession):
                 "Tell the room's admins: the rule names an account that does not exist "
                 "(renamed, or deleted).",
             )
+        if "sponsorshipForViewerAsSponsor" not in owner:  # null is an answer; absent is not
+            return self._nonsense("the sponsorship query (no sponsorship field)")
         sponsorship = owner.get("sponsorshipForViewerAsSponsor")
         sponsor_page = f"{self.provider.web_url}/sponsors/{login}"
         if not isinstance(sponsorship, dict) or sponsorship.get("isActive") is not True:

@@ -70,6 +70,7 @@ SCOPE_WORDS = {
 # GitHub treats these as including the narrower scope on the left.
 IMPLIED = {"read:org": {"write:org", "admin:org"}, "read:user": {"user"}}
 FAILURES = ("timeout", "malformed", "huge", "html")
+SPONSORSHIP = "sponsorshipForViewerAsSponsor"
 DOCS = "https://docs.github.com"
 RATE_LIMIT_DOCS = f"{DOCS}/rest/overview/rate-limits-for-the-rest-api"
 SSO_DOCS = f"{DOCS}/articles/authenticating-to-a-github-organization-with-saml-single-sign-on/"
@@ -170,7 +171,7 @@ class FakeGitHub(FakeOAuthServer):
     token_prefix = "gho_"
     replay_revokes_tokens = False  # GitHub does not document it
     bearer_schemes = ("bearer", "token")
-    failure_areas = ("token", "user", "api", "graphql", "revoke")
+    failure_areas = ("token", "user", "api", "graphql", "revoke", "team")
     failure_modes = FAILURES
     denied_params = {
         "error_description": "The user has denied your application access.",
@@ -256,9 +257,9 @@ class FakeGitHub(FakeOAuthServer):
     # Faults
 
     def fail(self, where: str, status: int | str = 503, *, times: int | None = None) -> None:
-        """Make `where` ("token", "user", "graphql", "revoke": the app's revocations, or
-        "api": every API call) fail with an HTTP status or one of FAILURES, `times` times
-        (None: until `recover()`)."""
+        """Make `where` ("token", "user", "graphql", "team": GET /orgs/{org}/teams/{team},
+        "revoke": the app's revocations, or "api": every API call) fail with an HTTP
+        status or one of FAILURES, `times` times (None: until `recover()`)."""
         super().fail(where, status, times=times)
 
     def recover(self) -> None:
@@ -381,7 +382,7 @@ class FakeGitHub(FakeOAuthServer):
             f"{API}/orgs/{{org}}/teams/{{team}}/memberships/{{username}}",
             self._team_membership,
         )
-        add("GET", f"{API}/orgs/{{org}}/teams/{{team}}", self._team)
+        add("GET", f"{API}/orgs/{{org}}/teams/{{team}}", self._team, "api", "team")
         add("GET", f"{API}/repos/{{owner}}/{{repo}}", self._repository)
         self.app_side.add_routes(add)
         add("POST", GRAPHQL, self._graphql, "api", "graphql")
@@ -630,6 +631,18 @@ class FakeGitHub(FakeOAuthServer):
         target = self.accounts.get(login.lower()) or self.orgs.get(login.lower())
         if target is None:
             return self._json(token, {"data": {"repositoryOwner": None}})
+        if isinstance(target, Organization) and target.requires_sso:
+            # GraphQL's way: HTTP 200, the protected field null, and why in `errors`.
+            data = {"repositoryOwner": {"login": target.login, SPONSORSHIP: None}}
+            error = {
+                "type": "FORBIDDEN",
+                "path": ["repositoryOwner", SPONSORSHIP],
+                "extensions": {"saml_failure": True},
+                "locations": [{"line": 5, "column": 7}],
+                "message": "Resource protected by organization SAML enforcement. You must "
+                "grant your OAuth token access to this organization.",
+            }
+            return self._json(token, {"data": data, "errors": [error]})
         sponsorship = token.account.sponsoring.get(login.lower())
         name = "sponsoring" if sponsorship and sponsorship.active else "not-sponsoring"
         owner = fixture(f"graphql-sponsors.response.{name}.constructed.json")["data"]["user"]

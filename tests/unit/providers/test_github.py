@@ -750,6 +750,24 @@ async def test_a_closed_session_asks_nothing(provider: GitHubProvider, github: F
     assert len(github.requests) == before
 
 
+async def test_a_sponsorship_hidden_by_single_sign_on_is_unknown(
+    provider: GitHubProvider, github: FakeGitHub
+) -> None:
+    # GraphQL answers 200 with the field null beside a FORBIDDEN error: not "not sponsoring".
+    github.add_org("sso-org", requires_sso=True)
+    github.sign_in_as(github.add_account("alice").sponsor("sso-org", 500))
+    assert_unknown(await verdict_for(provider, github, "sponsor:sso-org"), "FORBIDDEN")
+
+
+async def test_a_team_lookup_failing_leaves_the_no_as_it_is(
+    provider: GitHubProvider, github: FakeGitHub
+) -> None:
+    # The membership's 404 decides; the team look-up only words the remedy.
+    github.sign_in_as(github.add_account("alice").join_org("matrix-org"))
+    github.fail("team", 503)
+    assert_no(await verdict_for(provider, github, "team:matrix-org/core"), "not in team core")
+
+
 # Teams GitHub does not show
 
 
