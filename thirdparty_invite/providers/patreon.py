@@ -26,8 +26,10 @@ revocation: the person's token is dropped after the identity call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 import logging
+import time
 from typing import Any
 
 from .base import (
@@ -91,6 +93,7 @@ SETTINGS = (
 )
 RULE_FORMS = "patron, tier:<tier name or ID>, or min_cents:<amount in cents>"
 MAX_CENTS = 100_000_000
+SETUP_RETRY = 600.0  # seconds before the campaign check is tried again after a failure
 TELL_THE_ADMINS = "Tell the room's admins: the bot's Patreon setup needs their operator."
 
 
@@ -134,6 +137,8 @@ class PatreonProvider(Provider):
         # The creator's tokens for re-checks (access, refresh), from config `recheck`.
         self.creator = None if recheck is None else CreatorToken(self, *recheck)
         self._setup_checked = False
+        self._next_setup_check = 0.0
+        self._setup_task: asyncio.Task[None] | None = None
         if http is not None and self.creator is None:
             log.info(
                 "Patreon: without recheck credentials the bot cannot confirm that its client "
@@ -205,19 +210,47 @@ class PatreonProvider(Provider):
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
         return list(SCOPES)  # every rule reads the same membership
 
+    async def validate_rule(self, rule: Rule) -> str | None:
+        """At `bind`, with the creator's token: refuse when the client is not the
+        campaign creator's (no sign-in could ever tell a patron), or the tier is not the
+        campaign's. Without that token nothing can be asked (the log said so at start)."""
+        if self.creator is None:
+            return None
+        try:
+            problem = await setup_problem(self)
+            if problem:
+                log.warning("Patreon: %s", problem)
+                raise RuleError(f"the bot's Patreon setup is wrong: {problem}")
+            self._setup_checked = True
+            missing = await CampaignMembers(self, rule).check_tier() if rule.kind == "tier" else ""
+        except ProviderUnavailable as e:
+            return f"could not check this rule with Patreon now ({e.detail})."
+        if missing:
+            raise RuleError(f"{missing}. Use a tier's name or ID as Patreon shows it.")
+        return None
+
     async def prepare(self) -> None:
-        """Once per start, when the creator's token is configured: is the campaign the
-        creator's? (The creator token belongs to the account that registered the client.)"""
-        if self._setup_checked or self.creator is None:
+        """Before sign-ins, once and in the background (a sign-in never waits for it):
+        with the creator's token, log when the client is not the campaign creator's."""
+        now = time.monotonic()
+        if self.creator is None or self._setup_checked or now < self._next_setup_check:
             return
+        self._next_setup_check = now + SETUP_RETRY
+        self._setup_task = asyncio.create_task(self._log_setup_problem())
+
+    async def _log_setup_problem(self) -> None:
         try:
             problem = await setup_problem(self)
         except ProviderUnavailable as e:
             log.info("Patreon: could not check the client's campaign yet: %s", e.detail)
-            return  # asked again before the next sign-in
+            return
         self._setup_checked = True
         if problem:
             log.warning("Patreon: %s", problem)
+
+    async def close(self) -> None:
+        if self._setup_task is not None:
+            self._setup_task.cancel()
 
     def listing(self, rule: Rule) -> MemberListing | None:
         if self.creator is None or rule.kind not in ("patron", "tier", "min_cents"):

@@ -244,13 +244,26 @@ class CampaignMembers(MemberListing):
         if response.status in (403, 404):
             return (
                 f"it does not let the creator's token list campaign "
-                f"{self._provider.campaign_id} (HTTP {response.status})"
+                f"{self._provider.campaign_id} (HTTP {response.status}): is the client "
+                "registered by the campaign's creator?"
             )
         return failure_detail_of(response)
+
+    async def check_tier(self) -> str:
+        """Why the rule's tier cannot be checked ("" when it is one of the campaign's)."""
+        tiers, _ = await self._fetch_tiers()
+        return self._missing_tier(tiers)
 
     async def _campaign_tiers(self) -> tuple[tuple[Tier, ...], int]:
         """The campaign's tiers, for what "tier X or above" costs; the named tier must be
         one of them (a renamed tier stops the re-check rather than read as a loss)."""
+        tiers, calls = await self._fetch_tiers()
+        missing = self._missing_tier(tiers)
+        if missing:
+            raise self._unavailable(missing)
+        return tiers, calls
+
+    async def _fetch_tiers(self) -> tuple[tuple[Tier, ...], int]:
         provider = self._provider
         url = f"{provider.api_url}/v2/campaigns/{provider.campaign_id}"
         response, calls = await self._creator.get(url, TIERS_QUERY)
@@ -263,14 +276,15 @@ class CampaignMembers(MemberListing):
             tiers = None
         if tiers is None:
             raise self._unavailable("it did not list the campaign's tiers")
+        return tiers, calls
+
+    def _missing_tier(self, tiers: tuple[Tier, ...]) -> str:
         wanted = self._rule.args[0]
         key = " ".join(wanted.split()).casefold()
-        if not any(t.id == wanted or " ".join(t.title.split()).casefold() == key for t in tiers):
-            raise self._unavailable(
-                f"the rule names the tier {wanted!r}, which the campaign does not have "
-                "(renamed? bind the rule again)"
-            )
-        return tiers, calls
+        if any(t.id == wanted or " ".join(t.title.split()).casefold() == key for t in tiers):
+            return ""
+        titles = ", ".join(t.title or t.id for t in tiers) or "none"
+        return f"the campaign has no tier {wanted!r} (its tiers: {titles})"
 
     def _read_page(
         self, body: Any, campaign_tiers: tuple[Tier, ...] | None

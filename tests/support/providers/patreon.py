@@ -118,6 +118,7 @@ class FakePatreon(FakeOAuthServer):
     ) -> None:
         super().__init__(host=host)
         self.accounts: list[PatreonAccount] = []
+        self.campaigns: list[PatreonCampaign] = []
         self.campaign = self.add_campaign(tiers)
         # The campaign whose creator registered the clients: `identity` shows memberships of
         # it only. Another than `campaign` models a client registered by someone else.
@@ -131,6 +132,7 @@ class FakePatreon(FakeOAuthServer):
     def add_campaign(self, tiers: Mapping[str, int] = DEFAULT_TIERS) -> PatreonCampaign:
         campaign = PatreonCampaign(tiers=[PatreonTier(t, cents) for t, cents in tiers.items()])
         campaign.creator = self.add_account(f"Creator of {campaign.id}", vanity="creator")
+        self.campaigns.append(campaign)
         return campaign
 
     def creator_tokens(self, campaign: PatreonCampaign | None = None) -> tuple[str, str]:

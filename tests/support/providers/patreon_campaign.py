@@ -97,12 +97,7 @@ class CampaignAPI:
         return token.account, campaign
 
     def _all_campaigns(self) -> list[PatreonCampaign]:
-        server = self.server
-        found = {id(server.campaign): server.campaign}
-        for account in server.accounts:
-            for member in account.memberships:
-                found.setdefault(id(member.campaign), member.campaign)
-        return list(found.values())
+        return self.server.campaigns
 
     async def _campaigns(self, request: web.Request) -> web.Response:
         who = self._creator_of(request)

@@ -14,7 +14,7 @@ from support.providers.patreon import FakePatreon
 
 from thirdparty_invite.net.guard import AddressPolicy
 from thirdparty_invite.net.http import OutboundHTTP
-from thirdparty_invite.providers.base import ProviderUnavailable
+from thirdparty_invite.providers.base import ProviderUnavailable, RuleError
 from thirdparty_invite.providers.listing import ListingPage
 from thirdparty_invite.providers.patreon import PatreonProvider
 from thirdparty_invite.providers.patreon_listing import CREDENTIAL, MEMBERS_QUERY
@@ -157,7 +157,7 @@ async def test_the_last_page_without_a_next_key(
 async def test_a_rule_naming_a_missing_tier_stops_the_listing(
     patreon: FakePatreon, http: OutboundHTTP, world: dict[str, str]
 ) -> None:
-    with pytest.raises(ProviderUnavailable, match="tier 'Diamond', which the campaign"):
+    with pytest.raises(ProviderUnavailable, match="the campaign has no tier 'Diamond'"):
         await read_all(make_provider(patreon, http), "tier:Diamond")
 
 
@@ -262,11 +262,34 @@ async def test_another_creators_token_is_refused_and_the_setup_problem_logged(
     provider = PatreonProvider.from_config("patreon", section, http)
     with pytest.raises(ProviderUnavailable, match="does not let the creator's token list"):
         await read_all(provider, "patron")
+    # Before sign-ins, in the background: the operator reads it in the log.
     await provider.prepare()
+    assert provider._setup_task is not None
+    await provider._setup_task
     assert f"campaign_id {patreon.campaign.id} is not a campaign of the account" in caplog.text
+    await provider.prepare()  # once is enough
+    # At bind: refused, with the reason.
+    with pytest.raises(RuleError, match="the bot's Patreon setup is wrong: campaign_id"):
+        await provider.validate_rule(provider.parse_rule("patron"))
     caplog.clear()
-    await make_provider(patreon, http).prepare()  # the right creator: nothing to say
+    right = make_provider(patreon, http)  # the right creator: nothing to say
+    await right.prepare()
+    assert right._setup_task is not None
+    await right._setup_task
     assert "is not a campaign" not in caplog.text
+    assert await right.validate_rule(right.parse_rule("tier:gold")) is None
+    with pytest.raises(
+        RuleError, match="the campaign has no tier 'Diamond' \\(its tiers: Bronze, Si"
+    ):
+        await right.validate_rule(right.parse_rule("tier:Diamond"))
+    patreon.fail("api", 503)
+    try:
+        note = await right.validate_rule(right.parse_rule("tier:Gold"))
+    finally:
+        patreon.clear_failures()
+    assert note == "could not check this rule with Patreon now (HTTP 503)."
+    unset = PatreonProvider.from_config("patreon", patreon.config_section(), http)
+    assert await unset.validate_rule(unset.parse_rule("patron")) is None
 
 
 async def test_the_fake_member_page_is_the_documented_one(
