@@ -144,3 +144,12 @@ class QueueStore:
             "SELECT user_id FROM invite_queue WHERE room_id=$1 AND state <> 'failed'", room_id
         )
         return {str(row["user_id"]) for row in rows}
+
+    async def due_now(self, room_id: str, now: int) -> None:
+        """Rows waiting out a backoff for a room the bot has just joined are due now."""
+        await self.db.execute(
+            "UPDATE invite_queue SET next_attempt_at=$2 WHERE room_id=$1 AND state='pending'"
+            " AND next_attempt_at > $2",
+            room_id,
+            now,
+        )
