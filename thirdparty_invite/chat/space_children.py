@@ -7,6 +7,11 @@ bot lacks in that room (SpaceRooms.announce_child). An edit of a listed child (i
 `order` or `suggested`) adds nothing. A removed child (empty content) covers nothing new
 and removes nobody: people stay in rooms they were admitted to, as when a binding is
 removed; re-checks apply a loss to the children the space lists at that time.
+
+When the bot joins a room (as the notice about a room it was not in asks), invites
+waiting for it are due at once, and the spaces covering it are caught up: the people owed
+that room who were never queued there, or whose invite failed, are queued
+(GrantService.bot_joined).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from maubot.handlers import event
 from mautrix.errors import MatrixRequestError
-from mautrix.types import EventType, StateEvent
+from mautrix.types import EventType, Membership, StateEvent
 
 from ..matrix.ids import is_room_id
 from ..matrix.rooms import HomeserverUnavailable
@@ -66,3 +71,17 @@ class SpaceChildHandler:
             return
         if queued is not None:
             await spaces.announce_child(space_id, child_id, queued)
+
+    @event.on(EventType.ROOM_MEMBER)
+    async def on_bot_joined(self, evt: StateEvent) -> None:
+        if str(evt.state_key) != self.services.rooms.bot_user_id:
+            return
+        if getattr(evt.content, "membership", None) != Membership.JOIN:
+            return
+        if getattr(evt.prev_content, "membership", None) == Membership.JOIN:
+            return  # a change of name or avatar, not a join
+        if not self._first_sight(str(evt.event_id)):
+            return
+        queued = await self.services.grants.bot_joined(str(evt.room_id))
+        if queued:
+            self.services.spaces.log.info("Queued %d invites to %s", queued, evt.room_id)
