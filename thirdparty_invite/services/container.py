@@ -155,8 +155,10 @@ class Services:
         self.queue.start()
         self.room_upgrades.start()
         self.rechecks.start()
+        self.grants.start()
 
     async def stop(self) -> None:
+        await self.grants.stop()
         await self.provider_signin.stop()  # its checks still use the providers
         await self.rechecks.stop()
         await self.room_upgrades.stop()
