@@ -220,3 +220,27 @@ async def test_grantees_of_a_room_leave_out_revoked_removed_and_lost(storage: St
         "@c:x",
         "@e:x",
     ]
+
+
+async def test_catching_up_queues_only_who_was_never_queued_or_failed(
+    storage: Storage, homeserver: SpaceServer, spaces: SpaceRooms
+) -> None:
+    grants = GrantService(storage, lambda: None, spaces)
+    link = await storage.links.create("h", "@admin:hs.test", (SPACE,), None, None, now_ms())
+    homeserver.spaces[SPACE] = ("m.space", [])
+    await grants.grant("@in:hs.test", (SPACE,), GrantSource(link_id=link.id))
+    await grants.grant("@out:hs.test", (SPACE,), GrantSource(link_id=link.id))
+    homeserver.members[SPACE] = {"@in:hs.test": "join", "@out:hs.test": "leave"}
+    # A room added while the bot was stopped: no event came.
+    homeserver.spaces[SPACE] = ("m.space", [(A, via("hs.test"))])
+    spaces.forget(SPACE)
+    assert await grants.cover_missed() == 1
+    assert await grants.cover_missed() == 0  # queued already
+    assert await grants.cover_missed(B) == 0  # not a room of a covered space
+    (row,) = [q for q in await storage.queue.all() if q.room_id == A]
+    assert row.user_id == "@in:hs.test"
+    await storage.queue.fail(row.id, "M_FORBIDDEN", "not in room", now_ms())
+    assert await grants.bot_joined(A) == 1  # the bot is in the room now: failed ones again
+    homeserver.down = True
+    spaces.forget(SPACE)
+    assert await grants.cover_missed() == 0  # nothing known: left for the next time
