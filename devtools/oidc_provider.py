@@ -42,7 +42,9 @@ class OIDCAccount:
     email: str
     password: str
     groups: tuple[str, ...] = ()  # the "groups" claim, released by the "groups" scope
-    email_verified: bool | None = None  # None: true when the account has an email
+    # None: true when the account has an email; "omit": no claim; a string is sent as is.
+    email_verified: bool | str | None = None
+    group_overage: bool = False  # answer as Microsoft Entra for too many groups
 
 
 @attrs.frozen
@@ -76,8 +78,12 @@ class OIDCProvider(ManagedServer):
         redirect_uris: list[str] | None = None,
         port: int | None = None,
         node: str | None = None,
+        keycloak_like: bool = False,
     ) -> None:
         super().__init__(workdir, port=port)
+        # Answer as Keycloak with a group mapper: no "groups" scope (the claim comes with
+        # "openid"), and invalid_scope for a scope it does not offer (server.mjs).
+        self.keycloak_like = keycloak_like
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.client_name = client_name
@@ -109,6 +115,7 @@ class OIDCProvider(ManagedServer):
         return {
             "port": self.port,
             "issuer": self.issuer,
+            "keycloak_like": self.keycloak_like,
             "client": {
                 "client_id": self.client_id,
                 "client_secret": self.client_secret,
@@ -139,7 +146,8 @@ class OIDCProvider(ManagedServer):
         email: str | None = None,
         sub: str | None = None,
         groups: tuple[str, ...] | list[str] = (),
-        email_verified: bool | None = None,
+        email_verified: bool | str | None = None,
+        group_overage: bool = False,
     ) -> OIDCAccount:
         """Add a user who can sign in with ``username`` and ``password`` (random if None).
 
@@ -155,6 +163,7 @@ class OIDCProvider(ManagedServer):
             password=password or secrets.token_urlsafe(12),
             groups=tuple(groups),
             email_verified=email_verified,
+            group_overage=group_overage,
         )
         self.accounts.append(account)
         self._write_config()

@@ -12,10 +12,20 @@
 //                  with "token_endpoint_auth_method" ... ],
 //     "accounts": [ { "sub": "...", "preferred_username": "...", "name": "...",
 //                     "email": "...", "password": "...",
-//                     "groups": ["..."], "email_verified": true } ] }
+//                     "groups": ["..."], "email_verified": true,
+//                     "group_overage": false } ] }
 //
 // "groups" is released by the "groups" scope (claim "groups"); "email_verified" defaults
-// to whether the account has an email.
+// to whether the account has an email ("omit" leaves it out; any other value is sent as
+// is, a string too). "group_overage" answers as Microsoft Entra does for someone in too
+// many groups: no "groups", a distributed claim in "_claim_names" instead.
+//
+// "keycloak_like": true (optional, read once) answers as a Keycloak realm whose client has
+// a "Group Membership" mapper on its dedicated scope: there is no "groups" scope (the
+// claim comes with "openid"), and a scope the provider does not offer is refused with
+// invalid_scope, as Keycloak refuses it (oidc-provider itself ignores unknown scopes).
+//
+// Token revocation (RFC 7009) is on, at the discovery document's revocation_endpoint.
 //
 // "client" and "accounts" are read again from the file whenever they are needed, so the
 // harness can add accounts and redirect URIs (Synapse's port is only known once it runs)
@@ -48,7 +58,7 @@ function readConfig() {
   return JSON.parse(fs.readFileSync(configPath, 'utf8'));
 }
 
-const { port, issuer } = readConfig();
+const { port, issuer, keycloak_like: keycloakLike = false } = readConfig();
 
 function findAccountByLogin(login) {
   const wanted = login.trim().toLowerCase();
@@ -112,7 +122,7 @@ const provider = new Provider(issuer, {
     return {
       accountId: account.sub,
       async claims() {
-        return {
+        const claims = {
           sub: account.sub,
           preferred_username: account.preferred_username,
           name: account.name,
@@ -120,21 +130,41 @@ const provider = new Provider(issuer, {
           email_verified: account.email_verified ?? Boolean(account.email),
           groups: account.groups ?? [],
         };
+        if (account.email_verified === 'omit') {
+          delete claims.email_verified;
+        }
+        if (account.group_overage) {
+          // Microsoft Entra's group overage: too many groups for a token, so the claim
+          // is left out and named as a distributed claim to fetch from Microsoft Graph.
+          delete claims.groups;
+          claims._claim_names = { groups: 'src1' };
+          claims._claim_sources = {
+            src1: { endpoint: `https://graph.microsoft.com/v1.0/users/${account.sub}/getMemberObjects` },
+          };
+        }
+        return claims;
       },
     };
   },
-  claims: {
-    openid: ['sub'],
-    profile: ['preferred_username', 'name'],
-    email: ['email', 'email_verified'],
-    groups: ['groups'],
-  },
+  claims: keycloakLike
+    ? {
+      openid: ['sub', 'groups'],
+      profile: ['preferred_username', 'name'],
+      email: ['email', 'email_verified'],
+    }
+    : {
+      openid: ['sub'],
+      profile: ['preferred_username', 'name'],
+      email: ['email', 'email_verified'],
+      groups: ['groups'],
+    },
   // Put the profile claims into the ID token too (not only the userinfo response), as
   // most real providers do: Synapse reads them from the ID token when "openid" is asked.
   conformIdTokenClaims: false,
   features: {
     devInteractions: { enabled: false }, // it accepts any password; ours is below
     rpInitiatedLogout: { enabled: false }, // Synapse never calls it; its page loads web fonts
+    revocation: { enabled: true }, // the plugin revokes each access token after its checks
   },
   interactions: {
     url: (ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -290,8 +320,39 @@ async function handleInteraction(req, res, uid, action) {
 const providerCallback = provider.callback();
 const interactionPath = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login))?$/;
 
+// Keycloak's answer to a scope it does not offer: back to the client with invalid_scope
+// (only to a redirect URI the client registered; otherwise oidc-provider's own error page).
+function refusedScope(url) {
+  if (!keycloakLike || url.pathname !== '/auth') {
+    return false;
+  }
+  const params = url.searchParams;
+  // What discovery lists as scopes_supported: the claims' scopes and offline_access.
+  const offered = new Set(['openid', 'offline_access', 'profile', 'email']);
+  const unknown = (params.get('scope') ?? '').split(' ').filter((s) => s && !offered.has(s));
+  const client = findClient(params.get('client_id'));
+  const redirectUri = params.get('redirect_uri');
+  if (!unknown.length || !client?.redirect_uris?.includes(redirectUri)) {
+    return false;
+  }
+  const back = new URL(redirectUri);
+  back.searchParams.set('error', 'invalid_scope');
+  back.searchParams.set('error_description', `Invalid scopes: ${unknown.join(' ')}`);
+  if (params.get('state')) {
+    back.searchParams.set('state', params.get('state'));
+  }
+  return back.href;
+}
+
 const server = http.createServer((req, res) => {
-  const match = interactionPath.exec(new URL(req.url, issuer).pathname);
+  const url = new URL(req.url, issuer);
+  const refusal = refusedScope(url);
+  if (refusal) {
+    res.writeHead(302, { Location: refusal });
+    res.end();
+    return;
+  }
+  const match = interactionPath.exec(url.pathname);
   if (!match) {
     providerCallback(req, res);
     return;

@@ -17,6 +17,7 @@ Config (base-config.yaml documents it for operators):
     userinfo: auto              # auto | true | false
     token_auth: ...             # client_secret_basic | client_secret_post; default: what
                                 # discovery offers, Basic first (the spec's default)
+    require_verified_email: true   # email rules need email_verified, a real boolean true
 
 `claims` maps a rule's word to the claim it reads (a dotted name reaches into objects:
 `realm_access.roles`) and the scope that releases it, asked for only when a rule of the
@@ -26,11 +27,15 @@ sign-in uses that word: `groups: {claim: roles, scope: ""}` makes `groups:staff`
 endpoint (Authelia and GitLab put groups only there); `true` always reads it, `false`
 never.
 
+A scope the discovery document does not list in `scopes_supported` is never asked for:
+Keycloak refuses the whole sign-in (invalid_scope) for one it does not offer, and has no
+`groups` scope; its groups come from a "Group Membership" mapper on the client's
+dedicated scope, released without asking (the README says how to set it up).
+
 Matching (oidc_claims): a list claim holds when one element matches, a value with *, ?
-or [ is a glob, `email` compares without case. An `email` rule never holds for an address
-the provider says is not verified (`email_verified: false`). A binding ANDs its rules, so
-`email_verified:true` and `email:*@example.org` together ask for a verified address at
-example.org.
+or [ is a glob, `email` compares without case. An `email` rule holds only for an address
+the provider calls verified (`email_verified: true`, a boolean) unless the operator sets
+`require_verified_email: false`; oidc_session.py says what is unknown rather than "no".
 
 The account is the ID token's `sub` (unique per issuer); its display name comes from
 `name`, `preferred_username` or `email`.
@@ -39,6 +44,7 @@ The account is the ID token's `sub` (unique per issuer); its display name comes 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import logging
 from typing import Any
 
 import attrs
@@ -47,34 +53,25 @@ from .base import (
     AuthorizationRequest,
     ExternalAccount,
     Provider,
-    ProviderSession,
     ProviderUnavailable,
     Rule,
     RuleError,
-    SignInFailed,
-    Verdict,
 )
-from .oauth import OAuthClient, OAuthEndpoints, TokenResponse
-from .oidc_claims import (
-    MISSING,
-    SCOPE,
-    ClaimSpec,
-    claim_matches,
-    is_glob,
-    lookup_claim,
-    read_claims,
-)
+from .oauth import OAuthClient, OAuthEndpoints
+from .oidc_claims import SCOPE, is_glob, read_claims
 from .oidc_discovery import JWKSCache, ProviderDiscovery, ProviderMetadata
-from .oidc_tokens import IDTokenValidator, exchange_and_validate, fetch_userinfo
+from .oidc_session import OIDCSession
+from .oidc_tokens import IDTokenValidator, exchange_and_validate
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
-SETTINGS = tuple("name issuer client_id client_secret scopes claims userinfo token_auth".split())
+log = logging.getLogger(__name__)
+
+SETTINGS = tuple(
+    "name issuer client_id client_secret scopes claims userinfo token_auth "
+    "require_verified_email".split()
+)
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 MAX_VALUE_LENGTH = 256
-# Claims the protocol owns: userinfo never overrides them.
-PROTOCOL_CLAIMS = frozenset(
-    {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time"}
-)
 
 
 def _read_scopes(raw: Any) -> tuple[str, ...]:
@@ -117,12 +114,17 @@ class OIDCProvider(Provider):
         self.extra_scopes = _read_scopes(section.get("scopes"))
         self.claims = read_claims(section.get("claims"))
         self.userinfo = _read_userinfo(section.get("userinfo"))
+        # email rules admit an address only when email_verified is a real boolean true.
+        self.require_verified_email = section.get("require_verified_email", True)
+        if not isinstance(self.require_verified_email, bool):
+            raise ValueError("require_verified_email: must be true or false")
         self.token_auth = section.get("token_auth")
         if self.token_auth not in (None, *TOKEN_AUTH_METHODS):
             raise ValueError(f"token_auth: must be one of {', '.join(TOKEN_AUTH_METHODS)}")
         self.http = http
         self.discovery = ProviderDiscovery(self.display_name, self.issuer, http)
         self._machinery: _Machinery | None = None
+        self._dropped_scopes_logged: set[str] = set()
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> OIDCProvider:
@@ -167,12 +169,30 @@ class OIDCProvider(Provider):
         return f"people whose {word} {at} {verb} {value}"
 
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
+        """The scopes the rules' claims need, before the provider's own say (see
+        `requested_scopes`)."""
         scopes = ["openid", *self.extra_scopes]
         for rule in rules:
             spec = self.claims.get(rule.args[0]) if rule.provider == self.id else None
             if spec is not None and spec.scope and spec.scope not in scopes:
                 scopes.append(spec.scope)
         return scopes
+
+    def requested_scopes(self, rules: Sequence[Rule], metadata: ProviderMetadata) -> list[str]:
+        """`scopes` less any the provider does not list in `scopes_supported`: Keycloak
+        refuses a sign-in that asks for one (invalid_scope). A claim whose scope is not
+        offered must come without it (a Keycloak mapper on the client's dedicated scope)."""
+        wanted = self.scopes(rules)
+        offered = [s for s in wanted if s == "openid" or metadata.offers_scope(s)]
+        dropped = set(wanted) - set(offered) - self._dropped_scopes_logged
+        if dropped:
+            self._dropped_scopes_logged |= dropped
+            log.info(
+                "%s: not asking for %s: the provider does not offer it (scopes_supported)",
+                self.display_name,
+                ", ".join(sorted(dropped)),
+            )
+        return offered
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -216,7 +236,8 @@ class OIDCProvider(Provider):
         if metadata is None:  # prepare() was not awaited, or could not read it
             raise ProviderUnavailable(self.display_name, "its discovery document is not read yet")
         client = self._machinery_for(metadata).client
-        return client.authorization_request(redirect_uri, self.scopes(rules), state, nonce=True)
+        scopes = self.requested_scopes(rules, metadata)
+        return client.authorization_request(redirect_uri, scopes, state, nonce=True)
 
     async def finish(
         self,
@@ -235,80 +256,3 @@ class OIDCProvider(Provider):
         if self.userinfo is True:
             await session.load_userinfo()
         return session
-
-
-class OIDCSession(ProviderSession):
-    def __init__(
-        self,
-        provider: OIDCProvider,
-        machinery: _Machinery,
-        account: ExternalAccount,
-        tokens: TokenResponse,
-        claims: dict[str, Any],
-    ) -> None:
-        self.provider = provider
-        self.machinery = machinery
-        self.account = account
-        self._tokens: TokenResponse | None = tokens
-        self.claims = claims
-        self._userinfo_loaded = False
-
-    async def close(self) -> None:
-        self._tokens = None
-
-    async def load_userinfo(self) -> None:
-        """Merge the userinfo endpoint's claims over the ID token's (once)."""
-        url = self.machinery.metadata.userinfo_endpoint
-        if self._userinfo_loaded or url is None or self._tokens is None:
-            return
-        userinfo = await fetch_userinfo(
-            self.machinery.client, url, self._tokens.access_token, self.account.id
-        )
-        self._userinfo_loaded = True
-        for name, value in userinfo.items():
-            if name not in PROTOCOL_CLAIMS:
-                self.claims[name] = value
-
-    async def check(self, rule: Rule) -> Verdict:
-        word, wanted = rule.args
-        name = self.provider.display_name
-        spec = self.provider.claims.get(word)
-        if spec is None:
-            return Verdict.unknown(f"the rule's claim {word!r} is no longer configured")
-        value = lookup_claim(self.claims, spec.claim)
-        if value is MISSING and self.provider.userinfo is None:
-            try:
-                await self.load_userinfo()
-            except ProviderUnavailable as e:
-                return Verdict.unknown(f"{name} could not tell ({e.detail})")
-            except SignInFailed as e:  # userinfo described another account
-                return Verdict.unknown(e.message, "Start again from the invite link.")
-            value = lookup_claim(self.claims, spec.claim)
-        if value is MISSING:
-            return self._missing(word, spec)
-        if spec.claim == "email" and self.claims.get("email_verified") is False:
-            return Verdict.no(
-                f"your email address at {name} is not verified",
-                f"Verify it at {name}, then try again.",
-            )
-        if claim_matches(value, wanted, spec.ignore_case):
-            return Verdict.yes()
-        if word == "groups":
-            return Verdict.no(f"you are not in group {wanted} at {name}")
-        if word == "email":
-            return Verdict.no(f"your email address at {name} ({value}) does not match {wanted}")
-        return Verdict.no(f"your {word} at {name} is not {wanted}")
-
-    def _missing(self, word: str, spec: ClaimSpec) -> Verdict:
-        name = self.provider.display_name
-        granted = self._tokens.granted_scopes if self._tokens else None
-        if spec.scope and granted is not None and spec.scope not in granted:
-            return Verdict.unknown(
-                f"you did not allow {name} to share your {word}",
-                "Sign in again and allow it.",
-            )
-        return Verdict.no(
-            f"{name} shared no {word} for your account",
-            f"If you should qualify, tell the bot's operator: {name} may not release the "
-            f"{spec.claim!r} claim to this application.",
-        )

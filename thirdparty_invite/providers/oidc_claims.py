@@ -86,6 +86,17 @@ def lookup_claim(claims: Mapping[str, Any], name: str) -> Any:
     return value
 
 
+def group_overage(claims: Mapping[str, Any], name: str) -> bool:
+    """Whether Microsoft Entra left the claim `name` out because it holds too many groups:
+    it names it in `_claim_names` (a distributed claim, OpenID Connect Core 5.6.2), or
+    says `hasgroups: true` for `groups`."""
+    names = claims.get("_claim_names")
+    top = name.split(".", 1)[0]
+    if isinstance(names, dict) and (name in names or top in names):
+        return True
+    return top == "groups" and claims.get("hasgroups") is True
+
+
 def is_glob(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 

@@ -65,6 +65,12 @@ class ProviderMetadata:
     userinfo_endpoint: str | None
     signing_algorithms: tuple[str, ...]  # advertised and acceptable (see KEY_TYPE_OF_ALGORITHM)
     token_auth_methods: tuple[str, ...]
+    # The scopes it offers; None when the document does not say (the field is optional).
+    scopes_supported: frozenset[str] | None = None
+    revocation_endpoint: str | None = None  # RFC 7009, when it offers revocation
+
+    def offers_scope(self, scope: str) -> bool:
+        return self.scopes_supported is None or scope in self.scopes_supported
 
     @property
     def token_auth(self) -> str:
@@ -102,6 +108,14 @@ def parse_metadata(document: Any, issuer: str) -> ProviderMetadata:
             raise ValueError(f"{key} is not an https URL")
         return value
 
+    def optional_endpoint(key: str) -> str | None:
+        # Revocation is a courtesy: a broken entry turns it off, not the sign-ins.
+        try:
+            return endpoint(key, required=False)
+        except ValueError:
+            log.warning("discovery for %s: %s; not used", issuer, key)
+            return None
+
     response_types = document.get("response_types_supported")
     if isinstance(response_types, list) and "code" not in response_types:
         raise ValueError("the provider does not offer the authorization code flow")
@@ -115,6 +129,9 @@ def parse_metadata(document: Any, issuer: str) -> ProviderMetadata:
             "a public-key algorithm such as RS256 or ES256 is needed"
         )
     auth_methods = document.get("token_endpoint_auth_methods_supported") or []
+    scopes = document.get("scopes_supported")
+    if scopes is not None and not isinstance(scopes, list):
+        raise ValueError("scopes_supported is not a list")
     return ProviderMetadata(
         issuer=issuer,
         authorization_endpoint=str(endpoint("authorization_endpoint")),
@@ -123,6 +140,10 @@ def parse_metadata(document: Any, issuer: str) -> ProviderMetadata:
         userinfo_endpoint=endpoint("userinfo_endpoint", required=False),
         signing_algorithms=algorithms,
         token_auth_methods=tuple(m for m in auth_methods if isinstance(m, str)),
+        scopes_supported=(
+            None if scopes is None else frozenset(s for s in scopes if isinstance(s, str))
+        ),
+        revocation_endpoint=optional_endpoint("revocation_endpoint"),
     )
 
 

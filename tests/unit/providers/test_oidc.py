@@ -7,15 +7,14 @@ without a network too."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-import re
 import secrets
 from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from support.providers.gitlab import FakeGitLab
+from support.providers.oidc_login import log_in as login_at_provider
 from yarl import URL
 
 from devtools.oidc_provider import OIDCAccount, OIDCClient
@@ -72,27 +71,7 @@ def section_for(op: LocalOpenIDProvider, client: OIDCClient, **extra: Any) -> di
 
 
 async def log_in(authorization_url: str, account: OIDCAccount) -> dict[str, str]:
-    """Walk the provider's pages as a browser would: follow redirects, fill in the login
-    form, until the redirect back to CALLBACK; returns that redirect's query."""
-    jar = aiohttp.CookieJar(unsafe=True)  # the provider is on an IP address
-    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
-        method, url, form = "GET", URL(authorization_url), None
-        for _ in range(12):
-            async with browser.request(method, url, data=form, allow_redirects=False) as resp:
-                if resp.status in (302, 303):
-                    url = url.join(URL(resp.headers["Location"]))
-                    if str(url).startswith(CALLBACK):
-                        return dict(url.query)
-                    method, form = "GET", None
-                    continue
-                page = await resp.text()
-                assert resp.status == 200, page
-                action = re.search(r'<form method="post" action="([^"]+)"', page)
-                assert action, page
-                url = url.join(URL(action.group(1)))
-                method = "POST"
-                form = {"login": account.preferred_username, "password": account.password}
-        raise AssertionError("the sign-in did not come back")
+    return await login_at_provider(authorization_url, account, CALLBACK)
 
 
 async def sign_in(
