@@ -270,6 +270,19 @@ class MatrixUser:
     async def room_state(self, room_id: str) -> list[dict]:
         return list(await self.request("GET", f"{CLIENT_V3}/rooms/{_q(room_id)}/state"))
 
+    async def messages(self, room_id: str, limit: int = 100) -> list[dict]:
+        """The contents of the room's last `limit` messages (m.room.message), newest first."""
+        data = await self.request(
+            "GET",
+            f"{CLIENT_V3}/rooms/{_q(room_id)}/messages",
+            params={"dir": "b", "limit": str(limit)},
+        )
+        return [
+            evt.get("content", {})
+            for evt in data.get("chunk", [])
+            if evt.get("type") == "m.room.message"
+        ]
+
     async def members(self, room_id: str) -> dict[str, str]:
         """Membership by user ID (join, invite, leave, ban, knock) as this user sees it."""
         data = await self.request("GET", f"{CLIENT_V3}/rooms/{_q(room_id)}/members")

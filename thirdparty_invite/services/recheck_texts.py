@@ -28,8 +28,8 @@ def incomplete(error: ProviderUnavailable) -> str:
     if error.retry_after and error.retry_after > 0:
         wait = f"; it asked to wait {format_duration(max(error.retry_after, 1))}"
     return (
-        f"Stopped before the end: {error.reason.rstrip('.')}{wait}. Nobody was touched; the "
-        "re-check resumes where it stopped."
+        f"{error.reason.rstrip('.')}{wait}. Nobody was touched; the re-check resumes where "
+        "it stopped."
     )
 
 

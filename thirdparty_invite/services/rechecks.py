@@ -266,8 +266,9 @@ class RecheckService:
         listings = self.storage.listings
         listed = await listings.listed(view.binding.id, position, run_id)
         before = await listings.last_total(view.binding.id, position)
-        floor = (before or 0) * (1 - self.settings.max_shrink)
-        if before and listed < floor and not accept_shrink:
+        dropped = (before or 0) - listed
+        # One departure is never the sign of a broken listing, however small the list.
+        if dropped >= 2 and dropped > before * self.settings.max_shrink and not accept_shrink:
             raise _Shrunk(described, listed, before)
 
     async def _conclude(
