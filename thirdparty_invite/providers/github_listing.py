@@ -251,13 +251,15 @@ class RestListing(_GitHubListing):
             next_url = _next_link(response.header("Link"))
             if response.status == 304 and sent:
                 # GitHub has been seen to leave the ETag out of a 304: it is the one sent.
-                etag = response.header("ETag") or sent
-                yield ListingPage(url, None, etag, next_url, calls)
+                page = ListingPage(url, None, response.header("ETag") or sent, next_url, calls)
             elif response.status == 200:
                 members = self._members(response.body, next_url is not None)
-                yield ListingPage(url, members, response.header("ETag"), next_url, calls)
+                page = ListingPage(url, members, response.header("ETag"), next_url, calls)
             else:
                 raise self._refusal(response, self.what)
+            # The parsed page goes before the caller reads the next: one page in memory.
+            del response
+            yield page
             url, calls = next_url, 0
 
     def _members(self, body: Any, more: bool) -> tuple[str, ...]:
@@ -349,6 +351,7 @@ class SponsorListing(_GitHubListing):
             if response.status != 200 or not isinstance(response.body, dict):
                 raise self._refusal(response, self.what)
             members, after = self._page(response)
+            del response  # one page in memory, not two
             key = f"sponsor:{self.login}:{variables['after'] or ''}"
             yield ListingPage(key, members, None, after, calls)
             if after is None:

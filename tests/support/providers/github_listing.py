@@ -696,25 +696,39 @@ def _link(base: str, request: web.Request, page: int, last: int) -> str:
 
 
 async def serve(members: int, org: str) -> None:
+    """Print one JSON line (the provider's config section with a re-check token, and the
+    org); then each line read from stdin prints the listing counts since the last one
+    (calls, 304s) and resets them; end of input stops the server."""
     from support.providers.github import FakeGitHub
 
     async with FakeGitHub() as github:
         github.add_org(org)
         operator = github.add_account("operator").join_org(org)
         github.listings.generate(org, members - 1)
-        token = github.listings.personal_token(operator, {"read:org"})
-        line = {"url": github.url, "api_url": f"{github.url}{API}", "org": org, "token": token}
-        print(json.dumps(line), flush=True)
+        section: dict[str, Any] = github.config_section()
+        section["recheck"] = {"token": github.listings.personal_token(operator, {"read:org"})}
+        print(json.dumps({"section": section, "org": org}), flush=True)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_reader(sys.stdin.fileno(), stop.set)  # stdin closed: the caller is done
+
+        def command() -> None:
+            if not sys.stdin.readline():
+                stop.set()
+                return
+            listings = github.listings
+            counts = {"calls": listings.calls, "not_modified": listings.not_modified}
+            counts["membership_reads"] = len(
+                github.requests_to(f"{API}/user/memberships/orgs/{org}")
+            )
+            listings.reset_counts()
+            github.requests.clear()
+            print(json.dumps(counts), flush=True)
+
+        asyncio.get_running_loop().add_reader(sys.stdin.fileno(), command)
         await stop.wait()
-        counts = {"calls": github.listings.calls, "not_modified": github.listings.not_modified}
-        print(json.dumps(counts), flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description="A local GitHub with one large organisation.")
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--org", default="crowd")
     args = parser.parse_args()
