@@ -233,7 +233,8 @@ class CampaignMembers(MemberListing):
                 raise self._unavailable("a member page could not be read") from None
             if next_cursor is not None and next_cursor == cursor:
                 raise self._unavailable("its member pages do not advance")
-            yield ListingPage(cursor or "", members, next_cursor=next_cursor, calls=calls)
+            key = f"cursor:{cursor}" if cursor else "first"
+            yield ListingPage(key, members, next_cursor=next_cursor, calls=calls)
             if next_cursor is None:
                 return
             cursor, calls = next_cursor, 0

@@ -112,7 +112,7 @@ async def test_members_holding_each_rule_across_short_pages(
     paying = {world[n] for n in ("gold", "annual_silver", "gifted_gold", "bronze")}
     assert holders(pages) == paying  # declined, former and free members left out
     assert len(pages) == 4 and pages[-1].next_cursor is None
-    assert pages[0].key == "" and all(p.next_cursor for p in pages[:-1])
+    assert pages[0].key == "first" and all(p.next_cursor for p in pages[:-1])
     assert sum(p.calls for p in pages) == 4
     [first, *_] = patreon.requests_to("api")
     assert first.query["include"] == "currently_entitled_tiers,user"
@@ -139,7 +139,7 @@ async def test_a_listing_resumes_from_a_cursor(
     assert listing is not None
     first = await anext(aiter(listing.pages()))
     rest = [page async for page in listing.pages(first.next_cursor)]
-    assert rest[0].key == first.next_cursor
+    assert rest[0].key == f"cursor:{first.next_cursor}"
     assert holders([first, *rest]) == holders(await read_all(provider, "patron"))
 
 
