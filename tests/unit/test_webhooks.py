@@ -441,3 +441,35 @@ async def test_webhooks_are_rate_limited_per_address(web) -> None:
                 break
     assert statuses[-1] == 429 and set(statuses[:-1]) == {401}
     assert len(statuses) > 50  # a burst of deliveries passes
+
+
+# ---- config -------------------------------------------------------------------------
+
+
+def test_webhook_secrets_in_the_config() -> None:
+    from support.plugin_web import load_settings
+
+    from thirdparty_invite.config import ConfigError
+    from thirdparty_invite.providers.registry import ProviderRegistry
+
+    registry = ProviderRegistry(load_settings({"providers": PROVIDERS}).providers, None)
+    assert registry.get("github").webhook_secret == GITHUB_SECRET
+    assert registry.get("patreon").webhook_secret == PATREON_SECRET
+    github = {k: v for k, v in PROVIDERS["github"].items() if k != "webhook_secret"}
+    empty = {"github": {**github, "webhook_secret": ""}}  # as base-config.yaml has it
+    assert (
+        ProviderRegistry(load_settings({"providers": empty}).providers, None)
+        .get("github")
+        .webhook_secret
+        is None
+    )
+    wrong = {
+        "github": {**github, "webhook_secret": 12345},
+        "patreon": {**PROVIDERS["patreon"], "webhook_secret": " pasted with a space"},
+    }
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"providers": wrong})
+    assert [p.split(":")[0] for p in refused.value.problems] == [
+        "providers.github.webhook_secret",
+        "providers.patreon.webhook_secret",
+    ]
