@@ -149,6 +149,23 @@ class GitLabProvider(Provider):
             return f"members of {where} (also through a parent group or a shared group)"
         return f"members of {where} with at least the {rule.args[1].capitalize()} role"
 
+    async def validate_rule(self, rule: Rule) -> str | None:
+        """With the operator's token, the group must be in its sight: otherwise every
+        sign-in would be "cannot tell" and the listing would stop. (Without it nothing
+        can be asked: a private group is invisible to the bot.)"""
+        if self._recheck_token is None:
+            return None
+        path = rule.args[0]
+        try:
+            if await self._token_sees(path, Credential.group_token(self._recheck_token)):
+                return None
+        except ProviderUnavailable as e:
+            return f"{self.display_name} could not be asked whether the group exists ({e.detail})."
+        raise RuleError(
+            f"the bot's GitLab token (providers.gitlab.recheck) cannot see a group {path}: "
+            "check the path, or use a group access token of that group or a parent group"
+        )
+
     def scopes(self, rules: Sequence[Rule]) -> list[str]:
         # openid: the ID token. read_api: the person's own look at the group's members,
         # unless the operator's token looks for them (see the module's docstring).

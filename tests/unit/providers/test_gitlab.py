@@ -597,3 +597,22 @@ async def test_fake_refuses_an_unregistered_redirect_uri(provider, gitlab) -> No
     async with aiohttp.ClientSession() as browser:
         async with browser.get(request.url, allow_redirects=False) as page:
             assert page.status == 400  # an error page, never a redirect
+
+
+# At bind
+
+
+async def test_bind_checks_the_group_is_in_the_tokens_sight(operator_provider, gitlab) -> None:
+    validate, parse = operator_provider.validate_rule, operator_provider.parse_rule
+    gitlab.add_group("gnome/infra")
+    assert await validate(parse("group:gnome/infra")) is None
+    gitlab.add_group("kde")
+    with pytest.raises(RuleError, match="cannot see a group kde"):
+        await validate(parse("group:kde"))
+    gitlab.fail("members", 503)
+    assert "could not be asked" in await validate(parse("group:gnome/x"))
+
+
+async def test_bind_without_a_token_asks_nothing(provider, gitlab) -> None:
+    assert await provider.validate_rule(provider.parse_rule("group:anything")) is None
+    assert not gitlab.requests

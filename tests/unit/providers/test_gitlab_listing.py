@@ -18,7 +18,9 @@ from thirdparty_invite.net.http import OutboundHTTP
 from thirdparty_invite.providers.base import ProviderUnavailable
 from thirdparty_invite.providers.gitlab import GitLabProvider
 from thirdparty_invite.providers.gitlab_listing import GitLabMemberListing
+from thirdparty_invite.providers.gitlab_members import next_page
 from thirdparty_invite.providers.listing import ListingPage
+from thirdparty_invite.providers.oauth import ApiResponse
 
 
 @pytest_asyncio.fixture
@@ -192,8 +194,6 @@ async def test_an_entry_in_another_shape_stops_the_listing(gitlab, http, monkeyp
 
 
 async def test_a_304_without_paging_headers_stops_the_listing(gitlab, http) -> None:
-    from thirdparty_invite.providers.oauth import ApiResponse
-
     token = gitlab.add_group_token("gnome")
     listing = listing_of(provider_for(gitlab, http, token), "group:gnome")
 
@@ -203,3 +203,13 @@ async def test_a_304_without_paging_headers_stops_the_listing(gitlab, http) -> N
     listing.api.get = bare_304  # type: ignore[method-assign]
     with pytest.raises(ProviderUnavailable, match="without paging"):
         await read_all(listing, etags={"gnome?page=1": 'W/"x"'})
+
+
+def test_the_next_page_by_the_link_header_alone() -> None:
+    # Some proxies drop x-* headers: the Link header's next page is followed instead, by
+    # its number only (the next request still goes to the configured base URL).
+    link = '<https://elsewhere.example/api/v4/groups/1/members/all?page=3>; rel="next"'
+    assert next_page(ApiResponse(200, {"link": link}, []), 2) == 3
+    assert next_page(ApiResponse(200, {"x-next-page": ""}, []), 2) is None
+    assert next_page(ApiResponse(200, {"x-next-page": "2"}, []), 2) is None  # no going back
+    assert next_page(ApiResponse(200, {}, []), 1) is None
