@@ -20,7 +20,9 @@ from thirdparty_invite.net.http import OutboundHTTP
 from thirdparty_invite.providers.base import ProviderUnavailable
 from thirdparty_invite.providers.github import GitHubProvider
 from thirdparty_invite.providers.github_app import RENEW_BEFORE, AppInstallation
+from thirdparty_invite.providers.github_listing import SponsorListing, _reaches
 from thirdparty_invite.providers.listing import ListingPage, MemberListing
+from thirdparty_invite.providers.registry import read_provider_settings
 
 ORG = "matrix-org"
 
@@ -131,6 +133,14 @@ def test_recheck_settings_are_read_and_wrong_ones_named(
     for message, recheck in wrong.items():
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
             provider_with(github, http, recheck)
+    # The operator reads them under the provider's name, like every other key.
+    problems: list[str] = []
+    section = {**github.config_section(), "recheck": {"token": "x", "app_id": 1}}
+    read_provider_settings({"github": section}, problems)
+    assert problems == [
+        "providers.github.recheck.app_id: give either token or a GitHub App, not both"
+    ]
+    assert provider_with(github, http, {}).recheck is None
 
 
 # Organisations: paging, ETags, who is listed
@@ -176,6 +186,10 @@ async def test_unchanged_pages_answer_304_and_cost_nothing(
     assert sum(page.calls for page in second) == 3
     sent = github.requests_to(f"/api/v3/orgs/{ORG}/members")[-3:]
     assert [r.headers.get("If-None-Match") for r in sent] == [page.etag for page in first]
+    # A 304 without its ETag keeps the one that was sent.
+    github.listings.etag_on_304 = False
+    third = await walk(org, etags=etags_of(first))
+    assert [(page.members, page.etag) for page in third] == [(None, p.etag) for p in first]
 
 
 async def test_a_change_shows_on_the_pages_it_touches(
@@ -488,3 +502,37 @@ async def test_app_refusals_are_said_for_the_operator(
     no_members = app_provider(github, http, metadata="read")
     with pytest.raises(ProviderUnavailable, match="forbidden"):
         await walk(listing(no_members, f"org:{ORG}"))
+
+
+# Entries in shapes the listings must not guess about
+
+
+def test_entries_without_what_the_rule_needs_stop_the_listing(
+    github: FakeGitHub, http: OutboundHTTP
+) -> None:
+    push = _reaches("push")
+    # An older server without triage and maintain: the strongest flag set decides.
+    assert push({"permissions": {"pull": True, "push": True, "admin": False}})
+    assert not push({"permissions": {"pull": True, "push": False, "admin": False}})
+    for odd in ({}, {"permissions": None}, {"permissions": {"pull": True, "push": "yes"}}):
+        with pytest.raises(ValueError):
+            push(odd)
+    provider = provider_with(github, http, {"token": "x"})
+    minimum = SponsorListing(provider, provider.recheck, "maintainer", 500)  # type: ignore[arg-type]
+    monthly = {"isOneTimePayment": False, "tier": {"monthlyPriceInCents": 500}}
+    assert minimum._sponsor({**monthly, "sponsorEntity": {"databaseId": 7}}) == "7"
+    for odd in (
+        {**monthly, "sponsorEntity": {"databaseId": "7"}},
+        {**monthly, "sponsorEntity": {"databaseId": True}},
+        {
+            "isOneTimePayment": False,
+            "tier": {"monthlyPriceInCents": None},
+            "sponsorEntity": {"databaseId": 7},
+        },
+    ):
+        with pytest.raises(ValueError):
+            minimum._sponsor(odd)
+    with pytest.raises(TypeError):  # a sponsorship without a tier: another shape
+        minimum._sponsor(
+            {"isOneTimePayment": False, "tier": None, "sponsorEntity": {"databaseId": 7}}
+        )
