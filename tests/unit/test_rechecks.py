@@ -209,6 +209,7 @@ async def test_someone_gone_from_the_listing_is_kicked_with_the_rule_named(world
     assert any("@p4:x" in text for _, text in world.notices.sent)
     actions = [e.action for e in await world.storage.audit.recent("!room:x", 50)]
     assert "no_longer_qualifies" in actions and "kick_queued" in actions
+    assert "recheck" in actions and "granted" in actions
     # The policy acts once: the next re-check queues nothing new.
     await world.storage.db.execute("DELETE FROM invite_queue WHERE action='kick'")
     await world.service.recheck_now(view)
@@ -239,6 +240,9 @@ async def test_grace_delays_the_kick_and_a_return_cancels_it(world: World) -> No
     world.club.members["core"].remove("acct3")
     await world.service.recheck_now(view)
     assert await world.kicks() == []  # within the grace period
+    # The next re-check comes when the grace period ends, not an interval later.
+    state = await world.service.state(view.binding.id)
+    assert state.next_at <= now_ms() + 61_000
     assert any("unless they qualify again" in text for _, text in world.notices.sent)
     world.club.members["core"].append("acct3")  # back within the grace period
     await world.service.recheck_now(view)

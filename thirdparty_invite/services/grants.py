@@ -125,9 +125,9 @@ class GrantService:
             for room_id in rooms:
                 await self.storage.queue.enqueue(conn, room_id, user_id, grant_id, now)
         self.wake_queue()
-        if first:
+        for room_id in rooms if first else ():
             await self.storage.audit.add(
-                now, user_id, "granted", None, source.describe(), f"grant {grant_id}"
+                now, user_id, "granted", room_id, source.describe(), f"grant {grant_id}"
             )
         return Grant(id=int(grant_id), first=first, rooms=rooms)
 

@@ -65,14 +65,10 @@ class LinkService:
         link = await self.storage.links.create(
             hash_token(token), created_by, rooms, expires_at, max_uses, now
         )
-        await self.storage.audit.add(
-            now,
-            created_by,
-            "link_created",
-            rooms[0] if len(rooms) == 1 else None,
-            str(link.id),
-            describe_limits(link, now),
-        )
+        for room_id in rooms:  # each room's audit log shows it
+            await self.storage.audit.add(
+                now, created_by, "link_created", room_id, str(link.id), describe_limits(link, now)
+            )
         return link, token
 
     async def inspect(self, token: str) -> InviteLink:
@@ -117,8 +113,9 @@ class LinkService:
     async def revoke(self, link_id: int, revoked_by: str) -> bool:
         now = now_ms()
         revoked = await self.storage.links.revoke(link_id, revoked_by, now)
-        if revoked:
-            await self.storage.audit.add(now, revoked_by, "link_revoked", None, str(link_id))
+        link = await self.storage.links.get(link_id) if revoked else None
+        for room_id in link.rooms if link else ():
+            await self.storage.audit.add(now, revoked_by, "link_revoked", room_id, str(link_id))
         return revoked
 
 

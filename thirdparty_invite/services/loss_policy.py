@@ -47,9 +47,10 @@ class LossPolicy:
 
     async def apply(
         self, view: BindingView, reasons: Mapping[str, str], qualifying: Sequence[str]
-    ) -> None:
+    ) -> int | None:
         """`reasons`: who no longer qualifies, with the rule (in words) they miss;
-        `qualifying`: the binding's other seat holders, who do."""
+        `qualifying`: the binding's other seat holders, who do. Returns when the first
+        grace period still running ends (the re-check should look again then), if any."""
         binding, now = view.binding, now_ms()
         for user_id in qualifying:
             loss = await self.storage.losses.clear(binding.id, user_id)
@@ -58,6 +59,7 @@ class LossPolicy:
                 await self._audit(view, "qualifies_again", user_id, detail or "")
         acted: list[tuple[str, str]] = []
         waiting: list[str] = []
+        look_again: int | None = None
         for user_id, reason in sorted(reasons.items()):
             loss = await self.storage.losses.note(binding.id, user_id, now, reason)
             if loss.acted_at is not None:
@@ -67,6 +69,8 @@ class LossPolicy:
                 if binding.grace_ms:
                     waiting.append(user_id)
             if now - loss.first_at < binding.grace_ms:
+                grace_ends = loss.first_at + binding.grace_ms
+                look_again = min(look_again or grace_ends, grace_ends)
                 continue
             if await self.storage.losses.acted(binding.id, user_id, now, binding.policy):
                 await self._act(view, user_id, reason)
@@ -77,6 +81,7 @@ class LossPolicy:
             await self.tell_admins(view, texts.loss_notice(view, binding.policy, acted))
         if acted and binding.policy == "kick":
             self.wake_queue()
+        return look_again
 
     async def _act(self, view: BindingView, user_id: str, reason: str) -> None:
         binding = view.binding
@@ -109,6 +114,14 @@ class LossPolicy:
             targets.append(self.admin_room)
         for room_id in targets:
             await self.rooms.send_notice(room_id, text)
+
+    async def record(self, view: BindingView, action: str, detail: str) -> None:
+        """An entry about the binding itself (a re-check's outcome) in each room's log."""
+        now = now_ms()
+        for room_id in view.binding.rooms:
+            await self.storage.audit.add(
+                now, self.rooms.bot_user_id, action, room_id, view.binding.public_id, detail
+            )
 
     async def _audit(self, view: BindingView, action: str, user_id: str, detail: str) -> None:
         now = now_ms()

@@ -204,12 +204,14 @@ class RecheckService:
                 "shrunk", texts.shrunk(view, e.described, e.listed, e.before), calls
             )
             await self.policy.tell_admins(view, outcome.detail)
+            await self.policy.record(view, "recheck_stopped", outcome.detail)
             # The run starts afresh next time (and stops again until an admin accepts it).
             await self._finish(state, outcome, completed=True)
             return outcome
-        lost, checked = await self._conclude(view, listable, run_id)
+        lost, checked, look_again = await self._conclude(view, listable, run_id)
         outcome = RecheckOutcome("ok", texts.done(checked, lost), calls, lost, checked)
-        await self._finish(state, outcome, completed=True)
+        await self._finish(state, outcome, completed=True, look_again=look_again)
+        await self.policy.record(view, "recheck", outcome.detail)
         return outcome
 
     async def _walk(
@@ -273,8 +275,9 @@ class RecheckService:
 
     async def _conclude(
         self, view: BindingView, listable: list[tuple[int, DescribedRule]], run_id: int
-    ) -> tuple[int, int]:
-        """Every listing is in: who no longer qualifies (and why), who still does."""
+    ) -> tuple[int, int, int | None]:
+        """Every listing is in: who no longer qualifies (and why), who still does. Returns
+        (lost, checked, when a grace period ends)."""
         binding_id = view.binding.id
         reasons: dict[str, str] = {}
         for position, described in listable:
@@ -287,8 +290,8 @@ class RecheckService:
             await self.storage.listings.complete(binding_id, position, run_id, total, now_ms())
         holders = await self.storage.listings.seat_holders(binding_id)
         qualifying = [user_id for user_id in holders if user_id not in reasons]
-        await self.policy.apply(view, reasons, qualifying)
-        return len(reasons), len(holders)
+        look_again = await self.policy.apply(view, reasons, qualifying)
+        return len(reasons), len(holders), look_again
 
     async def _finish(
         self,
@@ -297,11 +300,14 @@ class RecheckService:
         *,
         completed: bool,
         retry_after: float | None = None,
+        look_again: int | None = None,
     ) -> None:
         now = now_ms()
         if completed:
             interval = self.settings.interval * 1000
             next_at = now + int(interval * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
+            if look_again is not None:  # a grace period ends sooner: act on time
+                next_at = min(next_at, look_again + 1000)
         else:
             # Back off (or wait as the provider asked), and resume where it stopped.
             backoff = min(60_000 * 2 ** min(state.errors, 12), MAX_BACKOFF_MS)
