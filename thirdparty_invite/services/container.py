@@ -23,6 +23,7 @@ from .grants import GrantService
 from .invite_queue import InviteQueue
 from .links import LinkService
 from .loss_policy import LossPolicy
+from .provider_credentials import StoredCredentials
 from .provider_signin import ProviderSignIn
 from .rechecks import RecheckService
 from .reporting import MembershipReporter
@@ -73,6 +74,8 @@ class Services:
         # may be on a private network): they are reached with the direct session.
         self.provider_http = OutboundHTTP(timeout=PROVIDER_TIMEOUT, policy=AddressPolicy())
         self.providers = ProviderRegistry(settings.providers, self.provider_http)
+        for provider in self.providers.all():  # refreshed listing tokens outlive restarts
+            provider.credentials = StoredCredentials(storage.credentials, provider.id)
         if self.providers.unavailable:
             log.warning("Provider bindings are off: %s", self.providers.unavailable)
         self.bindings = BindingService(storage, self.providers, settings.rechecks.interval)

@@ -6,6 +6,7 @@ from mautrix.util.async_db import Database
 
 from .audit import AuditStore
 from .bindings import BindingStore
+from .credentials import ProviderCredentialStore
 from .grants import GrantStore
 from .links import LinkStore
 from .listings import ListingStore, SeatHolder
@@ -46,6 +47,7 @@ class Storage:
         self.rechecks = RecheckStore(db)
         self.listings = ListingStore(db)
         self.losses = LossStore(db)
+        self.credentials = ProviderCredentialStore(db)
 
 
 __all__ = [
