@@ -21,6 +21,7 @@ def test_the_base_config_is_valid() -> None:
     assert settings.links.default_expiry == 7 * 86400
     assert settings.rate_limits.session == RateLimit(10, 6.0)
     assert settings.matrix.request_timeout == 5
+    assert settings.rechecks.interval == 6 * 3600 and settings.rechecks.max_shrink == 0.2
 
 
 @pytest.mark.parametrize(
@@ -32,6 +33,12 @@ def test_the_base_config_is_valid() -> None:
         ({"admin_room": "#alias:x"}, "admin_room"),
         ({"admin_room": 5}, "admin_room"),
         ({"web": {"public_url": "ftp://x"}}, "web.public_url"),
+        ({"rechecks": {"interval": "often"}}, "rechecks.interval"),
+        ({"rechecks": {"interval": "10s"}}, "rechecks.interval"),
+        ({"rechecks": {"max_shrink": "lots"}}, "rechecks.max_shrink"),
+        ({"rechecks": {"max_shrink": 1.5}}, "rechecks.max_shrink"),
+        ({"rechecks": {"max_shrink": True}}, "rechecks.max_shrink"),
+        ({"rechecks": {"kick_reason": 3}}, "rechecks.kick_reason"),
         ({"web": {"session_lifetime": "forever"}}, "web.session_lifetime"),
         ({"web": {"max_body_bytes": True}}, "web.max_body_bytes"),
         ({"web": {"max_body_bytes": 10}}, "web.max_body_bytes"),
@@ -75,3 +82,9 @@ def test_empty_expiry_means_never_and_durations_read_as_seconds() -> None:
     settings = load_settings({"links": {"default_expiry": ""}, "invites": {"max_backoff": 90}})
     assert settings.links.default_expiry is None
     assert settings.invites.max_backoff == 90
+
+
+def test_max_shrink_reads_a_fraction_or_a_percentage() -> None:
+    assert load_settings({"rechecks": {"max_shrink": "35%"}}).rechecks.max_shrink == 0.35
+    assert load_settings({"rechecks": {"max_shrink": 0.1}}).rechecks.max_shrink == 0.1
+    assert load_settings({"rechecks": {"max_shrink": 0}}).rechecks.max_shrink == 0
