@@ -25,7 +25,8 @@ are checked before each rule, and a missing one is said in words.
 
 After the rules are checked the person's token is revoked (`revoke`: GitHub's
 `DELETE /applications/{client_id}/token`, as the app), also when the sign-in fails after
-the code was exchanged.
+the code was exchanged. It runs in the background (`revoke_later`), so nobody's outcome
+waits for it; `close()` waits for the revocations still running.
 
 This module reads the config and the rules, signs the person in and speaks as the app;
 github_session asks GitHub's APIs about each rule.
@@ -90,7 +91,7 @@ SETTINGS = (
     "webhook_secret",
     "recheck",
 )
-# Seconds a revocation may take at most: the person's page waits for it.
+# Seconds a revocation may take at most (they run in the background; close() waits).
 REVOKE_TIMEOUT = 5.0
 MOVED = (301, 302, 307, 308)
 
@@ -108,6 +109,7 @@ class GitHubProvider(Provider):
     ) -> None:
         super().__init__(provider_id, name)
         self.client = client
+        self._revocations: set[asyncio.Task[bool]] = set()
         self.web_url, self.api_url, self.graphql_url = urls
         # HTTP Basic with the client ID and secret: how the app speaks as itself.
         self._app_authorization = app_authorization
@@ -229,7 +231,7 @@ class GitHubProvider(Provider):
         try:
             return await self._session(token)
         except BaseException:
-            await self.revoke(token.access_token)  # dropped is not revoked
+            self.revoke_later(token.access_token)  # dropped is not revoked
             raise
 
     async def _session(self, token: TokenResponse) -> GitHubSession:
@@ -257,6 +259,21 @@ class GitHubProvider(Provider):
         return GitHubSession(self, token.access_token, account, granted)
 
     # As the app itself
+
+    def revoke_later(self, access_token: str) -> None:
+        """Revoke in the background: the person's outcome, and a check cancelled at a
+        stop, never wait for GitHub's answer. `close()` waits for those still running."""
+        task = asyncio.get_running_loop().create_task(self.revoke(access_token))
+        self._revocations.add(task)
+        task.add_done_callback(self._revocations.discard)
+
+    async def revocations_done(self) -> None:
+        """Wait for the background revocations (each bounded by REVOKE_TIMEOUT)."""
+        while self._revocations:
+            await asyncio.gather(*self._revocations, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.revocations_done()
 
     async def revoke(self, access_token: str) -> bool:
         """Revoke a person's token (`DELETE /applications/{client_id}/token`, 204). Best

@@ -16,7 +16,8 @@ its own members, so either way the person is not in a team of that name. One mor
 (the team itself) tells whether the rule may name a team that no longer exists, for the
 remedy.
 
-`close()` revokes the token (GitHubProvider.revoke): dropped is not revoked.
+`close()` has the token revoked (GitHubProvider.revoke_later, in the background): dropped
+is not revoked.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class GitHubSession(ProviderSession):
     async def close(self) -> None:
         token, self._token = self._token, ""
         if token:
-            await self.provider.revoke(token)
+            self.provider.revoke_later(token)
 
     async def check(self, rule: Rule) -> Verdict:
         missing = self._missing_scope(rule)

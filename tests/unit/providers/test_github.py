@@ -879,12 +879,14 @@ async def test_the_token_no_longer_works_after_the_check(
     assert (await session.check(rule)).holds is True
     with caplog.at_level(logging.DEBUG):
         await session.close()
+        await provider.revocations_done()  # in the background: nobody waits for it
     assert await api_status(github, token) == 401
     assert github.revoked_tokens == 1
     [revocation] = github.requests_to(f"/api/v3/applications/{CLIENT_ID}/token")
     assert revocation.method == "DELETE" and "Authorization" not in revocation.headers
     assert token not in revocation.target and token not in caplog.text
     await session.close()  # once is enough
+    await provider.revocations_done()
     assert len(github.requests_to(f"/api/v3/applications/{CLIENT_ID}/token")) == 1
 
 
@@ -897,6 +899,7 @@ async def test_a_token_is_revoked_when_the_sign_in_fails_after_the_exchange(
     github.fail("user", 502)
     with pytest.raises(ProviderUnavailable):
         await provider.finish([], code, CALLBACK, request)
+    await provider.close()  # waits for the revocations still running
     assert github.revoked_tokens == 1
 
 
@@ -934,9 +937,32 @@ async def test_a_failed_revocation_never_raises_and_is_bounded(
     session, [rule] = await sign_in(provider, github, "org:matrix-org")
     assert (await session.check(rule)).holds is True
     github.fail("revoke", failure)
-    # The outer bound only keeps a broken close from hanging the suite.
-    await asyncio.wait_for(session.close(), 30)
+    await session.close()
+    # The outer bound only keeps a broken revocation from hanging the suite.
+    await asyncio.wait_for(provider.close(), 30)
     assert github.revoked_tokens == 0
+
+
+async def test_a_check_cancelled_mid_sign_in_still_has_the_token_revoked(
+    provider: GitHubProvider, github: FakeGitHub
+) -> None:
+    # Cancelled while GitHub holds /user (a stop): the cancellation is not held up by the
+    # revocation, which follows in the background once GitHub answers.
+    github.sign_in_as(github.add_account("alice"))
+    request = provider.authorization_request([], CALLBACK, "s")
+    code = (await github.visit_authorize(request.url)).query["code"]
+    release = github.hold("user")
+    finishing = asyncio.ensure_future(provider.finish([], code, CALLBACK, request))
+    for _ in range(3000):  # until GitHub holds the /user request
+        if github.requests_to("/api/v3/user"):
+            break
+        await asyncio.sleep(0.01)
+    finishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await finishing
+    release()
+    await asyncio.wait_for(provider.close(), 30)
+    assert github.revoked_tokens == 1
 
 
 def test_the_fake_answers_from_the_fixtures() -> None:
