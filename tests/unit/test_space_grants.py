@@ -29,6 +29,7 @@ class SpaceServer:
     def __init__(self) -> None:
         self.spaces: dict[str, tuple[str | None, list[tuple[str, dict]]]] = {}
         self.members: dict[str, dict[str, str]] = {}
+        self.names: dict[str, str] = {}  # rooms the bot is in, by name (it may not invite)
         self.down = False
         self.hierarchy_calls = 0
         self._runner: web.AppRunner | None = None
@@ -82,10 +83,30 @@ class SpaceServer:
         ]
         return web.json_response({"chunk": chunk})
 
+    async def _state(self, request: web.Request) -> web.Response:
+        room_id = request.match_info["room"]
+        if self.down:
+            raise web.HTTPBadGateway()
+        if room_id not in self.names:
+            refusal = {"errcode": "M_FORBIDDEN", "error": "not in room"}
+            return web.json_response(refusal, status=403)
+
+        def state(event_type: str, content: dict, sender: str = "@admin:hs.test") -> dict:
+            return {"type": event_type, "state_key": "", "sender": sender, "content": content}
+
+        return web.json_response(
+            [
+                state("m.room.create", {"room_version": "10", "creator": "@admin:hs.test"}),
+                state("m.room.name", {"name": self.names[room_id]}),
+                state("m.room.power_levels", {"invite": 50, "users": {"@admin:hs.test": 100}}),
+            ]
+        )
+
     async def __aenter__(self) -> SpaceServer:
         app = web.Application()
         app.router.add_get("/_matrix/client/v1/rooms/{room}/hierarchy", self._hierarchy)
         app.router.add_get("/_matrix/client/v3/rooms/{room}/members", self._members)
+        app.router.add_get("/_matrix/client/v3/rooms/{room}/state", self._state)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -244,3 +265,20 @@ async def test_catching_up_queues_only_who_was_never_queued_or_failed(
     homeserver.down = True
     spaces.forget(SPACE)
     assert await grants.cover_missed() == 0  # nothing known: left for the next time
+
+
+async def test_power_gaps_name_the_rooms_of_a_space_where_the_bot_cannot_invite(
+    homeserver: SpaceServer, spaces: SpaceRooms
+) -> None:
+    homeserver.spaces[SPACE] = ("m.space", [(A, via("hs.test")), (B, via("hs.test"))])
+    homeserver.names.update({SPACE: "Community", A: "General"})
+    assert await spaces.power_gaps((SPACE,)) == [
+        "In General, a room of Community, I lack invite (needs power level 50, has 0): "
+        "raise my power level there.",
+        f"I am not in {B}, a room of Community: invite me there, or the people admitted to "
+        "the space cannot be invited to it.",
+    ]
+    assert await spaces.power_gaps((A,)) == []  # no space: the command checks it itself
+    homeserver.down = True
+    (sentence,) = await spaces.power_gaps((SPACE,))
+    assert sentence.startswith("My homeserver did not answer")

@@ -59,8 +59,7 @@ class SpaceRooms:
             try:
                 info = await self.rooms.space(room_id)
             except MatrixRequestError as e:
-                if e.http_status == 429 or e.http_status >= 500:
-                    raise HomeserverUnavailable(f"the homeserver answered {e.http_status}") from e
+                _raise_if_unavailable(e)
                 info = SpaceInfo(room_id, False)
         except HomeserverUnavailable:
             if cached and cached[0] + _STALE_LIMIT > time.monotonic():
@@ -125,7 +124,8 @@ class SpaceRooms:
         """What keeps the bot from acting in a room of a space, in a sentence, or None."""
         try:
             child = await self.rooms.room_info(child_id, fresh=True)
-        except MatrixRequestError:
+        except MatrixRequestError as e:
+            _raise_if_unavailable(e)
             return (
                 f"I am not in {child_id}, a room of {space_name}: invite me there, or the "
                 "people admitted to the space cannot be invited to it."
@@ -162,5 +162,12 @@ class SpaceRooms:
     async def _name(self, room_id: str) -> str:
         try:
             return (await self.rooms.room_info(room_id)).display_name
-        except MatrixRequestError:
+        except MatrixRequestError as e:
+            _raise_if_unavailable(e)
             return room_id  # a room the bot is not in: its ID opens it just as well
+
+
+def _raise_if_unavailable(error: MatrixRequestError) -> None:
+    """A server error or rate limit is no answer, never "the bot is not in the room"."""
+    if error.http_status == 429 or error.http_status >= 500:
+        raise HomeserverUnavailable(f"the homeserver answered {error.http_status}") from error
