@@ -155,6 +155,8 @@ class CreatorToken:
                 )
             new_access, new_refresh = body.get("access_token"), body.get("refresh_token")
             if response.status != 200 or not isinstance(new_access, str) or not new_access:
+                if (await self._pair())[0] != access:
+                    return  # another instance on this database refreshed it first
                 log.warning(
                     "Patreon refused to refresh the creator's token (HTTP %s, %s): put a "
                     "fresh creator access and refresh token under providers.patreon.recheck",
