@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/recheck_listing.py [--members 100 1000 10000] [--rounds 3]
 
-For each M, a local GitHub (tests/support/providers/github_listing.py, in its own process,
+For each M, a local GitHub (tests/support/providers/github_crowd.py, in its own process,
 so its memory is not counted) serves an organisation of M generated members, and the
 plugin's `GitHubProvider.listing(org:...)` is walked twice with the re-check token:
 
@@ -53,7 +53,7 @@ class LocalGitHub:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "support.providers.github_listing",
+            "support.providers.github_crowd",
             "--members",
             str(self.members),
             cwd=ROOT / "tests",

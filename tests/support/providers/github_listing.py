@@ -20,30 +20,34 @@ only to members of the organisation and to Apps installed on it; pending invitat
 billing managers never listed; App JWTs checked (RS256 with the App's public key, `iss`,
 `exp` at most 10 minutes ahead) and installation tokens that expire.
 
-Run it alone for a benchmark: `python -m support.providers.github_listing --members M`
-(from tests/) prints one JSON line (url, org, token) and serves until stopped.
+For a benchmark, github_crowd.py runs a FakeGitHub alone with M generated members.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 from collections.abc import Callable, Iterable
-import copy
 import hashlib
 import json
 import secrets
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 import attrs
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import RSAKey
 from support.providers.fake_oauth import IssuedToken
+from support.providers.github_installations import (
+    AppInstallations,
+    FakeApp,
+    Installation,
+    InstallationToken,
+)
+from support.providers.github_sponsors import (
+    RATE_LIMIT_DOCS,
+    Sponsors,
+    has_scope,
+    secondary_limit,
+)
 import yarl
 
 if TYPE_CHECKING:
@@ -55,7 +59,6 @@ GENERATED_IDS = 50_000_000  # far from the ids of scripted accounts
 PAT_CLIENT = "personal-access-token"  # the client_id a personal token is filed under
 LEVELS = ("pull", "triage", "push", "maintain", "admin")
 FAULTS = ("rate_limit", "rate_limit_429", "secondary", "short", "malformed", "timeout")
-RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 
 
 @attrs.define(eq=False)
@@ -89,42 +92,22 @@ class GeneratedMembers:
 
 
 @attrs.define
-class Installation:
-    id: int
-    app_id: str
-    account: str  # the login it is installed on, lowercased
-    permissions: dict[str, str]
-
-
-@attrs.define
-class FakeApp:
-    app_id: str
-    public_key: Any
-    slug: str
-
-
-@attrs.define
-class InstallationToken:
-    installation: Installation
-    expires_at: float
-
-
-@attrs.define
 class Fault:
     mode: int | str
     times: int | None
     page: int | None  # 1-based; None: every page
 
 
-class GitHubListings:
-    """FakeGitHub's listing endpoints and the data only they need."""
+class GitHubListings(AppInstallations, Sponsors):
+    """FakeGitHub's listing endpoints and the data only they need (the App's installations
+    and the sponsors' GraphQL in their own modules)."""
 
     def __init__(self, github: FakeGitHub) -> None:
         self.github = github
-        self.generated: dict[str, GeneratedMembers] = {}  # "org" or "org/team"
+        self.generated: dict[str, GeneratedMembers] = {}  # "org", "org/team", "sponsor:x"
         self.public: dict[str, set[str]] = {}  # org -> logins shown to outsiders
-        self.sso_authorized: set[str] = set()
-        self.hidden_sponsors: set[int] = set()  # personal tokens authorised for SAML orgs
+        self.sso_authorized: set[str] = set()  # personal tokens authorised for SAML orgs
+        self.hidden_sponsors: set[int] = set()
         self.apps: dict[str, FakeApp] = {}
         self.installations: dict[int, Installation] = {}
         self.installation_tokens: dict[str, InstallationToken] = {}
@@ -167,29 +150,6 @@ class GitHubListings:
         if sso:
             self.sso_authorized.add(value)
         return value
-
-    def register_app(self, app_id: str | None = None) -> tuple[str, str]:
-        """A GitHub App: its ID and its private key (PEM), as GitHub hands them out."""
-        app_id = app_id or str(next(self._ids))
-        key = RSAKey.generate_key(2048, private=True)
-        self.apps[app_id] = FakeApp(
-            app_id, RSAKey.import_key(key.as_pem(private=False)), "invites"
-        )
-        return app_id, key.as_pem(private=True).decode()
-
-    def install_app(
-        self, app_id: str, account: str, permissions: dict[str, str] | None = None
-    ) -> int:
-        permissions = (
-            {"members": "read", "metadata": "read"} if permissions is None else permissions
-        )
-        installation = Installation(next(self._ids), app_id, account.lower(), permissions)
-        self.installations[installation.id] = installation
-        return installation.id
-
-    def expire_installation_tokens(self) -> None:
-        for token in self.installation_tokens.values():
-            token.expires_at = 0.0
 
     def fail(self, mode: int | str, *, times: int | None = None, page: int | None = None) -> None:
         """Answer listing requests (of page `page` only, when given) with `mode`: an HTTP
@@ -393,7 +353,7 @@ class GitHubListings:
         if isinstance(mode, int):
             return self._json(token, {"message": "Server Error"}, status=mode)
         if mode == "secondary":
-            return self._json(token, _secondary(), status=403, extra={"Retry-After": "60"})
+            return self._json(token, secondary_limit(), status=403, extra={"Retry-After": "60"})
         status = 429 if mode == "rate_limit_429" else 403
         body = {"message": "API rate limit exceeded.", "documentation_url": RATE_LIMIT_DOCS}
         return self._json(token, body, status=status, extra={"X-RateLimit-Remaining": "0"})
@@ -412,7 +372,7 @@ class GitHubListings:
             self.calls += 1
             return None, web.json_response(fixture("error-401-bad-credentials.json"), status=401)
         if self.github.secondary_rate_limit:
-            return token, self._counted(token, _secondary(), 403, {"Retry-After": "60"})
+            return token, self._counted(token, secondary_limit(), 403, {"Retry-After": "60"})
         if self.github.rate_limit_remaining <= 0:
             body = {"message": "API rate limit exceeded.", "documentation_url": RATE_LIMIT_DOCS}
             return token, self._counted(token, body, 403)
@@ -421,8 +381,8 @@ class GitHubListings:
                 body = {"message": "Resource not accessible by integration"}
                 return token, self._counted(token, body, 403)
             return token, None
-        if not _has_scope(token.scopes, scope) or (
-            scope == "repo" and not _has_scope(token.scopes, "read:org")
+        if not has_scope(token.scopes, scope) or (
+            scope == "repo" and not has_scope(token.scopes, "read:org")
         ):
             needed = "read:org, repo" if scope == "repo" else scope
             body = {"message": f"This call needs the {needed} scope."}
@@ -486,187 +446,6 @@ class GitHubListings:
             body=text, status=status, headers=headers, content_type="application/json"
         )
 
-    # GraphQL: a maintainer's sponsors (FakeGitHub._graphql hands these queries over)
-
-    def hide_sponsor(self, account: Any) -> None:
-        """GitHub does not show the token who `account` is (`sponsorEntity: null`)."""
-        self.hidden_sponsors.add(account.id)
-
-    async def sponsors(self, request: web.Request) -> web.Response:
-        token = self.github.bearer(request)
-        if token is None:
-            self.calls += 1
-            return web.json_response({"message": "Bad credentials"}, status=401)
-        if self.github.secondary_rate_limit:
-            return self._counted(token, _secondary(), 403, {"Retry-After": "60"})
-        if self.github.rate_limit_remaining <= 0:
-            # GraphQL reports the hourly limit in its errors, with HTTP 200.
-            errors = [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]
-            return self._counted(token, {"errors": errors}, 200)
-        try:
-            variables = json.loads(await request.read())["variables"]
-            login, after = variables["login"].lower(), variables.get("after")
-            offset = int(_b64(after).decode().removeprefix("cursor:")) if after else 0
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return self._counted(token, {"message": "Problems parsing JSON"}, 400)
-        if not _has_scope(token.scopes, "read:user"):
-            errors = [{"type": "INSUFFICIENT_SCOPES", "message": "needs read:user"}]
-            return self._counted(token, {"errors": errors}, 200)
-        fault = self._fault(offset // MAX_PER_PAGE + 1)
-        if fault is not None:
-            return await self._failed(token, fault.mode)
-        viewer = {"login": token.account.login}
-        target = self.github.accounts.get(login) or self.github.orgs.get(login)
-        if target is None:
-            return self._counted(token, {"data": {"viewer": viewer, "repositoryOwner": None}}, 200)
-        sponsors = sorted(
-            (a for a in self.github.accounts.values() if login in a.sponsoring),
-            key=lambda a: a.id,
-        )
-        rows = [(a.id, a.sponsoring[login]) for a in sponsors if a.sponsoring[login].active]
-        crowd = self.generated.get(f"sponsor:{login}")
-        window = rows[offset : offset + MAX_PER_PAGE]
-        if crowd is not None:
-            skip = max(offset - len(rows), 0)
-            for account_id in crowd.ids[skip : max(offset + MAX_PER_PAGE - len(rows), 0)]:
-                window.append((account_id, None))
-        nodes = [self._sponsorship(account_id, found) for account_id, found in window]
-        total = len(rows) + (len(crowd.ids) if crowd is not None else 0)
-        end = offset + len(window)
-        is_org = login in self.github.orgs
-        owner: dict[str, Any] = {
-            "__typename": "Organization" if is_org else "User",
-            "login": target.login,
-            "sponsorshipsAsMaintainer": {
-                "pageInfo": {
-                    "hasNextPage": end < total,
-                    "endCursor": base64.b64encode(f"cursor:{end}".encode()).decode(),
-                },
-                "nodes": nodes,
-            },
-        }
-        if is_org:
-            membership = token.account.orgs.get(login)
-            owner["viewerCanAdminister"] = bool(membership and membership.role == "admin")
-        return self._counted(token, {"data": {"viewer": viewer, "repositoryOwner": owner}}, 200)
-
-    def _sponsorship(self, account_id: int, found: Any) -> dict[str, Any]:
-        cents, one_time = (found.cents, found.one_time) if found else (500, False)
-        entity = None if account_id in self.hidden_sponsors else {"databaseId": account_id}
-        return {
-            "isOneTimePayment": one_time,
-            "tier": {"monthlyPriceInCents": cents},
-            "sponsorEntity": entity,
-        }
-
-    # A GitHub App authenticating as itself
-
-    def _app(self, request: web.Request) -> tuple[FakeApp | None, web.Response | None]:
-        """The App whose JWT the request carries; GitHub's 401 otherwise."""
-        self.app_calls += 1
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        refusal = web.json_response(
-            {
-                "message": "A JSON web token could not be decoded",
-                "documentation_url": "https://docs.github.com/rest",
-            },
-            status=401,
-        )
-        if scheme.lower() != "bearer" or value.count(".") != 2:
-            return None, refusal
-        try:
-            unverified = json.loads(_b64(value.split(".")[1]))
-            app = self.apps.get(str(unverified.get("iss")))
-            if app is None:
-                return None, refusal
-            token = jwt.decode(value, app.public_key, algorithms=["RS256"])
-        except (JoseError, ValueError, TypeError, AttributeError):
-            return None, refusal
-        claims, now = token.claims, time.time()
-        iat, exp = claims.get("iat"), claims.get("exp")
-        if not isinstance(iat, int) or not isinstance(exp, int):
-            return None, refusal
-        # GitHub: exp no more than 10 minutes into the future; not expired; iat not ahead.
-        if exp <= now or exp - now > 600 or iat > now + 60 or exp - iat > 660:
-            return None, refusal
-        return app, None
-
-    def _installation_of(self, request: web.Request, app: FakeApp) -> Installation | web.Response:
-        try:
-            installation = self.installations.get(int(request.match_info["id"]))
-        except ValueError:
-            installation = None
-        if installation is None or installation.app_id != app.app_id:
-            from support.providers.github import fixture
-
-            return web.json_response(fixture("error-404-not-found.constructed.json"), status=404)
-        return installation
-
-    async def _installation(self, request: web.Request) -> web.Response:
-        app, refused = self._app(request)
-        if refused is not None:
-            return refused
-        installation = self._installation_of(request, app)
-        if isinstance(installation, web.Response):
-            return installation
-        org = self.github.orgs.get(installation.account)
-        account = {
-            "login": org.login if org else installation.account,
-            "id": org.id if org else 1,
-            "type": "Organization" if org else "User",
-        }
-        return web.json_response(
-            {
-                "id": installation.id,
-                "account": account,
-                "app_id": int(app.app_id),
-                "app_slug": app.slug,
-                "target_type": account["type"],
-                "permissions": installation.permissions,
-                "repository_selection": "all",
-                "events": ["organization", "membership", "member"],
-            }
-        )
-
-    async def _access_token(self, request: web.Request) -> web.Response:
-        app, refused = self._app(request)
-        if refused is not None:
-            return refused
-        installation = self._installation_of(request, app)
-        if isinstance(installation, web.Response):
-            return installation
-        from support.providers.github import fixture
-
-        value = "ghs_" + secrets.token_urlsafe(27)
-        expires = time.time() + self.token_lifetime
-        self.installation_tokens[value] = InstallationToken(installation, expires)
-        self.minted += 1
-        body = fixture("app-installations-access-tokens.201.constructed.json")
-        body.update(
-            token=value,
-            expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
-            permissions=copy.deepcopy(installation.permissions),
-            repository_selection="all",
-        )
-        return web.json_response(body, status=201)
-
-
-def _has_scope(scopes: frozenset[str], scope: str) -> bool:
-    implied = {"read:org": {"write:org", "admin:org"}, "read:user": {"user"}}
-    return scope in scopes or bool(scopes & implied.get(scope, set()))
-
-
-def _secondary() -> dict[str, str]:
-    return {
-        "message": "You have exceeded a secondary rate limit. Please wait a few minutes "
-        "before you try again.",
-        "documentation_url": RATE_LIMIT_DOCS,
-    }
-
-
-def _b64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
     """RFC 9110 13.1.2: a weak comparison against each entity tag listed."""
@@ -694,50 +473,3 @@ def _link(base: str, request: web.Request, page: int, last: int) -> str:
     if page > 1:
         links.append(f'<{at(1)}>; rel="first"')
     return ", ".join(links)
-
-
-# Standalone, for benchmarks: a GitHub with one organisation of M generated members.
-
-
-async def serve(members: int, org: str) -> None:
-    """Print one JSON line (the provider's config section with a re-check token, and the
-    org); then each line read from stdin prints the listing counts since the last one
-    (calls, 304s) and resets them; end of input stops the server."""
-    from support.providers.github import FakeGitHub
-
-    async with FakeGitHub() as github:
-        github.add_org(org)
-        operator = github.add_account("operator").join_org(org)
-        github.listings.generate(org, members - 1)
-        section: dict[str, Any] = github.config_section()
-        section["recheck"] = {"token": github.listings.personal_token(operator, {"read:org"})}
-        print(json.dumps({"section": section, "org": org}), flush=True)
-        stop = asyncio.Event()
-
-        def command() -> None:
-            if not sys.stdin.readline():
-                stop.set()
-                return
-            listings = github.listings
-            counts = {"calls": listings.calls, "not_modified": listings.not_modified}
-            counts["membership_reads"] = len(
-                github.requests_to(f"{API}/user/memberships/orgs/{org}")
-            )
-            listings.reset_counts()
-            github.requests.clear()
-            print(json.dumps(counts), flush=True)
-
-        asyncio.get_running_loop().add_reader(sys.stdin.fileno(), command)
-        await stop.wait()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="A local GitHub with one large organisation.")
-    parser.add_argument("--members", type=int, default=1000)
-    parser.add_argument("--org", default="crowd")
-    args = parser.parse_args()
-    asyncio.run(serve(args.members, args.org))
-
-
-if __name__ == "__main__":
-    main()
