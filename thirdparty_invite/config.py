@@ -19,6 +19,7 @@ from .durations import DurationError, parse_duration
 from .identity.verifier import IdentitySettings
 from .matrix.ids import is_room_id, is_user_id
 from .providers.registry import ProviderSettings, read_provider_settings
+from .sealing import read_key
 
 T = TypeVar("T")
 
@@ -54,6 +55,7 @@ _COPIED_KEYS = (
     "rechecks.interval",
     "rechecks.max_shrink",
     "rechecks.kick_reason",
+    "rechecks.token_key",
     "providers",
 )
 
@@ -134,6 +136,9 @@ class RecheckSettings:
     max_shrink: float = 0.2
     # What a removed person reads; {rule} is the rule they no longer meet, in words.
     kick_reason: str = "You no longer meet this room's rule: {rule}."
+    # Seals the refresh tokens kept for per-person re-checks (providers with
+    # `keep_refresh_tokens`); None: no token is ever kept.
+    token_key: bytes | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -253,6 +258,16 @@ class SettingsReader:
             return value
 
         return self._check(key, default, convert)
+
+    def token_key(self, key: str) -> bytes | None:
+        """A sealing key (base64 of 32 bytes), or None when empty."""
+
+        def convert(raw: Any) -> bytes | None:
+            if not isinstance(raw, str):
+                raise ValueError("must be a string: 32 random bytes in base64")
+            return read_key(raw) if raw.strip() else None
+
+        return self._check(key, None, convert)
 
     def optional_seconds(self, key: str, default: float) -> float | None:
         """Like seconds(), but "" (or an empty value) means none."""
@@ -391,6 +406,7 @@ def read_settings(config: Any) -> Settings:
             interval=r.seconds("rechecks.interval", 6 * 3600, 60, 30 * 86400),
             max_shrink=r.fraction("rechecks.max_shrink", 0.2),
             kick_reason=r.string("rechecks.kick_reason", RecheckSettings.kick_reason),
+            token_key=r.token_key("rechecks.token_key"),
         ),
         providers=read_provider_settings(r.raw("providers"), r.problems),
     )

@@ -8,6 +8,7 @@ from .audit import AuditStore
 from .bindings import BindingStore
 from .credentials import ProviderCredentialStore
 from .grants import GrantStore
+from .kept_tokens import KeptTokenStore
 from .links import LinkStore
 from .listings import ListingStore, SeatHolder
 from .losses import Loss, LossStore
@@ -47,6 +48,7 @@ class Storage:
         self.rechecks = RecheckStore(db)
         self.listings = ListingStore(db)
         self.losses = LossStore(db)
+        self.kept_tokens = KeptTokenStore(db)
         self.credentials = ProviderCredentialStore(db)
 
 

@@ -378,3 +378,20 @@ async def upgrade_v4(conn: Connection, scheme: Scheme) -> None:
         " WHERE removed_at IS NULL",
         int(time.time() * 1000),
     )
+
+
+@upgrade_table.register(description="Refresh tokens kept for per-person re-checks, sealed")
+async def upgrade_v5(conn: Connection, scheme: Scheme) -> None:
+    # Only for providers whose operator turned on `keep_refresh_tokens` (a provider with no
+    # member listing, such as a generic OpenID Connect one): one refresh token per external
+    # account, sealed with AES-GCM under the instance's `rechecks.token_key` (the row's
+    # provider and account are bound into the seal, so a row cannot be swapped for another).
+    await conn.execute(
+        """CREATE TABLE kept_tokens (
+            provider     TEXT NOT NULL,
+            external_id  TEXT NOT NULL,
+            sealed       TEXT NOT NULL,
+            updated_at   BIGINT NOT NULL,
+            PRIMARY KEY (provider, external_id)
+        )"""
+    )
