@@ -107,9 +107,13 @@ class ProviderSession(abc.ABC):
 
     It holds the person's access token only while rules are checked; `close()` revokes it
     where the provider offers revocation (dropped is not revoked), and drops it. Nothing
-    of it is stored."""
+    of it is stored, except `refresh_token` when the operator turned on keeping refresh
+    tokens for the provider (per-person re-checks): the sign-in service then seals and
+    keeps it, and `close()` must leave it valid."""
 
     account: ExternalAccount
+    # Set only by providers whose operator turned on `keep_refresh_tokens`.
+    refresh_token: str | None = None
 
     @abc.abstractmethod
     async def check(self, rule: Rule) -> Verdict: ...
@@ -187,6 +191,18 @@ class Provider(abc.ABC):
     ) -> ProviderSession:
         """Exchange the code (on the server: the client secret never reaches the page) and
         identify the account. Raises SignInFailed or ProviderUnavailable."""
+
+    # The operator turned on keeping refresh tokens (`keep_refresh_tokens`): people are
+    # re-checked one by one with them, where no listing exists.
+    keeps_refresh_tokens: bool = False
+
+    async def resume(self, rules: Sequence[Rule], refresh_token: str) -> ProviderSession:
+        """A session from a kept refresh token, for a per-person re-check; its
+        `refresh_token` is the one to keep next (providers may rotate them). Raises
+        SignInFailed when the provider no longer accepts the token (revoked, expired:
+        only the person can fix that, by signing in again), ProviderUnavailable when it
+        could not be asked."""
+        raise SignInFailed(f"{self.display_name} keeps no refresh tokens here")
 
     def listing(self, rule: Rule) -> MemberListing | None:
         """Everyone who holds `rule` now, listed with credentials the operator configured
