@@ -14,9 +14,8 @@ page by page, with the operator's credentials (github_app.py), never a person's 
   here (the operator's token, not a person's). `pull` on a public repository is held by
   everyone, so such a rule has no listing (None).
 * `sponsor:LOGIN[:MIN]`: GraphQL `sponsorshipsAsMaintainer(activeOnly: true,
-  includePrivate: true)`, 100 a page by cursor, with a token of LOGIN (or an owner of it);
-  the sponsor's `databaseId` is the id `GET /user` gave at sign-in. With MIN, one-time
-  payments and tiers under MIN are left out.
+  includePrivate: true)`, 100 a page by cursor, with a token of LOGIN (or an owner of it):
+  github_sponsors.py.
 
 REST pages are followed by their `Link: <...>; rel="next"` only, never built (the key of a
 page is its URL), and asked with `If-None-Match` when their ETag is known: GitHub answers
@@ -60,25 +59,6 @@ RECHECK_SETTINGS = ("token", "app_id", "installation_id", "private_key")
 APP_SETTINGS = ("app_id", "installation_id", "private_key")
 _LINK = re.compile(r"<([^>]*)>\s*((?:;[^,<]*)*)")
 _REL_NEXT = re.compile(r"""rel\s*=\s*"?[^",;]*\bnext\b""", re.IGNORECASE)
-SPONSORS_QUERY = """query($login: String!, $after: String) {
-  viewer { login }
-  repositoryOwner(login: $login) {
-    __typename
-    login
-    ... on Organization { viewerCanAdminister }
-    ... on Sponsorable {
-      sponsorshipsAsMaintainer(first: 100, after: $after, activeOnly: true,
-                               includePrivate: true) {
-        pageInfo { hasNextPage endCursor }
-        nodes {
-          isOneTimePayment
-          tier { monthlyPriceInCents }
-          sponsorEntity { ... on User { databaseId } ... on Organization { databaseId } }
-        }
-      }
-    }
-  }
-}"""
 
 
 def read_recheck(value: Any, http: ProviderHTTP, api_url: str) -> ListingCredentials | None:
@@ -144,6 +124,8 @@ def listing_for(provider: GitHubProvider, rule: Rule) -> MemberListing | None:
         url = f"{api}/repos/{owner}/{name}/collaborators?per_page={PER_PAGE}&affiliation=all"
         return RestListing(provider, credentials, url, owner=owner, keep=_reaches(level))
     if rule.kind == "sponsor":
+        from .github_sponsors import SponsorListing  # built on this module's base class
+
         minimum = int(rule.args[1]) if len(rule.args) > 1 else None
         return SponsorListing(provider, credentials, rule.args[0], minimum)
     return None
@@ -165,7 +147,9 @@ def _reaches(level: str) -> Callable[[dict[str, Any]], bool]:
     return keep
 
 
-class _GitHubListing(MemberListing):
+class GitHubListing(MemberListing):
+    """A listing with the re-check credentials, and GitHub's refusals in words."""
+
     def __init__(self, provider: GitHubProvider, credentials: ListingCredentials) -> None:
         self.provider = provider
         self.credentials = credentials
@@ -216,7 +200,7 @@ class _GitHubListing(MemberListing):
         return ProviderUnavailable(self.name, detail)
 
 
-class RestListing(_GitHubListing):
+class RestListing(GitHubListing):
     """A REST list endpoint of accounts, followed by its `Link` headers."""
 
     def __init__(
@@ -322,98 +306,3 @@ def _next_link(header: str | None) -> str | None:
         if _REL_NEXT.search(match[2]):
             return match[1]
     return None
-
-
-class SponsorListing(_GitHubListing):
-    """The active sponsors of an account, by GraphQL cursor; GraphQL has no ETags."""
-
-    def __init__(
-        self,
-        provider: GitHubProvider,
-        credentials: ListingCredentials,
-        login: str,
-        minimum: int | None,
-    ) -> None:
-        super().__init__(provider, credentials)
-        self.login = login
-        self.minimum = minimum
-        self.what = f"the sponsors of {login}"
-
-    async def pages(
-        self, cursor: str | None = None, etags: Mapping[str, str] | None = None
-    ) -> AsyncIterator[ListingPage]:
-        after = cursor
-        while True:
-            variables = {"login": self.login, "after": after}
-            body = {"query": SPONSORS_QUERY, "variables": variables}
-            response = await self._send(self.provider.graphql_url, method="POST", body=body)
-            calls = 1 + self.credentials.take_calls()
-            if response.status != 200 or not isinstance(response.body, dict):
-                raise self._refusal(response, self.what)
-            members, after = self._page(response)
-            del response  # one page in memory, not two
-            key = f"sponsor:{self.login}:{variables['after'] or ''}"
-            yield ListingPage(key, members, None, after, calls)
-            if after is None:
-                return
-
-    def _page(self, response: ApiResponse) -> tuple[tuple[str, ...], str | None]:
-        body = response.body
-        errors = body.get("errors")
-        if errors:
-            kinds = sorted(
-                {str(e.get("type")) for e in errors if isinstance(e, dict)}
-                if isinstance(errors, list)
-                else {"?"}
-            )
-            if "RATE_LIMITED" in kinds:
-                wait = response.retry_after()
-                wait = 60.0 if wait is None else max(wait, 1.0)
-                raise ProviderUnavailable(self.name, f"rate limited listing {self.what}", wait)
-            raise ProviderUnavailable(self.name, f"{self.what}: GraphQL {', '.join(kinds)}")
-        try:
-            data = body["data"]
-            owner = data["repositoryOwner"]
-            if owner is None:
-                raise ValueError(f"there is no account {self.login}")
-            self._sees_private(owner, data["viewer"]["login"])
-            connection = owner["sponsorshipsAsMaintainer"]
-            info, nodes = connection["pageInfo"], connection["nodes"]
-            more, end = info["hasNextPage"], info["endCursor"]
-            if not isinstance(nodes, list) or not isinstance(more, bool) or len(nodes) > PER_PAGE:
-                raise ValueError("not a page of sponsorships")
-            if more and (len(nodes) < PER_PAGE or not isinstance(end, str) or not end):
-                raise ValueError(f"a page of {len(nodes)} sponsorships before the last")
-            members = tuple(m for m in map(self._sponsor, nodes) if m is not None)
-        except (KeyError, TypeError, ValueError) as e:
-            detail = str(e) if isinstance(e, ValueError) else "an answer of another shape"
-            raise ProviderUnavailable(self.name, f"{self.what}: {detail}") from None
-        return members, end if more else None
-
-    def _sees_private(self, owner: dict[str, Any], viewer: Any) -> None:
-        """GitHub shows private sponsorships only to the sponsored account itself and to
-        an organisation's owners: anyone else would see part of the sponsors."""
-        if owner["__typename"] == "Organization" and owner["viewerCanAdminister"] is True:
-            return
-        if isinstance(viewer, str) and viewer.lower() == str(owner["login"]).lower():
-            return
-        raise ValueError(
-            f"the re-check token is not {self.login}'s nor an owner's, so GitHub would hide "
-            "the private sponsors"
-        )
-
-    def _sponsor(self, node: Any) -> str | None:
-        """The sponsor's account id, None when the sponsorship is below the rule."""
-        entity = node["sponsorEntity"]
-        account = entity.get("databaseId") if isinstance(entity, dict) else None
-        if isinstance(account, bool) or not isinstance(account, int):
-            # Someone GitHub does not show the token: they may well hold the rule.
-            raise ValueError("a sponsor the re-check token may not see")
-        if self.minimum is None:
-            return str(account)
-        if node["isOneTimePayment"] is True:
-            return None
-        cents = node["tier"]["monthlyPriceInCents"]
-        if isinstance(cents, bool) or not isinstance(cents, int):
-            raise ValueError("a sponsorship without a monthly amount")
-        return str(account) if cents >= self.minimum else None

@@ -20,7 +20,8 @@ from thirdparty_invite.net.http import OutboundHTTP
 from thirdparty_invite.providers.base import ProviderUnavailable
 from thirdparty_invite.providers.github import GitHubProvider
 from thirdparty_invite.providers.github_app import RENEW_BEFORE, AppInstallation
-from thirdparty_invite.providers.github_listing import SponsorListing, _reaches
+from thirdparty_invite.providers.github_listing import _reaches
+from thirdparty_invite.providers.github_sponsors import SponsorListing
 from thirdparty_invite.providers.listing import ListingPage, MemberListing
 from thirdparty_invite.providers.registry import read_provider_settings
 
