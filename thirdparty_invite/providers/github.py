@@ -192,9 +192,8 @@ class GitHubProvider(Provider):
             response = await self._as_app("GET", f"/repos/{repo}")
         except ProviderUnavailable as e:
             return f"{cannot} ({e.detail}). If it is private, nobody will get in through it."
-        if response.status == 404 or (
-            response.status == 200 and (response.body or {}).get("private") is True
-        ):
+        body = response.body if isinstance(response.body, dict) else {}
+        if response.status == 404 or (response.status == 200 and body.get("private") is True):
             raise RuleError(
                 f"{self.display_name} does not show this bot the repository {repo}: it is "
                 "private, or it does not exist. A repo rule works on public repositories "
