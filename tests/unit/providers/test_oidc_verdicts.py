@@ -97,6 +97,16 @@ async def test_keycloak_is_not_asked_for_a_scope_it_does_not_offer(keycloak, htt
     assert result.holds is False and "not in group admins" in result.reason
 
 
+async def test_a_claim_whose_scope_is_not_offered_is_not_a_refused_scope(keycloak, http):
+    # Not asked (Keycloak does not offer "dept"), so not "you did not allow it": the claim
+    # must come from a mapper, and the operator is told it does not.
+    provider = provider_at(keycloak, http, claims={"department": {"scope": "dept"}})
+    session, query = await sign_in(provider, new_account(keycloak), "department:sales")
+    assert "dept" not in query["scope"].split()
+    result = await check(session, "department:sales")
+    assert result.holds is False and "may not release the 'department' claim" in result.remedy
+
+
 async def test_keycloak_refuses_an_unknown_scope(keycloak, http) -> None:
     # What the plugin used to do: ask for "groups" anyway. The sign-in never comes back
     # with a code, so nobody could ever be admitted.
