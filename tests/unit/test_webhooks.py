@@ -9,6 +9,7 @@ import hmac
 import json
 from pathlib import Path
 import secrets
+import urllib.parse
 
 import aiohttp
 import pytest
@@ -370,6 +371,28 @@ async def test_signed_github_deliveries_we_cannot_read(web) -> None:
     body = fixture("github/webhook-membership-removed.constructed.json")
     status, answer = await post_github(http, body, "membership", delivery="bad id")
     assert (status, answer["errcode"]) == (400, "M_MISSING_PARAM")
+
+
+async def test_a_form_encoded_github_delivery_is_read_from_its_payload_field(web) -> None:
+    # GitHub's other content type: the JSON in the form's `payload`, the form signed.
+    http, services = web
+    team = await bind(services, "github team:matrix-org/core")
+    body = urllib.parse.urlencode(
+        {"payload": fixture("github/webhook-membership-removed.constructed.json").decode()}
+    ).encode()
+    headers = {
+        "X-GitHub-Event": "membership",
+        "X-GitHub-Delivery": secrets.token_hex(16),
+        "X-Hub-Signature-256": github_signature(body),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    async with http.post("api/webhooks/github", data=body, headers=headers) as resp:
+        assert (resp.status, await resp.json()) == (200, {"outcome": "applied", "rechecks": 1})
+    assert await due(services, team)
+    for form in (b"other=%7B%7D", b"payload=%7B", b"="):  # no payload, not JSON, no form
+        headers["X-Hub-Signature-256"] = github_signature(form)
+        async with http.post("api/webhooks/github", data=form, headers=headers) as resp:
+            assert (resp.status, (await resp.json())["errcode"]) == (400, "M_NOT_JSON")
 
 
 async def test_patreon_delivery_makes_patreon_bindings_due_once(web) -> None:

@@ -40,6 +40,7 @@ import json
 import logging
 import re
 from typing import Any, Protocol
+import urllib.parse
 
 import attrs
 
@@ -203,11 +204,17 @@ def patreon_campaign(payload: dict[str, Any]) -> str | None:
     return campaign_id if isinstance(campaign_id, str) and campaign_id else None
 
 
-def parse_payload(body: bytes) -> dict[str, Any]:
-    """The delivery's JSON object (its signature already checked), or a 400."""
+def parse_payload(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
+    """The delivery's JSON object (its signature already checked), or a 400. GitHub sends
+    it as the body, or, when the webhook's content type is form-encoded, in the form's
+    `payload` field (the signature is over the form either way)."""
     try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        text = body.decode("utf-8")
+        if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+            fields = urllib.parse.parse_qs(text, strict_parsing=True)
+            text = fields["payload"][0]
+        payload = json.loads(text)
+    except (UnicodeDecodeError, ValueError, KeyError, RecursionError):
         raise UserFacingError("M_NOT_JSON", "The delivery is not JSON.") from None
     if not isinstance(payload, dict):
         raise UserFacingError("M_BAD_JSON", "The delivery must be a JSON object.")
@@ -269,7 +276,7 @@ class WebhookService:
             return WebhookOutcome("ping")
         if event not in GITHUB_ACTIONS:
             return WebhookOutcome("ignored")
-        payload = parse_payload(body)
+        payload = parse_payload(body, headers.get("Content-Type", "application/json"))
         action = payload.get("action")
         if not isinstance(action, str) or action not in GITHUB_ACTIONS[event]:
             return WebhookOutcome("ignored")
