@@ -19,14 +19,19 @@ from thirdparty_invite.config import RecheckSettings
 from thirdparty_invite.durations import now_ms
 from thirdparty_invite.providers.base import (
     AuthorizationRequest,
+    ExternalAccount,
     Provider,
     ProviderSession,
     ProviderUnavailable,
     Rule,
+    SignInFailed,
+    Verdict,
 )
 from thirdparty_invite.providers.listing import ListingPage, MemberListing
+from thirdparty_invite.sealing import new_key, read_key
 from thirdparty_invite.services.bindings import BindingService, BindingView
 from thirdparty_invite.services.grants import GrantService, GrantSource
+from thirdparty_invite.services.kept_tokens import KeptTokens
 from thirdparty_invite.services.loss_policy import LossPolicy
 from thirdparty_invite.services.rechecks import RecheckService
 from thirdparty_invite.storage import Storage
@@ -43,6 +48,8 @@ class Club:
         self.not_modified = 0
         self.fail_at_page: int | None = None
         self.retry_after: float | None = None
+        self.tokens: dict[str, str] = {}  # account -> its current refresh token
+        self.unreadable: set[str] = set()
 
 
 class ClubListing(MemberListing):
@@ -104,7 +111,37 @@ class ClubProvider(Provider):
         raise NotImplementedError
 
     def listing(self, rule: Rule) -> MemberListing | None:
-        return None if rule.args[0] == "secret" else ClubListing(self.club, rule.args[0])
+        if rule.args[0] in ("secret", "private"):
+            return None  # "private" clubs are checked person by person
+        return ClubListing(self.club, rule.args[0])
+
+    keeps_refresh_tokens = True
+
+    async def resume(self, rules: Sequence[Rule], refresh_token: str) -> ProviderSession:
+        """Refresh tokens are "account:generation"; each use rotates it, and an old one
+        (or one the club revoked) is refused as providers refuse them."""
+        self.club.calls += 1
+        if self.club.fail_at_page is not None:
+            raise ProviderUnavailable("Club", "HTTP 503")
+        account, _, generation = refresh_token.partition(":")
+        if self.club.tokens.get(account) != refresh_token:
+            raise SignInFailed("the refresh token was refused")
+        rotated = f"{account}:{int(generation) + 1}"
+        self.club.tokens[account] = rotated
+        return ClubSession(self.club, account, rotated)
+
+
+class ClubSession(ProviderSession):
+    def __init__(self, club: Club, account: str, refresh_token: str) -> None:
+        self.club = club
+        self.account = ExternalAccount("club", account, account)
+        self.refresh_token = refresh_token
+
+    async def check(self, rule: Rule) -> Verdict:
+        if self.account.id in self.club.unreadable:
+            return Verdict.unknown("the club would not say")
+        held = self.account.id in self.club.members.get(rule.args[0], [])
+        return Verdict.yes() if held else Verdict.no("not in the club")
 
 
 class Registry:
@@ -156,8 +193,10 @@ class World:
         self.service = self.recheck_service()
 
     def recheck_service(self) -> RecheckService:
+        kept = KeptTokens(self.storage, read_key(new_key()), logging.getLogger("test"))
+        self.kept = kept
         return RecheckService(
-            self.storage, self.bindings, self.policy, self.settings, logging.getLogger("test")
+            self.storage, self.bindings, self.policy, kept, self.settings, logging.getLogger("t")
         )
 
     async def bind(self, rules: str = "club core", rooms: tuple[str, ...] = ("!room:x",)):
@@ -320,6 +359,7 @@ async def test_people_with_another_way_in_are_kept(world: World) -> None:
 
 async def test_rules_that_cannot_be_listed_are_unknown_never_a_loss(world: World) -> None:
     view = await world.bind("club secret")
+    view.rules[0].provider.keeps_refresh_tokens = False  # and keeps no tokens either
     await world.admit(view, "@p:x", "acct")
     await world.bindings.set_policy(view, "kick", 0, "@admin:x")
     outcome = await world.service.recheck_now(view)
@@ -365,3 +405,44 @@ async def test_two_instances_on_one_database_run_each_recheck_once(
     runs = await asyncio.gather(drain(first), drain(second), drain(first), drain(second))
     assert sum(runs) == 6
     assert world.club.calls == 6 * 4  # every binding listed exactly once
+
+
+async def test_without_a_listing_people_are_rechecked_one_by_one_with_kept_tokens(
+    world: World,
+) -> None:
+    world.club.members["private"] = ["a1", "a2", "a3", "a4"]
+    view = await world.bind("club private")
+    for n in range(1, 6):
+        await world.admit(view, f"@p{n}:x", f"a{n}")
+    view = await world.bindings.set_policy(view, "kick", 0, "@admin:x")
+    provider = view.rules[0].provider
+    for n in (1, 2, 3, 5):  # a4 signed in before tokens were kept: nothing to resume
+        world.club.tokens[f"a{n}"] = f"a{n}:0"
+        session = ClubSession(world.club, f"a{n}", f"a{n}:0")
+        await world.kept.keep(provider, session)
+    world.club.unreadable.add("a2")  # the provider cannot say for a2
+    world.club.tokens["a3"] = "a3:revoked"  # a3 revoked the app at the provider
+    outcome = await world.service.recheck_now(view)
+    # a5 is not in the club: the only loss. a2, a3 and a4 could not be seen.
+    assert outcome.outcome == "ok" and outcome.lost == 1, outcome
+    assert "3 could not be checked" in outcome.detail
+    assert [user for _, user, _ in await world.kicks()] == ["@p5:x"]
+    assert await world.storage.kept_tokens.get("club", "a3") is None  # dropped
+    # Each use rotated the token, and the new one was kept: a second re-check works.
+    outcome = await world.service.recheck_now(view)
+    assert outcome.outcome == "ok", outcome
+    assert world.club.tokens["a1"] == "a1:2"
+    sealed = await world.storage.kept_tokens.get("club", "a1")
+    assert sealed is not None and "a1:2" not in sealed
+
+
+async def test_a_provider_down_during_person_checks_concludes_nothing(world: World) -> None:
+    world.club.members["private"] = []
+    view = await world.bind("club private")
+    await world.admit(view, "@p:x", "a")
+    view = await world.bindings.set_policy(view, "kick", 0, "@admin:x")
+    world.club.tokens["a"] = "a:0"
+    await world.kept.keep(view.rules[0].provider, ClubSession(world.club, "a", "a:0"))
+    world.club.fail_at_page = 0
+    outcome = await world.service.recheck_now(view)
+    assert outcome.outcome == "incomplete" and await world.kicks() == []

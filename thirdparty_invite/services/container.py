@@ -21,6 +21,7 @@ from .direct_chats import DirectChats
 from .direct_claims import DirectClaims
 from .grants import GrantService
 from .invite_queue import InviteQueue
+from .kept_tokens import KeptTokens
 from .links import LinkService
 from .loss_policy import LossPolicy
 from .provider_credentials import StoredCredentials
@@ -80,10 +81,21 @@ class Services:
             log.warning("Provider bindings are off: %s", self.providers.unavailable)
         self.bindings = BindingService(storage, self.providers, settings.rechecks.interval)
         self.loss_policy = LossPolicy(
-            storage, rooms, settings.rechecks, settings.admin_room, self.queue.wake
+            storage,
+            rooms,
+            settings.rechecks,
+            settings.admin_room,
+            self.queue.wake,
+            self.spaces.expand,
         )
+        self.kept_tokens = KeptTokens(storage, settings.rechecks.token_key, log.getChild("kept"))
         self.rechecks = RecheckService(
-            storage, self.bindings, self.loss_policy, settings.rechecks, log.getChild("rechecks")
+            storage,
+            self.bindings,
+            self.loss_policy,
+            self.kept_tokens,
+            settings.rechecks,
+            log.getChild("rechecks"),
         )
         self.webhooks = WebhookService(
             storage, self.providers, self.rechecks, log.getChild("webhooks")

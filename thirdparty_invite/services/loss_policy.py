@@ -12,10 +12,11 @@ above the bot's power level are never removed (the queue checks when it gets the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+import logging
 
 from ..config import RecheckSettings
 from ..durations import now_ms
-from ..matrix.rooms import RoomOps
+from ..matrix.rooms import HomeserverUnavailable, RoomOps
 from ..storage import Storage
 from . import recheck_texts as texts
 from .bindings import BindingView
@@ -44,6 +45,7 @@ class LossPolicy:
         self.admin_room = admin_room
         self.wake_queue = wake_queue
         self.expand_rooms = expand_rooms or _same_rooms
+        self.log = logging.getLogger(__name__)
 
     async def apply(
         self, view: BindingView, reasons: Mapping[str, str], qualifying: Sequence[str]
@@ -90,7 +92,7 @@ class LossPolicy:
             return
         kick_reason = texts.kick_reason(self.settings.kick_reason, reason)
         now = now_ms()
-        for room_id in await self.expand_rooms(binding.rooms):
+        for room_id in await self._rooms_of(view):
             if await self.storage.losses.qualifies_otherwise(user_id, room_id, binding.id):
                 await self.storage.audit.add(
                     now,
@@ -106,6 +108,15 @@ class LossPolicy:
             await self.storage.audit.add(
                 now, self.rooms.bot_user_id, "kick_queued", room_id, user_id, reason
             )
+
+    async def _rooms_of(self, view: BindingView) -> tuple[str, ...]:
+        """The binding's rooms and, for a space, its children; the named rooms alone when
+        the homeserver cannot say now (the children then keep the person: logged)."""
+        try:
+            return await self.expand_rooms(view.binding.rooms)
+        except HomeserverUnavailable as e:
+            self.log.warning("Removing from %s only: %s", view.binding.rooms, e)
+            return view.binding.rooms
 
     async def tell_admins(self, view: BindingView, text: str) -> None:
         """The binding's rooms (where its admins are) and the operator's admin room."""

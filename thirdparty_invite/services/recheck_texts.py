@@ -19,7 +19,8 @@ def not_listable(view: BindingView) -> str:
     names = sorted({r.provider.display_name for r in view.rules})
     return (
         f"Not re-checked: {', '.join(names)} cannot list members here (the operator can set "
-        "re-check credentials for the provider; see the README)."
+        "re-check credentials for the provider, or keep refresh tokens where no listing "
+        "exists; see the README)."
     )
 
 
@@ -43,11 +44,16 @@ def shrunk(view: BindingView, described: DescribedRule, listed: int, before: int
     )
 
 
-def done(checked: int, lost: int) -> str:
+def done(checked: int, lost: int, unknown: int = 0) -> str:
     people = "person" if checked == 1 else "people"
-    if not lost:
+    unseen = (
+        f" {unknown} could not be checked (they are left alone until they sign in again)."
+        if unknown
+        else ""
+    )
+    if not lost and not unknown:
         return f"{checked} {people} checked; all still qualify."
-    return f"{checked} {people} checked; {lost} no longer qualify."
+    return f"{checked} {people} checked; {lost} no longer qualify.{unseen}"
 
 
 def kick_reason(template: str, rule: str) -> str:

@@ -27,10 +27,11 @@ import attrs
 
 from ..config import RecheckSettings
 from ..durations import now_ms
-from ..providers.base import ProviderUnavailable
+from ..providers.base import Provider, ProviderUnavailable, Rule
 from ..storage import RecheckState, Storage
 from . import recheck_texts as texts
 from .bindings import BindingService, BindingView, DescribedRule
+from .kept_tokens import KeptTokens, PersonVerdicts
 from .loss_policy import LossPolicy
 
 LEASE_MS = 5 * 60 * 1000  # renewed with every page; lapses if this instance dies
@@ -62,12 +63,14 @@ class RecheckService:
         storage: Storage,
         bindings: BindingService,
         policy: LossPolicy,
+        kept_tokens: KeptTokens,
         settings: RecheckSettings,
         log: logging.Logger,
     ) -> None:
         self.storage = storage
         self.bindings = bindings
         self.policy = policy
+        self.kept_tokens = kept_tokens
         self.settings = settings
         self.log = log
         # Names this instance's leases; a restart is a new owner (its old leases lapse).
@@ -175,7 +178,8 @@ class RecheckService:
             for position, described in enumerate(view.rules)
             if described.provider.listing(described.rule) is not None
         ]
-        if not listable:
+        personal = self._personal_rules(view, {position for position, _ in listable})
+        if not listable and not personal:
             outcome = RecheckOutcome("not_listable", texts.not_listable(view))
             await self._finish(state, outcome, completed=True)
             return outcome
@@ -193,6 +197,11 @@ class RecheckService:
                 start = cursor if rule_position == position else None
                 calls = await self._walk(view, rule_position, described, run_id, start, calls)
                 await self._check_shrink(view, rule_position, described, run_id, accept_shrink)
+            people = []
+            for provider, rules in personal:
+                found = await self.kept_tokens.recheck(view.binding.id, provider, rules)
+                calls += found.calls
+                people.append(found)
         except _LeaseLost:
             return RecheckOutcome("busy", texts.BUSY, calls)
         except ProviderUnavailable as e:
@@ -208,8 +217,8 @@ class RecheckService:
             # The run starts afresh next time (and stops again until an admin accepts it).
             await self._finish(state, outcome, completed=True)
             return outcome
-        lost, checked, look_again = await self._conclude(view, listable, run_id)
-        outcome = RecheckOutcome("ok", texts.done(checked, lost), calls, lost, checked)
+        lost, unknown, checked, look_again = await self._conclude(view, listable, run_id, people)
+        outcome = RecheckOutcome("ok", texts.done(checked, lost, unknown), calls, lost, checked)
         await self._finish(state, outcome, completed=True, look_again=look_again)
         await self.policy.record(view, "recheck", outcome.detail)
         return outcome
@@ -273,13 +282,36 @@ class RecheckService:
         if dropped >= 2 and dropped > before * self.settings.max_shrink and not accept_shrink:
             raise _Shrunk(described, listed, before)
 
+    def _personal_rules(
+        self, view: BindingView, listed: set[int]
+    ) -> list[tuple[Provider, list[tuple[Rule, str]]]]:
+        """The rules no listing covers whose provider keeps refresh tokens, by provider."""
+        by_provider: dict[str, tuple[Provider, list[tuple[Rule, str]]]] = {}
+        for position, described in enumerate(view.rules):
+            provider = described.provider
+            if position in listed or not self.kept_tokens.usable_for(provider):
+                continue
+            entry = by_provider.setdefault(provider.id, (provider, []))
+            entry[1].append((described.rule, described.description))
+        return list(by_provider.values())
+
     async def _conclude(
-        self, view: BindingView, listable: list[tuple[int, DescribedRule]], run_id: int
-    ) -> tuple[int, int, int | None]:
-        """Every listing is in: who no longer qualifies (and why), who still does. Returns
-        (lost, checked, when a grace period ends)."""
+        self,
+        view: BindingView,
+        listable: list[tuple[int, DescribedRule]],
+        run_id: int,
+        people: list[PersonVerdicts],
+    ) -> tuple[int, int, int, int | None]:
+        """Every listing is in, every person asked: who no longer qualifies (and why),
+        who could not be seen, who still qualifies. Returns (lost, unknown, checked, when
+        a grace period ends)."""
         binding_id = view.binding.id
         reasons: dict[str, str] = {}
+        unknown: set[str] = set()
+        for found in people:
+            for user_id, words in found.reasons.items():
+                reasons.setdefault(user_id, words)
+            unknown |= found.unknown
         for position, described in listable:
             absent = await self.storage.listings.absent(
                 binding_id, position, described.provider.id, run_id
@@ -288,10 +320,11 @@ class RecheckService:
                 reasons.setdefault(holder.user_id, described.description)
             total = await self.storage.listings.listed(binding_id, position, run_id)
             await self.storage.listings.complete(binding_id, position, run_id, total, now_ms())
+        unknown -= set(reasons)  # a "no" the provider said stands
         holders = await self.storage.listings.seat_holders(binding_id)
-        qualifying = [user_id for user_id in holders if user_id not in reasons]
+        qualifying = [u for u in holders if u not in reasons and u not in unknown]
         look_again = await self.policy.apply(view, reasons, qualifying)
-        return len(reasons), len(holders), look_again
+        return len(reasons), len(unknown), len(holders), look_again
 
     async def _finish(
         self,

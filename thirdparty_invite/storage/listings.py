@@ -193,3 +193,13 @@ class ListingStore:
             binding_id,
         )
         return [row["user_id"] for row in rows]
+
+    async def seat_holders_at(self, binding_id: int, provider: str) -> list[SeatHolder]:
+        """The binding's seat holders with the account each used at `provider`."""
+        rows = await self.db.fetch(
+            "SELECT user_id, external_id FROM account_slots WHERE binding_id=$1 AND provider=$2"
+            " ORDER BY external_id, user_id",
+            binding_id,
+            provider,
+        )
+        return [SeatHolder(row["user_id"], row["external_id"]) for row in rows]
