@@ -21,6 +21,7 @@ from support.providers.fake_oauth import FakeOAuthServer
 from support.providers.patreon import FakePatreon
 import yarl
 
+from devtools.matrix_user import MatrixUser
 from devtools.stack import RunningStack
 
 pytestmark = pytest.mark.integration
@@ -75,11 +76,16 @@ async def post(http: aiohttp.ClientSession, path: str, body: dict) -> tuple[int,
 
 
 async def walk(
-    stack: RunningStack, server: FakeOAuthServer, provider: str, binding: str, account: object
+    stack: RunningStack,
+    server: FakeOAuthServer,
+    provider: str,
+    binding: str,
+    account: object,
+    user: MatrixUser | None = None,
 ) -> tuple[dict, list]:
-    """A new Matrix user signs in at `provider` as `account`: (the provider's step once
-    checked, their invites)."""
-    user = await stack.user(provider)
+    """`user` (default: a new Matrix user) signs in at `provider` as `account`: (the
+    provider's step once checked, their invites)."""
+    user = user or await stack.user(provider)
     server.sign_in_as(account)
     async with await stack.signed_in(user) as http:
         status, started = await post(
