@@ -262,9 +262,18 @@ class OAuthClient(ProviderHTTP):
         self, code: str, redirect_uri: str, request: AuthorizationRequest
     ) -> TokenResponse:
         """Trade the authorization code for tokens, on the server."""
-        extra: dict[str, str] = {"code": code}
+        extra: dict[str, str] = {"code": code, "redirect_uri": redirect_uri}
         if request.code_verifier:
             extra["code_verifier"] = request.code_verifier
+        return await self._token_request("authorization_code", extra)
+
+    async def refresh(self, refresh_token: str) -> TokenResponse:
+        """New tokens for a kept refresh token (RFC 6749 section 6). SignInFailed when the
+        provider no longer accepts it (revoked, expired), ProviderUnavailable when it
+        could not be asked."""
+        return await self._token_request("refresh_token", {"refresh_token": refresh_token})
+
+    async def _token_request(self, grant_type: str, extra: dict[str, str]) -> TokenResponse:
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
@@ -274,7 +283,7 @@ class OAuthClient(ProviderHTTP):
         else:
             extra["client_id"] = self.client_id
             extra["client_secret"] = self._client_secret
-        body = prepare_token_request("authorization_code", redirect_uri=redirect_uri, **extra)
+        body = prepare_token_request(grant_type, **extra)
         response = await self._send("POST", self.endpoints.token_url, data=body, headers=headers)
         data = response.body if isinstance(response.body, dict) else {}
         if response.status >= 500 or response.status == 429:
