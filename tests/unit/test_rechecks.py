@@ -446,3 +446,25 @@ async def test_a_provider_down_during_person_checks_concludes_nothing(world: Wor
     world.club.fail_at_page = 0
     outcome = await world.service.recheck_now(view)
     assert outcome.outcome == "incomplete" and await world.kicks() == []
+
+
+async def test_a_request_during_a_run_is_kept_for_right_after_it(world: World) -> None:
+    view = await admitted_club(world)
+    listing_pages = ClubListing.pages
+
+    async def pages_with_a_webhook(self, cursor=None, etags=None):  # type: ignore[no-untyped-def]
+        async for page in listing_pages(self, cursor, etags):
+            # A webhook arrives while the run reads the listing.
+            await world.service.request_now([view.binding.id], "webhook", "webhook:test")
+            yield page
+
+    ClubListing.pages = pages_with_a_webhook  # type: ignore[method-assign]
+    try:
+        await world.service.recheck_now(view)
+    finally:
+        ClubListing.pages = listing_pages  # type: ignore[method-assign]
+    state = await world.service.state(view.binding.id)
+    assert state.last_outcome == "ok" and state.next_at <= now_ms()  # due again at once
+    assert await world.service.run_due_once()
+    state = await world.service.state(view.binding.id)
+    assert state.next_at > now_ms() + 60_000  # and then the interval

@@ -355,4 +355,5 @@ class RecheckService:
             outcome.detail,
             outcome.calls,
             completed=completed,
+            taken_next_at=state.next_at,
         )

@@ -170,16 +170,23 @@ class RecheckStore:
         calls: int,
         *,
         completed: bool,
+        taken_next_at: int,
     ) -> None:
         """End this attempt and release the lease. A completed run clears the run and the
-        error count; an incomplete one keeps its position for the next attempt."""
+        error count; an incomplete one keeps its position for the next attempt.
+
+        `taken_next_at` is the row's `next_at` when this attempt took it: if it changed
+        since (a webhook or an admin asked for a re-check while this one ran, and may have
+        seen the provider's change after this run read that page), the earlier of the two
+        stands, so the request is not lost for an interval."""
         run_reset = (
             ", run_position=NULL, run_cursor=NULL, run_calls=0, errors=0"
             if completed
             else ", run_calls=$7, errors=errors+1"
         )
         await self.db.execute(
-            "UPDATE rechecks SET lease_owner=NULL, lease_until=0, next_at=$3,"
+            "UPDATE rechecks SET lease_owner=NULL, lease_until=0,"
+            " next_at=CASE WHEN next_at<>$8 AND next_at<$3 THEN next_at ELSE $3 END,"
             " last_started_at=run_started_at, last_finished_at=$4, last_outcome=$5,"
             f" last_detail=$6, last_calls=$7{run_reset}"
             " WHERE binding_id=$1 AND lease_owner=$2",
@@ -190,6 +197,7 @@ class RecheckStore:
             outcome,
             detail,
             calls,
+            taken_next_at,
         )
 
     async def request_now(self, binding_ids: Iterable[int], now: int) -> list[int]:
