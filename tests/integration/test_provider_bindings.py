@@ -406,3 +406,34 @@ async def test_the_callback_answers_at_once_while_github_is_slow(
         assert (github_state["state"], github_state["problem"]) == ("passed", None)
         assert github_state["account"] == heidi_at_github.login and state["granted"] is True
         assert (await invited_rooms(http))[room_id]["outcome"] == "invited"
+
+
+async def test_a_restart_during_a_check_ends_it_with_an_outcome(
+    stack: RunningStack, github: FakeGitHub
+) -> None:
+    """A config change rebuilds the services while GitHub still holds a check: the check
+    is stopped, and its step says so instead of staying "checking"; a new try works."""
+    room_id = await stack.room("Interrupted")
+    _, binding = await bind(stack, room_id, "github org:matrix-org")
+    ivan = await stack.user("ivan")
+    ivan_at_github = github.add_account(f"ivan{secrets.token_hex(2)}").join_org("matrix-org")
+    async with await stack.signed_in(ivan) as http:
+        github.sign_in_as(ivan_at_github)
+        _, started = await post(
+            http, "api/oauth/start", {"binding": binding, "provider": "github"}
+        )
+        back = await github.visit_authorize(started["authorize_url"])
+        release = github.hold("token")
+        try:
+            await asyncio.wait_for(follow_callback(http, back), 2)
+            assert (await progress_now(http, binding))["providers"][0]["state"] == "checking"
+            section = github.config_section(callback_url=f"{stack.web_url}api/oauth/callback")
+            # The same settings, written differently: maubot hands the plugin a new config.
+            await stack.configure(providers={"github": section, "max_matrix_ids_per_account": 1})
+            [interrupted] = (await progress(http, binding))["providers"]
+        finally:
+            release()
+        assert (interrupted["state"], interrupted["problem"]) == ("error", "unknown")
+        assert "restarted" in interrupted["reason"]
+        await sign_in_at_github(http, github, binding)
+        assert (await progress(http, binding))["granted"] is True
