@@ -31,6 +31,7 @@ async def github(stack: RunningStack) -> AsyncIterator[FakeGitHub]:
         section = server.config_section(callback_url=f"{stack.web_url}api/oauth/callback")
         owner = server.add_account(f"owner{secrets.token_hex(2)}").join_org(ORG, role="admin")
         section["recheck"] = {"token": server.listings.personal_token(owner, {"read:org"})}
+        section["webhook_secret"] = "a webhook secret"
         await stack.configure(providers={"github": section})
         yield server
         await stack.configure()
@@ -186,3 +187,12 @@ async def test_policy_and_recheck_need_a_room_admin(
     assert "kick, notify, dry-run" in reply
     reply = await command(stack, room_id, f"!invitebot policy {binding} kick --grace soon")
     assert "--grace takes a duration" in reply
+
+
+async def test_providers_names_the_webhook_url_to_register(
+    stack: RunningStack, github: FakeGitHub
+) -> None:
+    room_id = await stack.room("Providers")
+    reply = await command(stack, room_id, "!invitebot providers")
+    assert f"GitHub: {stack.web_url}api/webhooks/github" in reply, reply
+    assert "Patreon:" not in reply.partition("Webhook URLs")[2]

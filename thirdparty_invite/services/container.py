@@ -148,10 +148,21 @@ class Services:
                 f"\n\nNot set up: {', '.join(missing)} (the operator adds them to the instance "
                 "config; any number of OpenID Connect providers can be added too)."
             )
+        hooks = [
+            f"* {p.display_name}: {self.webhook_url(p.kind)}"
+            for p in configured
+            if p.webhook_secret and self.public_base_url is not None
+        ]
+        if hooks:
+            text += "\n\nWebhook URLs (deliveries re-check the people concerned):\n\n"
+            text += "\n".join(hooks)
         return (
             f"{text}\n\nCallback URL to register with each provider's OAuth application:"
             f" {self.oauth_callback_url}"
         )
+
+    def webhook_url(self, kind: str) -> str:
+        return str(self.public_base_url / "api" / "webhooks" / kind)
 
     @property
     def oauth_callback_url(self) -> str:
