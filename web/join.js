@@ -111,10 +111,10 @@ async function showWhereYouStand({ steps = null, back = null } = {}) {
 
 // What the plugin knows, once no provider's check is running any more (or after
 // CHECK_PATIENCE_MS): while one runs, the current step names it and the page asks again,
-// often at first, then less often.
+// often at first (a check usually takes a fraction of a second), then less often.
 async function checkedProgress(steps) {
   const deadline = Date.now() + CHECK_PATIENCE_MS;
-  for (let delay = 250; ; delay = Math.min(delay * 1.5, 2000)) {
+  for (let delay = 100; ; delay = Math.min(delay * 1.5, 2000)) {
     const progress = await plugin.bindingProgress(page.binding);
     const running = progress.providers.find((p) => p.state === "checking");
     if (!running || Date.now() > deadline) return progress;
