@@ -100,7 +100,9 @@ class ConfigFileClientAdapter extends MemoryAdapter {
     return {
       client_name: 'Test relying party',
       ...client,
-      grant_types: ['authorization_code'],
+      // refresh_token: a refresh token is issued only when offline_access is granted
+      // (the plugin's per-person re-checks ask for it; Synapse never does).
+      grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: client.token_endpoint_auth_method ?? 'client_secret_basic',
     };
@@ -191,6 +193,7 @@ const provider = new Provider(issuer, {
     Interaction: 3600,
     Session: 3600,
     Grant: 3600,
+    RefreshToken: 3600,
   },
   async renderError(ctx, out) {
     // The default error page pulls fonts from the internet; the tests stay on loopback.

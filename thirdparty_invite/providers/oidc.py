@@ -18,6 +18,7 @@ Config (base-config.yaml documents it for operators):
     token_auth: ...             # client_secret_basic | client_secret_post; default: what
                                 # discovery offers, Basic first (the spec's default)
     require_verified_email: true   # email rules need email_verified, a real boolean true
+    keep_refresh_tokens: false     # keep people's refresh tokens for per-person re-checks
 
 `claims` maps a rule's word to the claim it reads (a dotted name reaches into objects:
 `realm_access.roles`) and the scope that releases it, asked for only when a rule of the
@@ -39,6 +40,14 @@ the provider calls verified (`email_verified: true`, a boolean) unless the opera
 
 The account is the ID token's `sub` (unique per issuer); its display name comes from
 `name`, `preferred_username` or `email`.
+
+Re-checks: an OpenID provider has no member list. With `keep_refresh_tokens: true` (and the
+instance's `rechecks.token_key`) the sign-in asks for `offline_access` too (when offered;
+with `prompt=consent`, which OpenID Connect Core 11 requires for it), the refresh token is
+kept sealed by the services, and `resume` gets fresh tokens with it for a per-person
+re-check: the refreshed ID token (or, without one, userinfo) names the account. The access
+token is then not revoked after the checks: RFC 7009 lets a provider revoke the refresh
+token with it (oidc-provider revokes the whole grant).
 """
 
 from __future__ import annotations
@@ -56,8 +65,9 @@ from .base import (
     ProviderUnavailable,
     Rule,
     RuleError,
+    SignInFailed,
 )
-from .oauth import OAuthClient, OAuthEndpoints
+from .oauth import OAuthClient, OAuthEndpoints, TokenResponse
 from .oidc_claims import SCOPE, is_glob, read_claims
 from .oidc_discovery import JWKSCache, ProviderDiscovery, ProviderMetadata
 from .oidc_session import OIDCSession
@@ -68,7 +78,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS = tuple(
     "name issuer client_id client_secret scopes claims userinfo token_auth "
-    "require_verified_email".split()
+    "require_verified_email keep_refresh_tokens".split()
 )
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 MAX_VALUE_LENGTH = 256
@@ -118,6 +128,9 @@ class OIDCProvider(Provider):
         self.require_verified_email = section.get("require_verified_email", True)
         if not isinstance(self.require_verified_email, bool):
             raise ValueError("require_verified_email: must be true or false")
+        self.keeps_refresh_tokens = section.get("keep_refresh_tokens", False)
+        if not isinstance(self.keeps_refresh_tokens, bool):
+            raise ValueError("keep_refresh_tokens: must be true or false")
         self.token_auth = section.get("token_auth")
         if self.token_auth not in (None, *TOKEN_AUTH_METHODS):
             raise ValueError(f"token_auth: must be one of {', '.join(TOKEN_AUTH_METHODS)}")
@@ -172,6 +185,8 @@ class OIDCProvider(Provider):
         """The scopes the rules' claims need, before the provider's own say (see
         `requested_scopes`)."""
         scopes = ["openid", *self.extra_scopes]
+        if self.keeps_refresh_tokens and "offline_access" not in scopes:
+            scopes.append("offline_access")
         for rule in rules:
             spec = self.claims.get(rule.args[0]) if rule.provider == self.id else None
             if spec is not None and spec.scope and spec.scope not in scopes:
@@ -237,7 +252,9 @@ class OIDCProvider(Provider):
             raise ProviderUnavailable(self.display_name, "its discovery document is not read yet")
         client = self._machinery_for(metadata).client
         scopes = self.requested_scopes(rules, metadata)
-        return client.authorization_request(redirect_uri, scopes, state, nonce=True)
+        # OpenID Connect Core 11: offline access needs the consent prompt.
+        extra = {"prompt": "consent"} if "offline_access" in scopes else None
+        return client.authorization_request(redirect_uri, scopes, state, nonce=True, extra=extra)
 
     async def finish(
         self,
@@ -250,9 +267,37 @@ class OIDCProvider(Provider):
         tokens, claims = await exchange_and_validate(
             machinery.client, machinery.validator, code, redirect_uri, request
         )
+        return await self._session(machinery, tokens, claims)
+
+    async def resume(self, rules: Sequence[Rule], refresh_token: str) -> OIDCSession:
+        """A session from a kept refresh token (see the module's docstring)."""
+        if not self.keeps_refresh_tokens:
+            raise SignInFailed(f"{self.display_name} keeps no refresh tokens here")
+        machinery = await self._ready()
+        tokens = await machinery.client.refresh(refresh_token)
+        if tokens.id_token:  # a refreshed ID token has no nonce (Core 12.2)
+            claims = await machinery.validator.validate(tokens.id_token, None)
+        else:
+            url = machinery.metadata.userinfo_endpoint
+            if url is None:
+                raise ProviderUnavailable(self.display_name, "it named no account on refresh")
+            response = await machinery.client.get_json(url, tokens.access_token)
+            claims = response.body if response.status == 200 else None
+            if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str):
+                raise ProviderUnavailable(self.display_name, "userinfo named no account")
+        session = await self._session(machinery, tokens, claims)
+        session.refresh_token = session.refresh_token or refresh_token  # not rotated
+        return session
+
+    async def _session(
+        self, machinery: _Machinery, tokens: TokenResponse, claims: dict[str, Any]
+    ) -> OIDCSession:
         display = claims.get("name") or claims.get("preferred_username") or claims.get("email")
         account = ExternalAccount(self.id, claims["sub"], str(display or claims["sub"])[:200])
         session = OIDCSession(self, machinery, account, tokens, claims)
+        if self.keeps_refresh_tokens:
+            kept = tokens.raw.get("refresh_token")
+            session.refresh_token = kept if isinstance(kept, str) and kept else None
         if self.userinfo is True:
             await session.load_userinfo()
         return session

@@ -1,6 +1,6 @@
 """A finished OpenID Connect sign-in: its claims, checked against the rules, and the access
 token revoked at the provider's `revocation_endpoint` (when discovery names one) once the
-rules are checked.
+rules are checked, unless the operator keeps refresh tokens (`keep_refresh_tokens`).
 
 What is "unknown" rather than "no" (a wrong "no" becomes a wrong kick once re-checks act):
 
@@ -57,10 +57,11 @@ class OIDCSession(ProviderSession):
         self._userinfo_loaded = False
 
     async def close(self) -> None:
-        """Revoke the access token where the provider offers it (RFC 7009), and drop it."""
+        """Revoke the access token where the provider offers it (RFC 7009), and drop it;
+        not when the refresh token is kept, which the revocation may take with it."""
         tokens, self._tokens = self._tokens, None
         url = self.machinery.metadata.revocation_endpoint
-        if tokens is not None and url is not None:
+        if tokens is not None and url is not None and not self.provider.keeps_refresh_tokens:
             await self.machinery.client.revoke_token(url, tokens.access_token)
 
     async def load_userinfo(self) -> None:

@@ -235,3 +235,72 @@ async def test_without_a_revocation_endpoint_close_only_drops(op, http) -> None:
     session.machinery = attrs.evolve(session.machinery, metadata=metadata)
     await session.close()
     assert session._tokens is None
+
+
+# Kept refresh tokens, for per-person re-checks (no member list at an OpenID provider)
+
+
+async def test_a_kept_refresh_token_resumes_the_checks(op, http) -> None:
+    provider = provider_at(op, http, keep_refresh_tokens=True)
+    alice = new_account(op, groups=["staff"])
+    session, query = await sign_in(provider, alice, "groups:staff")
+    assert "offline_access" in query["scope"].split() and query["prompt"] == "consent"
+    kept = session.refresh_token
+    assert kept
+    await session.close()  # the access token is not revoked: that may end the grant
+
+    op.set_groups(alice.preferred_username, ["visitors"])  # alice left staff since
+    resumed = await provider.resume([provider.parse_rule("groups:staff")], kept)
+    assert resumed.account.id == alice.sub
+    # The one to keep next: the provider's new one, or the same when it did not rotate it.
+    assert resumed.refresh_token
+    result = await check(resumed, "groups:staff")
+    assert result.holds is False and "not in group staff" in result.reason
+    await resumed.close()
+
+    again = await provider.resume([], resumed.refresh_token)
+    assert again.account.id == alice.sub
+
+
+async def test_a_refresh_token_no_longer_accepted_is_a_failed_sign_in(op, http) -> None:
+    from thirdparty_invite.providers.base import SignInFailed
+
+    provider = provider_at(op, http, keep_refresh_tokens=True)
+    session, _ = await sign_in(provider, new_account(op), "sub:x")
+    kept = session.refresh_token
+    metadata = provider.discovery.cached
+    assert await session.machinery.client.revoke_token(metadata.revocation_endpoint, kept)
+    with pytest.raises(SignInFailed):
+        await provider.resume([], kept)
+    plain = provider_at(op, http)  # keeps nothing
+    with pytest.raises(SignInFailed, match="keeps no refresh tokens"):
+        await plain.resume([], kept)
+
+
+async def test_without_keeping_no_refresh_token_is_asked(op, http) -> None:
+    provider = provider_at(op, http)
+    session, query = await sign_in(provider, new_account(op), "sub:x")
+    assert "offline_access" not in query["scope"].split() and "prompt" not in query
+    assert session.refresh_token is None
+
+
+def test_keep_refresh_tokens_must_be_a_boolean() -> None:
+    section = {"issuer": "https://sso.example.org", "client_id": "a", "client_secret": "b"}
+    with pytest.raises(ValueError, match=r"^keep_refresh_tokens: "):
+        OIDCProvider.from_config("sso", {**section, "keep_refresh_tokens": "yes"}, None)
+
+
+async def test_a_refresh_without_an_id_token_asks_userinfo_who_it_is(op, http) -> None:
+    provider = provider_at(op, http, keep_refresh_tokens=True)
+    alice = new_account(op, groups=["staff"])
+    session, _ = await sign_in(provider, alice, "groups:staff")
+    client = session.machinery.client
+    real_refresh = client.refresh
+
+    async def refresh_without_id_token(token: str):
+        return attrs.evolve(await real_refresh(token), id_token=None)
+
+    client.refresh = refresh_without_id_token  # type: ignore[method-assign]
+    resumed = await provider.resume([], session.refresh_token)
+    assert resumed.account.id == alice.sub
+    assert (await check(resumed, "groups:staff")).holds is True
