@@ -8,9 +8,10 @@ in it, as they are not members of the group. An entry counts when:
 
 * the user is active (`state`, the user's state: "blocked", "deactivated", "banned" and
   the rest do not count);
-* the membership is active (`membership_state`, which GitLab's paid tiers send: a
-  membership "awaiting" a seat, over a group's user cap or the free user limit, gives no
-  access and does not count; without the field there are no seats to await);
+* the membership is active (`membership_state`, which GitLab's Enterprise Edition sends,
+  gitlab.com included: a membership "awaiting" a seat, over a group's user cap or the free
+  user limit, gives no access and does not count; without the field there are no seats
+  to await);
 * the access level is at least the rule's role, and at least Guest (10): Minimal Access
   (5) opens nothing of the group.
 

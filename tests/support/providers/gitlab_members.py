@@ -7,8 +7,8 @@ What `members/all` of a group lists, as on GitLab: direct members, members inher
 its ancestors, and members of the groups it or an ancestor is shared with (at the lower
 of the share's access and their own role there), each once at the highest level; never
 members of its subgroups only. Unkind on purpose: memberships awaiting a seat are listed
-with `membership_state: "awaiting"` (as GitLab's paid tiers send them), blocked users
-with their `state`, Minimal Access (5) members with that level; `page_size_cap` makes
+with `membership_state: "awaiting"` (as GitLab's Enterprise Edition sends them), blocked
+users with their `state`, Minimal Access (5) members with that level; `page_size_cap` makes
 pages shorter than asked; every answer has a weak ETag, and a matching `If-None-Match`
 gets 304 with the paging headers; `x-total` can be left out (`send_totals`), as GitLab
 does past 10,000 records.
@@ -43,7 +43,7 @@ class GitLabMembersAPI:
         self.group_tokens: dict[str, str] = {}  # token -> the group it belongs to
         self.page_size_cap: int | None = None  # pages shorter than per_page
         self.send_totals = True  # False: no x-total / x-total-pages, as past 10,000
-        self.sends_membership_state = True  # GitLab's paid tiers; CE sends none
+        self.sends_membership_state = True  # GitLab EE (gitlab.com too); CE sends none
         self.revoked_tokens = 0
 
     # --- scripting ------------------------------------------------------------------------
