@@ -14,12 +14,14 @@ says (screening not passed and voice guests: no; AutoMod quarantine: unknown; a 
 still a member).
 
 The person's token is revoked when the session closes (`POST <api_url>/oauth2/token/revoke`,
-RFC 7009, as Discord documents): dropped is not revoked.
+RFC 7009, as Discord documents), in the background: dropped is not revoked.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+import logging
 import re
 from typing import Any
 
@@ -39,11 +41,14 @@ from .listing import MemberListing
 from .oauth import OAuthClient, OAuthEndpoints
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
+log = logging.getLogger(__name__)
+
 DEFAULT_WEB_URL = "https://discord.com"
 DEFAULT_API_URL = "https://discord.com/api/v10"
 SCOPES = ("identify", "guilds.members.read")
 # Snowflakes are unsigned 64-bit integers written in decimal: 17 to 20 digits today.
 SNOWFLAKE = re.compile(r"[0-9]{17,20}")
+REVOKE_TIMEOUT = 5.0  # seconds a background revocation may take
 NOT_A_MEMBER_CODES = frozenset({10004, 10007})  # Unknown Guild, Unknown Member
 SETTINGS = ("client_id", "client_secret", "web_url", "api_url", "recheck")
 RULE_FORMS = "guild:<server ID> or guild:<server ID>:<role ID>"
@@ -81,6 +86,7 @@ class DiscordProvider(Provider):
         self.web_url = web_url
         self.api_url = api_url
         self._bot_token = bot_token  # for re-check listings (config `recheck.bot_token`)
+        self._revocations: set[asyncio.Task[Any]] = set()
         self._oauth = OAuthClient(
             self.display_name,
             client_id,
@@ -127,6 +133,28 @@ class DiscordProvider(Provider):
         if len(rule.args) == 2:
             return f"members with role {rule.args[1]} in the Discord server {rule.args[0]}"
         return f"members of the Discord server {rule.args[0]}"
+
+    def revoke_later(self, access_token: str) -> None:
+        """Revoke a person's token in the background (RFC 7009): their outcome never waits
+        for Discord's answer. Best effort and bounded; a failure is logged by the client."""
+        task = asyncio.get_running_loop().create_task(self._revoke(access_token))
+        self._revocations.add(task)
+        task.add_done_callback(self._revocations.discard)
+
+    async def _revoke(self, access_token: str) -> None:
+        url = f"{self.api_url}/oauth2/token/revoke"
+        try:
+            await asyncio.wait_for(self._oauth.revoke_token(url, access_token), REVOKE_TIMEOUT)
+        except (asyncio.TimeoutError, TimeoutError):
+            log.info("Discord: revoking a token took longer than %s s", REVOKE_TIMEOUT)
+
+    async def revocations_done(self) -> None:
+        """Wait for the background revocations (each bounded by REVOKE_TIMEOUT)."""
+        while self._revocations:
+            await asyncio.gather(*self._revocations, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.revocations_done()
 
     def listing(self, rule: Rule) -> MemberListing | None:
         if self._bot_token is None or rule.kind != "guild" or not rule.args:
@@ -251,6 +279,5 @@ class DiscordSession(ProviderSession):
     async def close(self) -> None:
         token, self._token = self._token, ""
         self._members.clear()
-        if token:  # best effort: a failure is logged by the client and changes nothing
-            provider = self._provider
-            await provider._oauth.revoke_token(f"{provider.api_url}/oauth2/token/revoke", token)
+        if token:
+            self._provider.revoke_later(token)
