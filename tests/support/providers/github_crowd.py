@@ -5,8 +5,9 @@
 It prints one JSON line: the `providers.github` config section (with a re-check token of
 a member) and the organisation. Then each line read from stdin is a command, answered
 with one JSON line: `counts` (listing calls and 304s since the last `counts`, and the
-reads of the token's membership), `remove N` (N generated members leave), `add N` (N
-join). End of input stops it.
+reads of the token's membership), `remove N` (the first N generated members leave),
+`leave ID` (the generated member with that id leaves), `add N` (N join). End of input
+stops it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ async def serve(members: int, org: str) -> None:
                 gone = crowd.ids[: int(number)]
                 crowd.remove(*gone)
                 answer = {"removed": gone}
+            elif word == "leave":
+                crowd.remove(int(number))
+                answer = {"removed": [int(number)]}
             elif word == "add":
                 answer = {"added": crowd.add(int(number))}
             else:
