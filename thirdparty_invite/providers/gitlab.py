@@ -4,7 +4,7 @@ Sign-in is GitLab's OpenID Connect: PKCE and a nonce; the ID token is validated
 (oidc_tokens) against the keys at `<base>/oauth/discovery/keys` (oidc_discovery).
 GitLab's endpoints sit at documented fixed paths under the base URL, so no discovery round
 trip is needed. The access token is revoked at `<base>/oauth/revoke` once the rules are
-checked.
+checked, in the background (revocations.py).
 
 What a rule means: what GitLab means by a member of the group (gitlab_members.py):
 direct members, members inherited from its ancestors, and members of the groups it is
@@ -50,6 +50,7 @@ from .listing import MemberListing
 from .oauth import OAuthClient, OAuthEndpoints, TokenResponse
 from .oidc_discovery import JWKSCache
 from .oidc_tokens import IDTokenValidator, exchange_and_validate
+from .revocations import BackgroundRevocations
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
 SETTINGS = ("client_id", "client_secret", "base_url", "name", "recheck")
@@ -97,6 +98,7 @@ class GitLabProvider(Provider):
         self.validator = IDTokenValidator(name, base_url, client.client_id, jwks, ["RS256"])
         self._recheck_token = recheck_token
         self._visible_to_token: set[str] = set()  # group paths the token was shown
+        self.revocations = BackgroundRevocations()
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> GitLabProvider:
@@ -116,9 +118,13 @@ class GitLabProvider(Provider):
         jwks = JWKSCache(name, f"{base_url}/oauth/discovery/keys", http)
         return cls(provider_id, name, base_url, client, jwks, recheck_token)
 
-    @property
-    def revocation_url(self) -> str:
-        return f"{self.base_url}/oauth/revoke"
+    def revoke_later(self, access_token: str) -> None:
+        """Revoke a person's token at `<base_url>/oauth/revoke` (Doorkeeper, RFC 7009) in
+        the background: their outcome never waits for GitLab's answer."""
+        self.revocations.revoke_later(self.client, f"{self.base_url}/oauth/revoke", access_token)
+
+    async def close(self) -> None:
+        await self.revocations.done()
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -276,12 +282,10 @@ class GitLabSession(ProviderSession):
         self._tokens: TokenResponse | None = tokens
 
     async def close(self) -> None:
-        """Revoke the access token (GitLab's Doorkeeper, RFC 7009), then drop it."""
+        """Drop the access token and have it revoked (dropped is not revoked)."""
         tokens, self._tokens = self._tokens, None
         if tokens is not None:
-            await self.provider.client.revoke_token(
-                self.provider.revocation_url, tokens.access_token
-            )
+            self.provider.revoke_later(tokens.access_token)
 
     async def check(self, rule: Rule) -> Verdict:
         if self._tokens is None:

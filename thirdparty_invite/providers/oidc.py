@@ -72,6 +72,7 @@ from .oidc_claims import SCOPE, is_glob, read_claims
 from .oidc_discovery import JWKSCache, ProviderDiscovery, ProviderMetadata
 from .oidc_session import OIDCSession
 from .oidc_tokens import IDTokenValidator, exchange_and_validate
+from .revocations import BackgroundRevocations
 from .settings import refuse_unknown_settings, text_setting, url_setting
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class OIDCProvider(Provider):
         self.discovery = ProviderDiscovery(self.display_name, self.issuer, http)
         self._machinery: _Machinery | None = None
         self._dropped_scopes_logged: set[str] = set()
+        self.revocations = BackgroundRevocations()
 
     @classmethod
     def from_config(cls, provider_id: str, section: dict[str, Any], http: Any) -> OIDCProvider:
@@ -216,6 +218,9 @@ class OIDCProvider(Provider):
         serves on when that fails), which `authorization_request` builds the URL from.
         Raises ProviderUnavailable."""
         await self._ready()
+
+    async def close(self) -> None:
+        await self.revocations.done()  # tokens still being revoked
 
     async def _ready(self) -> _Machinery:
         return self._machinery_for(await self.discovery.get())

@@ -1,6 +1,7 @@
 """A finished OpenID Connect sign-in: its claims, checked against the rules, and the access
 token revoked at the provider's `revocation_endpoint` (when discovery names one) once the
-rules are checked, unless the operator keeps refresh tokens (`keep_refresh_tokens`).
+rules are checked, in the background (revocations.py), unless the operator keeps refresh
+tokens (`keep_refresh_tokens`).
 
 What is "unknown" rather than "no" (a wrong "no" becomes a wrong kick once re-checks act):
 
@@ -62,7 +63,7 @@ class OIDCSession(ProviderSession):
         tokens, self._tokens = self._tokens, None
         url = self.machinery.metadata.revocation_endpoint
         if tokens is not None and url is not None and not self.provider.keeps_refresh_tokens:
-            await self.machinery.client.revoke_token(url, tokens.access_token)
+            self.provider.revocations.revoke_later(self.machinery.client, url, tokens.access_token)
 
     async def load_userinfo(self) -> None:
         """Merge the userinfo endpoint's claims over the ID token's (once)."""

@@ -43,10 +43,12 @@ async def http() -> AsyncIterator[OutboundHTTP]:
     await outbound.close()
 
 
-@pytest.fixture
-def provider(gitlab: FakeGitLab, http: OutboundHTTP) -> GitLabProvider:
+@pytest_asyncio.fixture
+async def provider(gitlab: FakeGitLab, http: OutboundHTTP) -> AsyncIterator[GitLabProvider]:
     section = gitlab.config_section(client_secret=CLIENT_SECRET, redirect_uris=[CALLBACK])
-    return GitLabProvider.from_config("gitlab", section, http)
+    provider = GitLabProvider.from_config("gitlab", section, http)
+    yield provider
+    await provider.close()  # the revocations still running
 
 
 async def sign_in(
@@ -207,6 +209,7 @@ async def test_secret_travels_only_in_the_token_request_body(provider, gitlab) -
     session = await sign_in(provider, gitlab, alice, "group:gnome:developer")
     assert (await session.check(provider.parse_rule("group:gnome:developer"))).holds
     await session.close()
+    await provider.close()
     assert gitlab.requests
     for request in gitlab.requests:
         assert CLIENT_SECRET not in request.target
@@ -312,12 +315,16 @@ async def test_jwks_down_is_unavailable(provider, gitlab) -> None:
 # Group rules: what GitLab means by a member
 
 
-@pytest.fixture
-def operator_provider(gitlab: FakeGitLab, http: OutboundHTTP) -> GitLabProvider:
+@pytest_asyncio.fixture
+async def operator_provider(
+    gitlab: FakeGitLab, http: OutboundHTTP
+) -> AsyncIterator[GitLabProvider]:
     """The provider with the operator's group access token of "gnome" (recheck.token)."""
     section = gitlab.config_section(client_secret=CLIENT_SECRET, redirect_uris=[CALLBACK])
     section["recheck"] = {"token": gitlab.add_group_token("gnome")}
-    return GitLabProvider.from_config("gitlab", section, http)
+    provider = GitLabProvider.from_config("gitlab", section, http)
+    yield provider
+    await provider.close()
 
 
 GROUP_CASES = [
@@ -501,7 +508,8 @@ async def test_the_token_is_revoked_after_the_checks(provider, gitlab, http) -> 
     session = await sign_in(provider, gitlab, alice, "group:gnome")
     token = session._tokens.access_token
     assert (await session.check(provider.parse_rule("group:gnome"))).holds
-    await session.close()
+    await session.close()  # at once: the revocation runs in the background
+    await provider.close()  # which waits for it
     assert gitlab.revoked_tokens == 1
     # Dropped is not revoked: GitLab no longer takes it.
     response = await provider.api.get(
@@ -509,6 +517,7 @@ async def test_the_token_is_revoked_after_the_checks(provider, gitlab, http) -> 
     )
     assert response.status == 401
     await session.close()  # twice: nothing more to revoke
+    await provider.close()
     assert gitlab.revoked_tokens == 1
     with pytest.raises(RuntimeError):
         await session.check(provider.parse_rule("group:gnome"))
@@ -519,7 +528,18 @@ async def test_a_failed_revocation_changes_nothing_for_the_person(provider, gitl
     session = await sign_in(provider, gitlab, alice, "group:gnome")
     assert (await session.check(provider.parse_rule("group:gnome"))).holds
     gitlab.fail("revoke", 503)
-    await session.close()  # logged, not raised
+    await session.close()
+    await provider.close()  # logged, not raised
+    assert gitlab.revoked_tokens == 0
+
+
+async def test_a_hanging_revocation_is_given_up(provider, gitlab) -> None:
+    alice = gitlab.add_account("alice", groups={"gnome": "owner"})
+    session = await sign_in(provider, gitlab, alice, "group:gnome")
+    provider.revocations.timeout = 0.3
+    gitlab.fail("revoke", "timeout")
+    await session.close()  # does not wait
+    await provider.close()  # waits at most the revocation's bound
     assert gitlab.revoked_tokens == 0
 
 

@@ -223,7 +223,8 @@ async def test_the_access_token_is_revoked_at_the_end(op, http) -> None:
     assert (await check(session, "groups:staff")).holds is True
     client = session.machinery.client
     assert (await client.get_json(metadata.userinfo_endpoint, token)).status == 200
-    await session.close()
+    await session.close()  # at once: the revocation runs in the background
+    await provider.close()  # which waits for it
     # Dropped is not revoked: the provider no longer takes it.
     assert (await client.get_json(metadata.userinfo_endpoint, token)).status == 401
 
