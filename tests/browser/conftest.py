@@ -18,7 +18,7 @@ from pathlib import Path
 import re
 
 import attrs
-from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 import pytest
 import pytest_asyncio
 from support import server_logs
@@ -37,6 +37,11 @@ WEB_CLIENT = "Element"
 WEB_CLIENT_ROOM_URL = "https://app.element.io/#/room/{room_id}"
 # Per account: three wrong passwords, then Synapse answers 429 for about ten seconds.
 FAILED_LOGIN_LIMIT = {"per_second": 0.1, "burst_count": 3}
+# Every wait on the page gets 30 s: actions by the context's default (below), assertions
+# here (Playwright's own default is 5 s, which a sign-in through Synapse's password hashing
+# can take on a busy machine). A passing assertion returns as soon as it holds.
+PAGE_TIMEOUT_MS = 30_000
+expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -119,7 +124,7 @@ async def browser_context(
         context = await chromium.new_context(
             **({"viewport": {"width": 1024, "height": 800}} | options)
         )
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
         # Nothing beyond loopback is reachable from here anyway: fail such loads at once.
         await context.route(re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])"), _abort)
         contexts.append(context)

@@ -65,7 +65,7 @@ async def test_wrong_password_then_rate_limited_then_in(site: Site, browser_cont
     await expect(submit).to_be_disabled()
     await expect(submit).to_contain_text("wait")
     await page.shot("rate-limited")
-    await expect(submit).to_be_enabled(timeout=30_000)  # the countdown ends by itself
+    await expect(submit).to_be_enabled(timeout=60_000)  # the countdown (Synapse: 10 s) ends
     await page.sign_in_with_password(PASSWORD)
     await page.wait_for("state-done")
     await page.shot("invited-after-waiting")
