@@ -79,7 +79,7 @@ async def ask(world: World, room_id: str, text: str, sender: MatrixUser | None =
         room_id,
         lambda c: "m.in_reply_to" in c.get("m.relates_to", {}),
         sender=world.bot.user_id,
-        timeout=30,
+        timeout=60,
     )
     return str(content["body"])
 
@@ -126,7 +126,7 @@ async def test_the_bot_follows_an_upgrade_it_may_join(world: World) -> None:
     person = await world.stack.user("late")
     async with await claim(world, person, token) as http:
         assert (await outcome(http, new))["outcome"] == "invited"
-    await person.wait_for_invite(new)
+    await person.wait_for_invite(new, timeout=60)
     assert await admin.membership(old, person.user_id) is None
     assert "active" in await ask(world, new, "!invitebot links")
     assert "room version 12" in await ask(world, new, "!invitebot status")
