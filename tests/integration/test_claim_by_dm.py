@@ -40,7 +40,7 @@ async def ask(world: dict, user: MatrixUser, room_id: str, text: str) -> str:
         room_id,
         lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
         sender=world["bot"].user_id,
-        timeout=30,
+        timeout=60,
     )
     return content["body"]
 

@@ -42,7 +42,7 @@ async def command(world: dict, room_id: str, text: str, sender: MatrixUser | Non
         room_id,
         lambda c: "m.in_reply_to" in c.get("m.relates_to", {}),  # the answer, not a notice
         sender=world["bot"].user_id,
-        timeout=30,
+        timeout=60,
     )
     return content["body"]
 
