@@ -268,3 +268,22 @@ async def test_a_binding_of_a_space_covers_its_rooms_and_rooms_added_later(world
         await notice(world, space, "Stage was added to Supporters", "inviting 1 person")
         assert await outcomes(http, [stage]) == {stage: "invited"}
     await dana.wait_for_invite(stage, timeout=60)
+
+
+async def test_link_and_policy_replies_name_the_rooms_of_a_space_the_bot_cannot_act_in(
+    world: World,
+) -> None:
+    stack, admin = world.stack, world.admin
+    space = await make_space(world, "Club")
+    lounge = await stack.room("Lounge")
+    locked = await room_without_invite_power(world, "Locked")
+    await add_child(world, space, lounge)
+    await add_child(world, space, locked)
+    event_id = await admin.send_text(space, "!invitebot link --uses 2")
+    reply = await admin.wait_for_message(
+        space,
+        lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
+        sender=world.bot.user_id,
+        timeout=60,
+    )
+    assert "Locked" in reply["body"] and "Lounge" not in reply["body"], reply["body"]

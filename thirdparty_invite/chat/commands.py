@@ -79,12 +79,13 @@ class InviteBotCommands:
         )
         names = ", ".join(info.display_name for info in infos)
         url = self.services.invite_url(token)
+        gaps = await self._space_gaps(tuple(rooms))
         await self.services.rooms.reply_with_secret(
             str(evt.room_id),
             str(evt.event_id),
             f"Invite link **#{link.id}** to {names} ({describe_limits(link, now_ms())}):\n\n"
             f"{url}\n\nAnyone holding this link can join; it is shown only now. "
-            f"Revoke it with `!invitebot revoke {link.id}`.",
+            f"Revoke it with `!invitebot revoke {link.id}`.{gaps}",
         )
 
     @invitebot.subcommand("links", help="This room's invite links, uses left and expiry.")
@@ -149,6 +150,7 @@ class InviteBotCommands:
         public_id = view.binding.public_id
         # What a provider could not check at bind time (bound anyway), for the admin.
         notes = "".join(f"\n\nNote: {note}" for note in view.notes)
+        notes += await self._space_gaps(view.binding.rooms)
         await evt.reply(
             f"{names} is now open to {view.description}.\n\n"
             f"Share this link: {self.services.binding_url(public_id)}\n\n"
@@ -218,6 +220,11 @@ class InviteBotCommands:
     @command.argument("args", label="n", required=False, pass_raw=True)
     async def audit(self, evt: MessageEvent, args: str = "") -> None:
         await self._lifecycle(evt, lifecycle.audit, args)
+
+    async def _space_gaps(self, rooms: tuple[str, ...]) -> str:
+        """For spaces among `rooms`: the rooms they list where the bot cannot invite."""
+        gaps = await self.services.spaces.power_gaps(rooms)
+        return "".join(f"\n\n{gap}" for gap in gaps)
 
     async def _lifecycle(self, evt: MessageEvent, handler: lifecycle.Handler, args: str) -> None:
         try:

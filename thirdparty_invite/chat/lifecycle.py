@@ -81,6 +81,8 @@ async def policy(services: Services, sender: str, room_id: str, args: str) -> st
     bot_needs = ("invite", "kick") if chosen == "kick" else ("invite",)
     await _require_all_rooms(services, sender, view, room_id, bot_needs)
     view = await services.bindings.set_policy(view, chosen, int(grace * 1000), sender)
+    gaps = await services.spaces.power_gaps(view.binding.rooms, bot_needs)
+    gap_words = "".join(f"\n\n{gap}" for gap in gaps)
     grace_words = (
         f" after a grace period of {format_duration(grace)} (someone who qualifies again "
         "meanwhile is left alone)"
@@ -90,7 +92,7 @@ async def policy(services: Services, sender: str, room_id: str, args: str) -> st
     return (
         f"Binding `{view.binding.public_id}` now has the policy **{chosen}**: "
         f"{POLICY_WORDS[chosen]}{grace_words}. An unknown answer or a provider error never "
-        "counts as no longer qualifying."
+        f"counts as no longer qualifying.{gap_words}"
     )
 
 
