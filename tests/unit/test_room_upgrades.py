@@ -129,6 +129,21 @@ async def test_move_carries_links_bindings_and_the_right_invites(storage: Storag
     assert "links 3" in entry.detail
 
 
+async def test_a_pending_removal_follows_the_room_as_a_removal(storage: Storage) -> None:
+    await _link(storage, "h1", (OLD,))
+    async with storage.db.acquire() as conn:
+        await storage.queue.enqueue_kick(conn, OLD, "@gone:x", "no longer a member", 1)
+        await storage.queue.enqueue_kick(conn, OLD, "@done:x", "no longer a member", 1)
+    [_, done] = [q for q in await storage.queue.all() if q.action == "kick"]
+    await storage.queue.finish(done.id, "kicked", 2)
+    kwargs: dict[str, Any] = {"upgraded_at": 0, "still_invited": (), "actor": "@a:x", "now": 5}
+    await storage.rooms.move(OLD, NEW, **kwargs)
+    moved = [q for q in await storage.queue.all() if q.room_id == NEW]
+    assert [(q.user_id, q.action, q.reason) for q in moved] == [
+        ("@gone:x", "kick", "no longer a member")
+    ]  # the finished removal is history; neither became an invite
+
+
 async def test_a_second_move_finds_nothing(storage: Storage) -> None:
     await _link(storage, "h1", (OLD,))
     await _row(storage, OLD, "@alice:x")

@@ -138,8 +138,8 @@ class RoomStore:
             )
             await conn.execute("DELETE FROM binding_rooms WHERE room_id=$1", old_room)
             rows = await conn.fetch(
-                "SELECT id, user_id, grant_id, state, outcome, updated_at FROM invite_queue"
-                " WHERE room_id=$1 ORDER BY id",
+                "SELECT id, user_id, grant_id, state, outcome, updated_at, action, reason"
+                " FROM invite_queue WHERE room_id=$1 ORDER BY id",
                 old_room,
             )
             moved = requeued = 0
@@ -147,11 +147,16 @@ class RoomStore:
                 grant_id = None if row["grant_id"] is None else int(row["grant_id"])
                 state, user_id = row["state"], row["user_id"]
                 since_upgrade = int(row["updated_at"]) >= upgraded_at
-                if state == "pending":
+                if state == "pending" and row["action"] == "kick":
+                    # A removal a binding's policy asked for follows the room, as a removal.
+                    await QueueStore.enqueue_kick(conn, new_room, user_id, row["reason"], now)
+                    await conn.execute("DELETE FROM invite_queue WHERE id=$1", row["id"])
+                    moved += 1
+                elif state == "pending":
                     await QueueStore.enqueue(conn, new_room, user_id, grant_id, now)
                     await conn.execute("DELETE FROM invite_queue WHERE id=$1", row["id"])
                     moved += 1
-                elif repeated:
+                elif repeated or row["action"] != "invite":
                     continue
                 elif (
                     state == "done"
