@@ -118,7 +118,11 @@ class OIDCSession(ProviderSession):
         if claim_matches(value, wanted, spec.ignore_case):
             return Verdict.yes()
         if word == "groups":
-            return Verdict.no(f"you are not in group {wanted} at {name}")
+            return Verdict.no(
+                f"you are not in group {wanted} at {name}",
+                f"If you should be, ask whoever manages the groups at {name} to add you, "
+                "then try again.",
+            )
         if word == "email":
             return Verdict.no(f"your email address at {name} ({value}) does not match {wanted}")
         return Verdict.no(f"your {word} at {name} is not {wanted}")

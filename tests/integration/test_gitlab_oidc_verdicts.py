@@ -1,0 +1,180 @@
+"""GitLab's and OpenID Connect's verdicts that are safe to act on, end to end through the
+real bot and Synapse: the local GitLab (members API with the operator's group token) and
+the real OpenID provider (devtools/oidc) answering as Keycloak with a group mapper.
+
+GitLab: a member, a member through a shared group and a member by inheritance are
+invited; a member of a subgroup only and a membership awaiting a seat are refused; people
+grant only `openid`; each token is revoked once the check is over. OpenID Connect: the
+Keycloak example works (no `groups` scope asked), an unverified address is refused, an
+address whose verification is not said and Entra's group overage are "could not tell".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+import re
+
+import aiohttp
+import attrs
+import pytest
+import pytest_asyncio
+from support.providers.gitlab import FakeGitLab
+from support.providers.oidc_login import log_in
+import yarl
+
+from devtools.oidc_provider import OIDCProvider
+from devtools.stack import RunningStack
+
+pytestmark = pytest.mark.integration
+
+BINDING_LINK = re.compile(r"(https?://\S+/join)#([A-Za-z0-9_-]{16})")
+
+
+@attrs.frozen
+class Providers:
+    gitlab: FakeGitLab
+    keycloak: OIDCProvider
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def providers(
+    stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Providers]:
+    callback = f"{stack.web_url}api/oauth/callback"
+    workdir = tmp_path_factory.mktemp("keycloak")
+    async with FakeGitLab() as gitlab, OIDCProvider(workdir, keycloak_like=True) as keycloak:
+        gitlab.auto_approve = True
+        gitlab_section = gitlab.config_section(redirect_uris=[callback])
+        gitlab_section["recheck"] = {"token": gitlab.add_group_token("gnome")}
+        kc = keycloak.config_section(redirect_uris=[callback], name="Our Keycloak")
+        await stack.configure(providers={"gitlab": gitlab_section, "oidc": {"kc": kc}})
+        yield Providers(gitlab, keycloak)
+        await stack.configure()
+
+
+async def command(stack: RunningStack, room_id: str, text: str) -> str:
+    event_id = await stack.admin.send_text(room_id, text)
+    reply = await stack.admin.wait_for_message(
+        room_id,
+        lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
+        sender=stack.bot.user_id,
+        timeout=60,
+    )
+    return reply["body"]
+
+
+async def bind(stack: RunningStack, rules: str) -> tuple[str, str]:
+    room_id = await stack.room(rules)
+    reply = await command(stack, room_id, f"!invitebot bind {rules}")
+    match = BINDING_LINK.search(reply)
+    assert match, reply
+    return room_id, match.group(2)
+
+
+async def post(http: aiohttp.ClientSession, path: str, body: dict) -> tuple[int, dict]:
+    async with http.post(path, json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def walk(stack: RunningStack, provider: str, binding: str, approve) -> tuple[dict, list]:
+    """A new Matrix user signs in at `provider`; `approve(authorize_url)` plays the
+    provider's pages and returns the query back. (Their step once checked, their invites,
+    the authorization URL.)"""
+    user = await stack.user(provider)
+    async with await stack.signed_in(user) as http:
+        status, started = await post(
+            http, "api/oauth/start", {"binding": binding, "provider": provider}
+        )
+        assert status == 200, started
+        back = await approve(started["authorize_url"])
+        callback = yarl.URL(f"{stack.web_url}api/oauth/callback").with_query(back)
+        async with http.get(callback, allow_redirects=False) as resp:
+            assert resp.status == 303, await resp.text()
+        for _ in range(300):
+            status, body = await post(http, "api/bindings/progress", {"binding": binding})
+            assert status == 200, body
+            [step] = body["providers"]
+            if step["state"] != "checking":
+                break
+            await asyncio.sleep(0.1)
+        invites: list = []
+        for _ in range(240 if step["state"] == "passed" else 1):
+            async with http.get("api/invites") as resp:
+                invites = (await resp.json())["invites"]
+            if invites and all(i["state"] != "pending" for i in invites):
+                break
+            await asyncio.sleep(0.25)
+    return step, invites, started["authorize_url"]
+
+
+async def test_gitlab_members_as_gitlab_counts_them(
+    stack: RunningStack, providers: Providers
+) -> None:
+    gitlab = providers.gitlab
+    gitlab.add_group("gnome/infra")
+    gitlab.share_group("gnome", "friends", "reporter")
+    room_id, binding = await bind(stack, "gitlab group:gnome")
+    cases = [
+        (gitlab.add_account("direct", groups={"gnome": "developer"}), "passed", ""),
+        (gitlab.add_account("friend", groups={"friends": "owner"}), "passed", ""),
+        (gitlab.add_account("sub", groups={"gnome/infra": "owner"}), "failed", "not a member"),
+    ]
+    waiting = gitlab.add_account("waiting")
+    gitlab.set_awaiting(waiting, "gnome", "developer")
+    cases.append((waiting, "failed", "waiting for a seat"))  # the operator's token sees it
+    for account, outcome, says in cases:
+        revoked_before = gitlab.revoked_tokens
+        gitlab.sign_in_as(account)
+        step, invites, url = await walk(stack, "gitlab", binding, gitlab.approve)
+        assert step["state"] == outcome and says in step.get("reason", ""), (account, step)
+        assert yarl.URL(url).query["scope"] == "openid"  # the operator's token asks
+        if outcome == "passed":
+            assert [(i["room_id"], i["outcome"]) for i in invites] == [(room_id, "invited")]
+        else:
+            assert step["problem"] == "not_qualified" and step["remedy"], step
+            assert invites == []
+        for _ in range(100):  # revoked in the background, once the check is over
+            if gitlab.revoked_tokens > revoked_before:
+                break
+            await asyncio.sleep(0.05)
+        assert gitlab.revoked_tokens == revoked_before + 1
+
+
+async def test_gitlab_bind_refuses_a_group_the_token_cannot_see(
+    stack: RunningStack, providers: Providers
+) -> None:
+    providers.gitlab.add_group("kde")
+    room_id = await stack.room("kde")
+    reply = await command(stack, room_id, "!invitebot bind gitlab group:kde")
+    assert "cannot see a group kde" in reply, reply
+
+
+@pytest.mark.parametrize(
+    ("account", "rule", "outcome", "says"),
+    [
+        ({"groups": ["staff"]}, "kc groups:staff", "passed", ""),
+        ({"groups": ["visitors"]}, "kc groups:staff", "failed", "not in group staff"),
+        ({"groups": ["staff"], "group_overage": True}, "kc groups:staff", "error", "overage"),
+        ({"email_verified": False}, "kc email:*@example.test", "failed", "not verified"),
+        ({"email_verified": "omit"}, "kc email:*@example.test", "error", "did not say"),
+    ],
+    ids=["member", "not a member", "group overage", "unverified", "verification unsaid"],
+)
+async def test_keycloak_verdicts(
+    stack: RunningStack, providers: Providers, account: dict, rule: str, outcome: str, says: str
+) -> None:
+    keycloak = providers.keycloak
+    room_id, binding = await bind(stack, rule)
+    person = keycloak.add_account(f"kc-{len(keycloak.accounts)}", "kc-password", **account)
+    callback = f"{stack.web_url}api/oauth/callback"
+
+    async def approve(url: str) -> dict:
+        return await log_in(url, person, callback)
+
+    step, invites, url = await walk(stack, "kc", binding, approve)
+    assert step["state"] == outcome and says in step.get("reason", ""), step
+    assert "groups" not in yarl.URL(url).query["scope"].split()  # Keycloak would refuse it
+    assert [i["room_id"] for i in invites] == ([room_id] if outcome == "passed" else [])
+    if outcome != "passed":
+        assert step["remedy"], step
