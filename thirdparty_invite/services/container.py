@@ -106,6 +106,7 @@ class Services:
             self.grants,
             self.oauth_callback_url,
             settings.providers.max_matrix_ids_per_account,
+            self.kept_tokens.keep,
         )
         self.direct_claims = DirectClaims(
             self.links,

@@ -13,7 +13,7 @@ says to try again. A row whose instance died is read as abandoned (`ProviderSign
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 import logging
 from typing import Any
 
@@ -62,16 +62,26 @@ class AccountInUse(UserFacingError):
         super().__init__("TPI_ACCOUNT_IN_USE", message, 409)
 
 
+# Keeps a passed session's refresh token for per-person re-checks (KeptTokens.keep).
+KeepToken = Callable[[Provider, ProviderSession], Awaitable[None]]
+
+
 class ProviderChecks:
     """Runs the checks of callbacks as tasks it tracks, and records every outcome."""
 
     def __init__(
-        self, storage: Storage, grants: GrantService, callback_url: str, max_ids: int
+        self,
+        storage: Storage,
+        grants: GrantService,
+        callback_url: str,
+        max_ids: int,
+        keep_token: KeepToken | None = None,
     ) -> None:
         self.storage = storage
         self.grants = grants
         self.callback_url = callback_url
         self.max_ids = max_ids
+        self.keep_token = keep_token
         self._checks: set[asyncio.Task[None]] = set()
         self.stopped = False
 
@@ -156,6 +166,8 @@ class ProviderChecks:
                 verdict = await session.check(rule)
                 if not verdict.holds:
                     return verdict, account
+            if self.keep_token is not None:
+                await self.keep_token(provider, session)  # only where the operator keeps them
             return Verdict.yes(), account
         except ProviderUnavailable as e:
             return Verdict.unknown(e.reason, e.remedy), None

@@ -37,6 +37,7 @@ from .provider_checks import (
     NOT_QUALIFIED,
     STOP_GRACE_S,
     UNKNOWN,
+    KeepToken,
     ProviderChecks,
 )
 
@@ -94,12 +95,15 @@ class ProviderSignIn:
         grants: GrantService,
         callback_url: str,
         max_ids_per_account: int,
+        keep_token: KeepToken | None = None,
     ) -> None:
         self.storage = storage
         self.bindings = bindings
         self.grants = grants
         self.callback_url = callback_url
-        self.checks = ProviderChecks(storage, grants, callback_url, max_ids_per_account)
+        self.checks = ProviderChecks(
+            storage, grants, callback_url, max_ids_per_account, keep_token
+        )
 
     async def start(self, session_id: str, user_id: str, public_id: str, provider_id: str) -> str:
         """The provider's authorization URL for this person, binding and provider."""
