@@ -174,9 +174,11 @@ class Services:
         return str(self.public_base_url / "api" / "oauth" / "callback")
 
     async def purge_expired(self) -> None:
-        """Forget expired web sessions and used OpenID tokens (run every few minutes)."""
+        """Forget expired web sessions and used OpenID tokens, and refresh tokens no seat
+        needs any more (run every few minutes)."""
         await self.storage.sessions.purge_expired(now_ms())
         await self.storage.signins.purge_expired(now_ms())
+        await self.storage.kept_tokens.forget_unused()
 
     async def start(self) -> None:
         self.queue.start()
