@@ -42,3 +42,21 @@ def test_a_good_key_is_read() -> None:
     settings = load_settings({"rechecks": {"token_key": key}})
     assert settings.rechecks.token_key == read_key(key) and len(read_key(key)) == 32
     assert key not in repr(settings)
+
+
+async def test_kept_tokens_no_seat_needs_are_forgotten(storage) -> None:  # type: ignore[no-untyped-def]
+    from thirdparty_invite.durations import now_ms
+
+    now = now_ms()
+    binding = await storage.bindings.create("pub1234567890abc", "@a:x", (), ("!r:x",), now, now)
+    async with storage.db.acquire() as conn:
+        assert await storage.signins.take_account_slot(
+            conn, binding.id, "staff", "u1", "@u:x", 1, now
+        )
+    await storage.kept_tokens.put("staff", "u1", "sealed-1", now)
+    await storage.kept_tokens.put("staff", "u2", "sealed-2", now)  # holds no seat
+    assert await storage.kept_tokens.forget_unused() == 1
+    assert await storage.kept_tokens.get("staff", "u1") == "sealed-1"
+    assert await storage.kept_tokens.get("staff", "u2") is None
+    await storage.bindings.remove(binding.id, "@a:x", now)  # its seats need nothing now
+    assert await storage.kept_tokens.forget_unused() == 1
