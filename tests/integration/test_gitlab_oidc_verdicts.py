@@ -12,7 +12,7 @@ address whose verification is not said and Entra's group overage are "could not 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 import re
 
 import aiohttp
@@ -23,6 +23,7 @@ from support.providers.gitlab import FakeGitLab
 from support.providers.oidc_login import log_in
 import yarl
 
+from devtools.matrix_user import MatrixUser
 from devtools.oidc_provider import OIDCProvider
 from devtools.stack import RunningStack
 
@@ -77,11 +78,17 @@ async def post(http: aiohttp.ClientSession, path: str, body: dict) -> tuple[int,
         return resp.status, await resp.json()
 
 
-async def walk(stack: RunningStack, provider: str, binding: str, approve) -> tuple[dict, list]:
-    """A new Matrix user signs in at `provider`; `approve(authorize_url)` plays the
-    provider's pages and returns the query back. (Their step once checked, their invites,
-    the authorization URL.)"""
-    user = await stack.user(provider)
+async def walk(
+    stack: RunningStack,
+    provider: str,
+    binding: str,
+    approve: Callable[[str], Awaitable[dict]],
+    user: MatrixUser | None = None,
+) -> tuple[dict, list, str]:
+    """`user` (default: a new Matrix user) signs in at `provider`; `approve(authorize_url)`
+    plays the provider's pages and returns the query back. (Their step once checked, their
+    invites, the authorization URL.)"""
+    user = user or await stack.user(provider)
     async with await stack.signed_in(user) as http:
         status, started = await post(
             http, "api/oauth/start", {"binding": binding, "provider": provider}
