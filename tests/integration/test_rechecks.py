@@ -196,3 +196,56 @@ async def test_providers_names_the_webhook_url_to_register(
     reply = await command(stack, room_id, "!invitebot providers")
     assert f"GitHub: {stack.web_url}api/webhooks/github" in reply, reply
     assert "Patreon:" not in reply.partition("Webhook URLs")[2]
+
+
+async def test_nobody_at_or_above_the_bots_power_is_removed(
+    stack: RunningStack, github: FakeGitHub
+) -> None:
+    room_id, binding, team = await team_room(stack, github, "kick")
+    moderator, moderator_at_github = await admitted(stack, github, room_id, binding, team)
+    await stack.admin.set_power_level(room_id, moderator.user_id, 50)  # the bot's own level
+    leave_team(moderator_at_github, team)
+    reply = await command(stack, room_id, f"!invitebot recheck {binding}")
+    assert "1 no longer qualify" in reply, reply
+    told = await stack.admin.wait_for_message(
+        room_id,
+        lambda c: "Could not remove" in c.get("body", "") and moderator.user_id in c["body"],
+        sender=stack.bot.user_id,
+        timeout=60,
+    )
+    assert "at or above mine" in told["body"]
+    assert await stack.admin.membership(room_id, moderator.user_id) == "join"
+
+
+async def test_a_binding_on_a_space_removes_from_the_space_and_its_rooms(
+    stack: RunningStack, github: FakeGitHub
+) -> None:
+    team = f"space{secrets.token_hex(3)}"
+    github.add_team(ORG, team)
+    space = await stack.admin.create_room(
+        f"Space {team}",
+        invite=[stack.bot.user_id],
+        creation_content={"type": "m.space"},
+        power_level_content_override={"invite": 50, "users": {stack.bot.user_id: 50}},
+    )
+    await stack.admin.wait_for_membership(space, stack.bot.user_id, "join", timeout=60)
+    child = await stack.room(f"Room of {team}")
+    via = {"via": [stack.admin.server_name]}
+    await stack.admin.send_state(space, "m.space.child", via, state_key=child)
+    _, binding = await bind(stack, space, f"github team:{ORG}/{team}")
+    reply = await command(stack, space, f"!invitebot policy {binding} kick")
+    assert "policy **kick**" in reply, reply
+    person = await stack.user("spacer")
+    at_github = github.add_account(f"s{secrets.token_hex(3)}").join_team(ORG, team)
+    async with await stack.signed_in(person) as http:
+        github.sign_in_as(at_github)
+        await sign_in_at_github(http, github, binding)
+        assert (await progress(http, binding))["granted"] is True
+    for room_id in (space, child):
+        await stack.admin.wait_for_membership(room_id, person.user_id, "invite", timeout=60)
+        await person.join(room_id)
+    leave_team(at_github, team)
+    reply = await command(stack, space, f"!invitebot recheck {binding}")
+    assert "1 no longer qualify" in reply, reply
+    for room_id in (space, child):
+        await stack.admin.wait_for_membership(room_id, person.user_id, "leave", timeout=60)
