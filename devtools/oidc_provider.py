@@ -176,6 +176,11 @@ class OIDCProvider(ManagedServer):
         self._write_config()
         return self.accounts[index]
 
+    def remove_account(self, username: str) -> None:
+        """Delete an account: its tokens stop working (oidc-provider finds no account)."""
+        self.accounts = [a for a in self.accounts if a.preferred_username != username]
+        self._write_config()
+
     def add_client(
         self,
         client_id: str,
