@@ -1,6 +1,6 @@
 """What re-checking a GitHub organisation binding costs: the re-check service end to end.
 
-    .venv/bin/python bench/recheck.py [--members 100 1000 10000] [--seats 100] [--rounds 2]
+    .venv/bin/python bench/recheck.py [--members 100 1000 10000] [--seats 100] [--rounds 5]
                                       [--postgres]
 
 For each M, a local GitHub in its own process (bench/recheck_listing.py's LocalGitHub: M
@@ -388,7 +388,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--seats", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL, not SQLite")
     args = parser.parse_args()
     assert args.seats >= 2 and min(args.members) >= 3 and args.rounds >= 1
