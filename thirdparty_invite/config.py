@@ -19,6 +19,7 @@ from .durations import DurationError, parse_duration
 from .identity.verifier import IdentitySettings
 from .matrix.ids import is_room_id, is_user_id
 from .providers.registry import ProviderSettings, read_provider_settings
+from .registration_settings import RegistrationSettings, read_registration_settings
 from .sealing import read_key
 
 T = TypeVar("T")
@@ -57,6 +58,7 @@ _COPIED_KEYS = (
     "rechecks.kick_reason",
     "rechecks.token_key",
     "providers",
+    "registration",
 )
 
 
@@ -162,6 +164,7 @@ class Settings:
     matrix: MatrixSettings = MatrixSettings()
     rechecks: RecheckSettings = RecheckSettings()
     providers: ProviderSettings = attrs.field(factory=ProviderSettings)
+    registration: RegistrationSettings = attrs.field(factory=RegistrationSettings)
 
 
 class _Missing:
@@ -409,6 +412,7 @@ def read_settings(config: Any) -> Settings:
             token_key=r.token_key("rechecks.token_key"),
         ),
         providers=read_provider_settings(r.raw("providers"), r.problems),
+        registration=read_registration_settings(r),
     )
     if r.problems:
         raise ConfigError(r.problems)
