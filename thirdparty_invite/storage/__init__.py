@@ -9,6 +9,7 @@ from .bindings import BindingStore
 from .credentials import ProviderCredentialStore
 from .grants import GrantStore
 from .kept_tokens import KeptTokenStore
+from .link_names import LinkNameStore
 from .links import LinkStore
 from .listings import ListingStore, SeatHolder
 from .losses import Loss, LossStore
@@ -25,6 +26,9 @@ from .records import (
     QueuedInvite,
     WebSession,
 )
+from .room_labels import RoomLabel, RoomLabelStore
+from .room_people import GrantedPerson, RoomPeopleStore
+from .registrations import RegistrationStore
 from .rooms import RoomHoldings, RoomMove, RoomStore
 from .sessions import SessionStore
 from .signins import SignInStore
@@ -50,6 +54,10 @@ class Storage:
         self.losses = LossStore(db)
         self.kept_tokens = KeptTokenStore(db)
         self.credentials = ProviderCredentialStore(db)
+        self.registrations = RegistrationStore(db)
+        self.link_names = LinkNameStore(db)
+        self.room_labels = RoomLabelStore(db)
+        self.room_people = RoomPeopleStore(db)
 
 
 __all__ = [
@@ -57,12 +65,14 @@ __all__ = [
     "Binding",
     "BindingAttempt",
     "BindingRule",
+    "GrantedPerson",
     "InviteLink",
     "Loss",
     "OAuthState",
     "QueuedInvite",
     "RecheckState",
     "RoomHoldings",
+    "RoomLabel",
     "RoomMove",
     "SeatHolder",
     "Storage",

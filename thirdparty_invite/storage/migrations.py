@@ -395,3 +395,26 @@ async def upgrade_v5(conn: Connection, scheme: Scheme) -> None:
             PRIMARY KEY (provider, external_id)
         )"""
     )
+
+
+@upgrade_table.register(description="Admin panel: link names, room names for the room list")
+async def upgrade_v6(conn: Connection, scheme: Scheme) -> None:
+    # A link's name is the panel's label for it (people following the link never see it).
+    await conn.execute(
+        """CREATE TABLE link_names (
+            link_id  BIGINT PRIMARY KEY REFERENCES invite_links (id) ON DELETE CASCADE,
+            name     TEXT NOT NULL
+        )"""
+    )
+    # Names and topics of the rooms the bot is in, as last read: maubot's state store keeps
+    # power levels and members but no names, and the panel's room list must not ask the
+    # homeserver once per room.
+    await conn.execute(
+        """CREATE TABLE room_labels (
+            room_id     TEXT PRIMARY KEY,
+            name        TEXT,
+            topic       TEXT,
+            updated_at  BIGINT NOT NULL
+        )"""
+    )
+
