@@ -109,7 +109,8 @@ async def test_notify_tells_the_room_and_dry_run_only_logs(
         notices = [
             m["body"]
             for m in await stack.admin.messages(room_id)
-            if "no longer qualify" in m.get("body", "") and carol.user_id in m["body"]
+            if m.get("body", "").startswith("These people admitted through binding")
+            and carol.user_id in m["body"]
         ]
         assert len(notices) == (1 if policy == "notify" else 0), notices
 

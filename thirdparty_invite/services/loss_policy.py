@@ -54,11 +54,16 @@ class LossPolicy:
         `qualifying`: the binding's other seat holders, who do. Returns when the first
         grace period still running ends (the re-check should look again then), if any."""
         binding, now = view.binding, now_ms()
-        for user_id in qualifying:
-            loss = await self.storage.losses.clear(binding.id, user_id)
+        # Only those with a recorded loss have one to clear (usually nobody): one read, not
+        # one statement per seat holder.
+        qualify = set(qualifying)
+        for recorded in await self.storage.losses.for_binding(binding.id):
+            if recorded.user_id not in qualify:
+                continue
+            loss = await self.storage.losses.clear(binding.id, recorded.user_id)
             if loss is not None:
                 detail = "before the policy acted" if loss.acted_at is None else loss.action
-                await self._audit(view, "qualifies_again", user_id, detail or "")
+                await self._audit(view, "qualifies_again", loss.user_id, detail or "")
         acted: list[tuple[str, str]] = []
         waiting: list[str] = []
         look_again: int | None = None

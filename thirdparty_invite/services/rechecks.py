@@ -197,6 +197,7 @@ class RecheckService:
                 start = cursor if rule_position == position else None
                 calls = await self._walk(view, rule_position, described, run_id, start, calls)
                 await self._check_shrink(view, rule_position, described, run_id, accept_shrink)
+            run_id, missed, calls = await self._look_again(view, listable, run_id, calls)
             people = []
             for provider, rules in personal:
                 found = await self.kept_tokens.recheck(view.binding.id, provider, rules)
@@ -217,7 +218,9 @@ class RecheckService:
             # The run starts afresh next time (and stops again until an admin accepts it).
             await self._finish(state, outcome, completed=True)
             return outcome
-        lost, unknown, checked, look_again = await self._conclude(view, listable, run_id, people)
+        lost, unknown, checked, look_again = await self._conclude(
+            view, listable, run_id, missed, people
+        )
         outcome = RecheckOutcome("ok", texts.done(checked, lost, unknown), calls, lost, checked)
         await self._finish(state, outcome, completed=True, look_again=look_again)
         await self.policy.record(view, "recheck", outcome.detail)
@@ -266,6 +269,43 @@ class RecheckService:
                 raise _LeaseLost()
         return calls
 
+    async def _look_again(
+        self,
+        view: BindingView,
+        listable: list[tuple[int, DescribedRule]],
+        run_id: int,
+        calls: int,
+    ) -> tuple[int, dict[int, set[str]], int]:
+        """Who the listings missed, confirmed by a second walk. Listings paged by offset
+        (GitHub's, GitLab's) skip someone when an earlier page loses a member during the
+        walk: when a walk missed seat holders, every listing is walked once more under a
+        new run id (unchanged pages answer 304, so it costs little), and only accounts
+        both walks missed count as missing. Returns (the run id the listings now stand
+        at, missing accounts by rule position, calls)."""
+        missed = await self._missed(view, listable, run_id)
+        if not any(missed.values()):
+            return run_id, missed, calls
+        again = await self.storage.rechecks.next_walk(view.binding.id, self.owner)
+        if again is None:
+            raise _LeaseLost()
+        for position, described in listable:
+            calls = await self._walk(view, position, described, again, None, calls)
+        missed_again = await self._missed(view, listable, again)
+        both = {position: missed[position] & missed_again[position] for position in missed}
+        return again, both, calls
+
+    async def _missed(
+        self, view: BindingView, listable: list[tuple[int, DescribedRule]], run_id: int
+    ) -> dict[int, set[str]]:
+        """Per listable rule: the seat-holding accounts its listing did not show."""
+        missed = {}
+        for position, described in listable:
+            absent = await self.storage.listings.absent(
+                view.binding.id, position, described.provider.id, run_id
+            )
+            missed[position] = {holder.external_id for holder in absent}
+        return missed
+
     async def _check_shrink(
         self,
         view: BindingView,
@@ -300,6 +340,7 @@ class RecheckService:
         view: BindingView,
         listable: list[tuple[int, DescribedRule]],
         run_id: int,
+        missed: dict[int, set[str]],
         people: list[PersonVerdicts],
     ) -> tuple[int, int, int, int | None]:
         """Every listing is in, every person asked: who no longer qualifies (and why),
@@ -313,11 +354,10 @@ class RecheckService:
                 reasons.setdefault(user_id, words)
             unknown |= found.unknown
         for position, described in listable:
-            absent = await self.storage.listings.absent(
-                binding_id, position, described.provider.id, run_id
-            )
-            for holder in absent:
-                reasons.setdefault(holder.user_id, described.description)
+            provider_id = described.provider.id
+            for seat in await self.storage.listings.seat_holders_at(binding_id, provider_id):
+                if seat.external_id in missed[position]:
+                    reasons.setdefault(seat.user_id, described.description)
             total = await self.storage.listings.listed(binding_id, position, run_id)
             await self.storage.listings.complete(binding_id, position, run_id, total, now_ms())
         unknown -= set(reasons)  # a "no" the provider said stands

@@ -136,6 +136,17 @@ class RecheckStore:
         )
         return None if run_id is None else int(run_id)
 
+    async def next_walk(self, binding_id: int, owner: str) -> int | None:
+        """A new run id for walking the listings once more within the same run (the
+        run's position and cursor stay); None when the lease was lost."""
+        run_id = await self.db.fetchval(
+            "UPDATE rechecks SET run_id=run_id+1 WHERE binding_id=$1 AND lease_owner=$2"
+            " RETURNING run_id",
+            binding_id,
+            owner,
+        )
+        return None if run_id is None else int(run_id)
+
     async def progress(
         self,
         binding_id: int,
