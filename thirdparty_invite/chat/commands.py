@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from maubot import MessageEvent
 from maubot.handlers import command
 
-from ..durations import DurationError, format_duration, now_ms, parse_duration
+from ..durations import now_ms
 from ..errors import UserFacingError
 from ..matrix.rooms import RoomInfo
-from ..services.links import describe_limits
+from ..services.links import describe_limits, expiry_seconds
 from . import lifecycle
-from .arguments import CommandError, parse_bind_args, parse_link_args
+from .arguments import parse_bind_args, parse_link_args
 
 if TYPE_CHECKING:
     from ..services.container import Services
@@ -85,7 +85,8 @@ class InviteBotCommands:
             str(evt.event_id),
             f"Invite link **#{link.id}** to {names} ({describe_limits(link, now_ms())}):\n\n"
             f"{url}\n\nAnyone holding this link can join; it is shown only now. "
-            f"Revoke it with `!invitebot revoke {link.id}`.{gaps}",
+            f"Revoke it with `!invitebot revoke {link.id}`.{gaps}"
+            f"\n\nManage this room on the web: {self.services.manage_url(str(evt.room_id))}",
         )
 
     @invitebot.subcommand("links", help="This room's invite links, uses left and expiry.")
@@ -155,6 +156,7 @@ class InviteBotCommands:
             f"{names} is now open to {view.description}.\n\n"
             f"Share this link: {self.services.binding_url(public_id)}\n\n"
             f"Binding `{public_id}`; remove it with `!invitebot unbind {public_id}`.{notes}"
+            f"\n\nManage this room on the web: {self.services.manage_url(str(evt.room_id))}"
         )
 
     @invitebot.subcommand("bindings", help="This room's bindings, in words, with their links.")
@@ -280,22 +282,7 @@ class InviteBotCommands:
         )
 
     def _expiry(self, expires: str | None) -> float | None:
-        settings = self.services.settings.links
-        if expires is None:
-            return settings.default_expiry
-        if expires.lower() == "never":
-            return None
-        try:
-            seconds = parse_duration(expires)
-        except DurationError:
-            raise CommandError(
-                "--expires takes a duration such as 30m, 12h, 7d or never."
-            ) from None
-        if not 60 <= seconds <= settings.max_expiry:
-            raise CommandError(
-                f"--expires must be between 1m and {format_duration(settings.max_expiry)}."
-            )
-        return seconds
+        return expiry_seconds(self.services.settings.links, expires)
 
     async def _require_manager(
         self, evt: MessageEvent, room_id: str, bot_needs: tuple[str, ...] = ("invite",)

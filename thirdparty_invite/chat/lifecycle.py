@@ -11,8 +11,8 @@ import shlex
 import time
 from typing import TYPE_CHECKING
 
-from ..durations import DurationError, format_duration, now_ms, parse_duration
-from ..services.bindings import POLICIES, BindingView
+from ..durations import format_duration, now_ms
+from ..services.bindings import POLICIES, BindingView, grace_seconds
 from ..services.rechecks import RecheckOutcome
 from ..storage import RecheckState
 from .arguments import CommandError
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 # (services, sender, room typed in, raw arguments) -> the reply; UserFacingError says no.
 Handler = Callable[["Services", str, str, str], Awaitable[str]]
-MAX_GRACE = 90 * 86400
 AUDIT_DEFAULT, AUDIT_MAX = 10, 50
 POLICY_WORDS = {
     "kick": "people who no longer qualify are removed from its rooms",
@@ -68,14 +67,7 @@ async def policy(services: Services, sender: str, room_id: str, args: str) -> st
     ref, chosen = words[0], words[1].lower()
     if chosen not in POLICIES:
         raise CommandError(f"The policy is one of {', '.join(POLICIES)}. {usage}")
-    grace = 0.0
-    if len(words) == 4:
-        try:
-            grace = parse_duration(words[3])
-        except DurationError:
-            raise CommandError("--grace takes a duration such as 12h, 3d or 0.") from None
-        if grace > MAX_GRACE:
-            raise CommandError(f"--grace is at most {format_duration(MAX_GRACE)}.")
+    grace = grace_seconds(words[3]) if len(words) == 4 else 0.0
     view = await _binding_of(services, room_id, ref)
     # Removing people needs the bot's power to kick, checked now rather than at the loss.
     bot_needs = ("invite", "kick") if chosen == "kick" else ("invite",)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+import contextlib
 import time
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -36,6 +37,7 @@ from mautrix.types import (
 from .ids import InvalidMatrixID, is_room_alias, is_room_id, parse_room_id, server_name_of
 from .power import RoomPower
 from .spaces import SpaceInfo
+from .state_cache import StateCache
 
 _ROOM_INFO_TTL = 60.0
 # A cached room name still beats a bare room ID when the homeserver is down.
@@ -133,6 +135,7 @@ class RoomInfo:
     canonical_alias: str | None
     power: RoomPower
     topic: str | None = None
+    is_space: bool = False
 
     @property
     def display_name(self) -> str:
@@ -146,6 +149,7 @@ class RoomOps:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._info_cache: dict[str, tuple[float, RoomInfo]] = {}
         self._info_locks: dict[str, asyncio.Lock] = {}
+        self.state_cache = StateCache(client)
 
     @property
     def bot_user_id(self) -> str:
@@ -270,12 +274,18 @@ class RoomOps:
             by_type.get("m.room.create"),
             (by_type.get("m.room.power_levels") or {}).get("content"),
         )
+        # What was just read is newer than the state store's copy (maubot skips the first
+        # sync after a start): the room lists read from the store see it too.
+        with contextlib.suppress(Exception):  # a cache: never fails the read itself
+            await self.state_cache.remember(room_id, by_type)
+        create_content = (by_type.get("m.room.create") or {}).get("content") or {}
         return RoomInfo(
             room_id=room_id,
             name=name if isinstance(name, str) and name else None,
             canonical_alias=alias if isinstance(alias, str) and alias else None,
             power=power,
             topic=topic if isinstance(topic, str) and topic else None,
+            is_space=isinstance(create_content, dict) and create_content.get("type") == "m.space",
         )
 
     async def resolve_room(self, room_ref: str) -> str:

@@ -12,7 +12,7 @@ import secrets
 
 import attrs
 
-from ..durations import now_ms
+from ..durations import DurationError, format_duration, now_ms, parse_duration
 from ..errors import UserFacingError
 from ..providers.base import Provider, ProviderUnavailable, Rule, RuleError
 from ..providers.registry import ProviderRegistry
@@ -64,6 +64,22 @@ class BindingView:
 
 
 POLICIES = ("kick", "notify", "dry-run")
+MAX_GRACE = 90 * 86400
+
+
+def grace_seconds(text: str) -> float:
+    """A policy's grace period from what an admin typed (`12h`, `3d`, `0`)."""
+    try:
+        grace = parse_duration(text)
+    except DurationError:
+        raise UserFacingError(
+            "M_INVALID_PARAM", "--grace takes a duration such as 12h, 3d or 0."
+        ) from None
+    if grace > MAX_GRACE:
+        raise UserFacingError(
+            "M_INVALID_PARAM", f"--grace is at most {format_duration(MAX_GRACE)}."
+        )
+    return grace
 
 
 class BindingService:

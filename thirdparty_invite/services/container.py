@@ -127,6 +127,10 @@ class Services:
     def binding_url(self, public_id: str) -> str:
         return str(self.public_base_url / "join") + "#" + public_id
 
+    def manage_url(self, room_id: str) -> str:
+        """The admin panel, opened on a room (the fragment stays in the browser)."""
+        return str(self.public_base_url / "manage") + "#" + room_id
+
     def binding_signin_url(self, public_id: str, ticket: str) -> str:
         """The page of a binding with a one-time ticket standing in for the Matrix sign-in."""
         return str(self.public_base_url / "join") + f"#{public_id}.{ticket}"

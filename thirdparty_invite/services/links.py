@@ -8,7 +8,8 @@ import secrets
 import attrs
 from mautrix.util.async_db import Connection
 
-from ..durations import format_duration, now_ms
+from ..config import LinkSettings
+from ..durations import DurationError, format_duration, now_ms, parse_duration
 from ..errors import UserFacingError
 from ..storage import InviteLink, Storage
 from .grants import GrantService, GrantSource
@@ -146,3 +147,24 @@ def describe_limits(link: InviteLink, now: int) -> str:
     else:
         parts.append("expired")
     return ", ".join(parts)
+
+
+def expiry_seconds(settings: LinkSettings, expires: str | None) -> float | None:
+    """Seconds until a new link expires, from what an admin typed (`7d`, `never`, or
+    nothing for the operator's default); M_INVALID_PARAM saying what is allowed."""
+    if expires is None:
+        return settings.default_expiry
+    if expires.lower() == "never":
+        return None
+    try:
+        seconds = parse_duration(expires)
+    except DurationError:
+        raise UserFacingError(
+            "M_INVALID_PARAM", "--expires takes a duration such as 30m, 12h, 7d or never."
+        ) from None
+    if not 60 <= seconds <= settings.max_expiry:
+        raise UserFacingError(
+            "M_INVALID_PARAM",
+            f"--expires must be between 1m and {format_duration(settings.max_expiry)}.",
+        )
+    return seconds
