@@ -26,9 +26,9 @@ from .records import (
     QueuedInvite,
     WebSession,
 )
+from .registrations import RegistrationStore
 from .room_labels import RoomLabel, RoomLabelStore
 from .room_people import GrantedPerson, RoomPeopleStore
-from .registrations import RegistrationStore
 from .rooms import RoomHoldings, RoomMove, RoomStore
 from .sessions import SessionStore
 from .signins import SignInStore

@@ -418,3 +418,9 @@ async def upgrade_v6(conn: Connection, scheme: Scheme) -> None:
         )"""
     )
 
+
+@upgrade_table.register(description="Registration tokens for people without a Matrix account")
+async def upgrade_v7(conn: Connection, scheme: Scheme) -> None:
+    from .registrations import create_registration_tables
+
+    await create_registration_tables(conn, _serial(scheme))
