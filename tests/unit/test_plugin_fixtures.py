@@ -91,7 +91,7 @@ async def test_a_wrong_config_keeps_the_bot_running_on_the_old_one(
     await maubot_plugin.on_external_config_update()
     # Nothing was stopped or rebuilt: the queue that delivers claims is the one running.
     assert maubot_plugin.services is running
-    assert running.queue._task is not None and not running.queue._task.done()
+    assert running.queue.loop.task is not None and not running.queue.loop.task.done()
     assert running.settings.operators == frozenset({"@op:example.com"})
     [logged] = [r for r in records if "NOT applied" in r.getMessage()]
     assert "operators:" in logged.getMessage() and "invites.max_attempts:" in logged.getMessage()

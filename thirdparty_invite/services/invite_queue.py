@@ -11,7 +11,6 @@ the same queue (action "kick"), with the same durability and pacing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from typing import Protocol
@@ -22,6 +21,7 @@ from ..config import InviteSettings
 from ..durations import now_ms
 from ..matrix.rooms import HomeserverUnavailable, InviteAttempt, Member, RoomOps
 from ..storage import QueuedInvite, Storage
+from .poll_loop import PollLoop
 
 _BATCH = 20
 _IDLE_POLL = 30.0
@@ -86,38 +86,29 @@ class InviteQueue:
         self.settings = settings
         self.reporter = reporter
         self.log = log
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._paused_until = 0  # ms; set by a 429 for every invite, not only that one
-        self._stopping = False
         # While the homeserver is unreachable, one log line when it goes and one when it
         # is back, rather than one per invite tried.
         self._homeserver_down = False
+        self.loop = PollLoop(
+            "thirdparty_invite-queue",
+            "Invite queue pass",
+            self.run_once,
+            self._seconds_until_due,
+            log,
+            retry_after=5.0,
+        )
 
     def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="thirdparty_invite-queue")
+        self.loop.start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop after the invite in flight: cancelling it mid-request would leave an invite
         the server made but the queue never recorded (harmless, but the audit log lies)."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=grace)
-        except asyncio.TimeoutError:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await self.loop.stop(grace)
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     async def invites_of(self, user_id: str) -> list[QueuedInvite]:
         """The person's invites, queued or finished, oldest first."""
@@ -126,30 +117,6 @@ class InviteQueue:
     async def counts_for_room(self, room_id: str) -> dict[str, int]:
         """How many of the room's invites are pending, done or failed."""
         return await self.storage.queue.counts_for_room(room_id)
-
-    async def _run(self) -> None:
-        failing = False
-        while not self._stopping:
-            try:
-                await self.run_once()
-                delay = await self._seconds_until_due()
-                failing = False
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                # The traceback once; while the same trouble lasts (say the database is
-                # down), one short line per retry.
-                if failing:
-                    self.log.warning("Invite queue pass failed again: %s", type(e).__name__)
-                else:
-                    self.log.exception("Invite queue pass failed; retrying shortly")
-                failing = True
-                delay = 5.0
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
 
     async def _seconds_until_due(self) -> float:
         next_at = await self.storage.queue.next_due_at()
@@ -161,12 +128,12 @@ class InviteQueue:
     async def run_once(self) -> int:
         """Work every invite that is due now; returns how many were attempted."""
         attempted = 0
-        while now_ms() >= self._paused_until and not self._stopping:
+        while now_ms() >= self._paused_until and not self.loop.stopping:
             due = await self.storage.queue.due(now_ms(), _BATCH)
             if not due:
                 break
             for item in due:
-                if now_ms() < self._paused_until or self._stopping:
+                if now_ms() < self._paused_until or self.loop.stopping:
                     return attempted
                 await self._deliver(item)
                 attempted += 1

@@ -17,7 +17,6 @@ the re-check and tells the admins; rules whose provider cannot list them are lef
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 import logging
 import random
@@ -33,6 +32,7 @@ from . import recheck_texts as texts
 from .bindings import BindingService, BindingView, DescribedRule
 from .kept_tokens import KeptTokens, PersonVerdicts
 from .loss_policy import LossPolicy
+from .poll_loop import PollLoop
 
 LEASE_MS = 5 * 60 * 1000  # renewed with every page; lapses if this instance dies
 MAX_BACKOFF_MS = 6 * 3600 * 1000
@@ -75,33 +75,28 @@ class RecheckService:
         self.log = log
         # Names this instance's leases; a restart is a new owner (its old leases lapse).
         self.owner = secrets.token_hex(8)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._stopping = False
+        self.loop = PollLoop(
+            "thirdparty_invite-rechecks",
+            "Re-check pass",
+            self._run_due,
+            self._seconds_until_due,
+            log,
+            retry_after=30.0,
+        )
 
     def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="thirdparty_invite-rechecks")
+        self.loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        task.cancel()  # a re-check cut short resumes from its last page under a new lease
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        # A re-check cut short resumes from its last page, under a new lease.
+        await self.loop.stop()
 
     async def request_now(self, binding_ids: Iterable[int], reason: str, actor: str) -> list[int]:
         """Make these bindings' re-checks due now (a webhook, an admin) and wake the worker."""
         scheduled = await self.storage.rechecks.request_now(binding_ids, now_ms())
         if scheduled:
             self.log.info("Re-check requested by %s (%s): bindings %s", actor, reason, scheduled)
-            self._wake.set()
+            self.loop.wake()
         return scheduled
 
     async def state(self, binding_id: int) -> RecheckState | None:
@@ -120,27 +115,9 @@ class RecheckService:
 
     # The worker
 
-    async def _run(self) -> None:
-        failing = False
-        while not self._stopping:
-            try:
-                while not self._stopping and await self.run_due_once():
-                    pass
-                delay = await self._seconds_until_due()
-                failing = False
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                if failing:
-                    self.log.warning("Re-check pass failed again: %s", type(e).__name__)
-                else:
-                    self.log.exception("Re-check pass failed; retrying shortly")
-                failing, delay = True, 30.0
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
+    async def _run_due(self) -> None:
+        while not self.loop.stopping and await self.run_due_once():
+            pass
 
     async def _seconds_until_due(self) -> float:
         next_at = await self.storage.rechecks.next_due_at()
