@@ -66,7 +66,10 @@ export function keepForSsoReturn({ token, baseUrl, userId }) {
 
 // The homeserver sent the browser back here with ?loginToken=…: pick up where we left, or
 // `lost: true` when this tab did not start it (or what it kept is stale or unreadable).
-export function takeSsoReturn() {
+// `accepts`: which kept fragments are this page's (the admin panel keeps a room ID or "").
+const isLinkFragment = (token) => TOKEN.test(token) || BINDING.test(token);
+
+export function takeSsoReturn({ accepts = isLinkFragment } = {}) {
   const loginToken = new URLSearchParams(location.search).get("loginToken");
   if (!loginToken) return null;
   let saved = null;
@@ -75,9 +78,11 @@ export function takeSsoReturn() {
   } catch {}  // unreadable: lost
   sessionStorage.removeItem(SSO_KEY);
   const fresh = Boolean(saved) && Date.now() - saved.at < SSO_MAX_AGE_MS &&
-    typeof saved.baseUrl === "string" && (TOKEN.test(saved.token) || BINDING.test(saved.token));
+    typeof saved.baseUrl === "string" && typeof saved.token === "string" &&
+    accepts(saved.token);
   // Out of the address bar and the history: the login token must not be reused or shared.
-  history.replaceState(null, "", location.pathname + (fresh ? `#${saved.token}` : location.hash));
+  const back = fresh ? (saved.token && `#${saved.token}`) : location.hash;
+  history.replaceState(null, "", location.pathname + back);
   return fresh ? { loginToken, ...saved } : { loginToken, lost: true };
 }
 

@@ -8,6 +8,7 @@
 //
 //   setUpMatrixSignIn({ submitLabel: "Sign in and join", nextSteps: ["Claiming…"],
 //                       fragment: () => token, onSignedIn: (userId, steps) => … });
+//   (`sessionAction`, default "Join": the verb of "Join as @you?" and of its button.)
 //   offerSession(session) or askForMatrixId(); after SSO: finishSso(sso).
 //
 // `onSignedIn` gets the progress list with `nextSteps` still to run (null after "Join as").
@@ -27,7 +28,8 @@ const self = { userId: "", serverName: "", baseUrl: "", options: null };
 
 export function setUpMatrixSignIn(options) {
   self.options = options;
-  $("matrix-signin").replaceChildren(...forms(options.submitLabel));
+  $("matrix-signin").replaceChildren(...forms(options.submitLabel,
+    options.sessionAction || "Join"));
   $("state-mxid").addEventListener("submit", onMatrixIdSubmit);
   $("state-signin").addEventListener("submit", onPasswordSubmit);
   $("signin-back").addEventListener("click", () => askForMatrixId());
@@ -204,14 +206,14 @@ async function proveAndContinue(login, steps) {
 
 // ---- the forms ------------------------------------------------------------------------
 
-function forms(submitLabel) {
+function forms(submitLabel, sessionAction) {
   const hidden = true;
   return [
     el("section", { id: "state-session", class: "state", hidden },
       el("h2", { tabindex: "-1" }, "You are signed in"),
-      el("p", {}, "Join as ", el("strong", { id: "session-user" }), "?"),
+      el("p", {}, `${sessionAction} as `, el("strong", { id: "session-user" }), "?"),
       el("div", { class: "actions" },
-        el("button", { id: "session-join", type: "button" }, "Join"),
+        el("button", { id: "session-join", type: "button" }, sessionAction),
         el("button", { id: "session-switch", type: "button", class: "secondary" },
           "Use another account"))),
 

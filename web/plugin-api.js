@@ -27,7 +27,8 @@ function waitOf(response, data) {
   return Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : null;
 }
 
-async function api(path, { method = "GET", body } = {}) {
+// Every call of the pages (and of the admin panel's manage-api.js) goes through here.
+export async function api(path, { method = "GET", body } = {}) {
   let response;
   try {
     response = await fetch(path, {

@@ -44,8 +44,10 @@ export function showProblem(title, text, { advice = "", rooms = [], retry = null
   retryButton.hidden = !retry;
   retryButton.textContent = retryLabel;
   $("problem-back").hidden = !back;
-  if (suggestBot && !$("bot-alternative").hidden) $("bot-alternative").open = true;
-  if (hideBot) $("bot-alternative").hidden = true;  // the bot would meet the same refusal
+  // (The admin panel has no message to the bot: nothing to open or hide there.)
+  const bot = $("bot-alternative");
+  if (bot && suggestBot && !bot.hidden) bot.open = true;
+  if (bot && hideBot) bot.hidden = true;  // the bot would meet the same refusal  // the bot would meet the same refusal
   showState("state-problem");
   announce(`${title}. ${text}`);
   if (retry && waitSeconds) holdOnly(retryButton, waitSeconds, retryLabel);
@@ -78,7 +80,7 @@ export function onLinkUnreadable(error, retry) {
 // Whatever went wrong that nothing above expected, the visitor never watches a spinner
 // forever: they get a problem state and a way to start again.
 export function showStartupProblem() {
-  $("link-loading").hidden = true;
+  if ($("link-loading")) $("link-loading").hidden = true;
   showProblem("This page could not start",
     "Something unexpected stopped the invite page. Reload it to try again.",
     { retry: () => location.reload(), retryLabel: "Reload the page", back: null });

@@ -21,8 +21,14 @@ _TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
-# An invite link's page, and a binding's (rooms open to people a provider vouches for).
-_PAGES = {"/": "index.html", "/invite": "invite.html", "/join": "join.html"}
+# An invite link's page, a binding's (rooms open to people a provider vouches for), and the
+# room admins' panel.
+_PAGES = {
+    "/": "index.html",
+    "/invite": "invite.html",
+    "/join": "join.html",
+    "/manage": "manage.html",
+}
 
 
 class StaticFiles:

@@ -1,0 +1,38 @@
+// The admin panel's calls (`POST api/manage/<name>`, described in api/openapi.json), all
+// with the session cookie. A refusal throws plugin-api.js's PluginError: `message` is the
+// sentence to show where the action was.
+
+import { api } from "./plugin-api.js";
+
+const call = (name, body = {}) => api(`api/manage/${name}`, { method: "POST", body });
+
+// The rooms and spaces where the bot is and the signed-in person may invite.
+export const listRooms = () => call("rooms");
+
+// One room: its links, bindings, people, invites and audit log.
+export const roomDetails = (roomId) => call("room", { room_id: roomId });
+
+// `extra`: { rooms?, name?, uses?, expires? } (only what the admin filled in).
+export const createLink = (roomId, extra) => call("links/create", { room_id: roomId, ...extra });
+
+export const revokeLink = (roomId, linkId) =>
+  call("links/revoke", { room_id: roomId, link_id: linkId });
+
+export const listProviders = () => call("providers");
+
+export const checkRules = (rules) => call("rules/check", { rules });
+
+export const createBinding = (roomId, rules, rooms) =>
+  call("bindings/create", { room_id: roomId, rules, ...(rooms ? { rooms } : {}) });
+
+export const removeBinding = (roomId, binding) =>
+  call("bindings/remove", { room_id: roomId, binding });
+
+export const setPolicy = (roomId, binding, policy, grace) =>
+  call("bindings/policy", { room_id: roomId, binding, policy, grace });
+
+export const recheckNow = (roomId, binding) =>
+  call("bindings/recheck", { room_id: roomId, binding });
+
+export const retryInvite = (roomId, userId) =>
+  call("invites/retry", { room_id: roomId, user_id: userId });

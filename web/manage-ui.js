@@ -1,0 +1,129 @@
+// What the admin panel's sections share: the room on show and the rooms the admin manages,
+// refusals said where the action was, a confirmation step, a copy row, room names.
+
+import { PluginError } from "./plugin-api.js";
+import { announce, el, setBusy } from "./ui.js";
+
+// Set by manage.js: who is signed in, their rooms, the room on show and its details,
+// `reload(focusId, message)` (fetch the room again, re-render, focus, announce) and
+// `signInAgain()` (the web session ended).
+export const panel = {
+  userId: "", rooms: [], providers: null, roomId: "", details: null,
+  reload: async () => {}, signInAgain: () => {},
+};
+
+export const isSessionEnded = (error) =>
+  error instanceof PluginError && error.errcode === "M_MISSING_TOKEN";
+
+// A room's name as the admin knows it: from the room list, else its ID. `ref` is a room
+// ID or a room object ({room_id, name}).
+export function roomName(ref) {
+  if (ref && typeof ref === "object") return ref.name || ref.room_id || "";
+  const known = panel.rooms.find((room) => room.room_id === ref);
+  return known?.name || String(ref ?? "");
+}
+
+export const roomIdOf = (ref) => (ref && typeof ref === "object" ? ref.room_id : ref);
+
+export function inWords(items) {
+  if (items.length <= 2) return items.join(" and ");
+  return `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
+}
+
+// A paragraph for a refusal, hidden until there is one.
+export const errorSlot = (id) => el("p", { id, class: "field-error", hidden: true });
+
+export function showError(slot, message) {
+  slot.textContent = message || "";
+  slot.hidden = !message;
+  if (message) slot.setAttribute("role", "alert");
+  else slot.removeAttribute("role");
+}
+
+// Runs `action` for `button` (busy meanwhile); a refusal is said in `slot`, where the
+// admin acted; an ended session asks for the sign-in again. Success: `after(result)`.
+export async function act(button, busyText, slot, action, after) {
+  showError(slot, "");
+  const done = setBusy(button, busyText);
+  let result;
+  try {
+    result = await action();
+  } catch (error) {
+    done();
+    if (isSessionEnded(error)) return panel.signInAgain();
+    showError(slot, error.message || String(error));
+    return;
+  }
+  done();
+  await after(result);
+}
+
+// Asks before something that cannot be undone: the `.actions` row holding the button
+// becomes the question, a confirming button (focused) and "Cancel" (which puts it back).
+export function confirmStep(button, { question, yes, onYes }) {
+  const row = button.closest(".actions");
+  const before = [...row.childNodes];
+  const restore = () => {
+    row.replaceChildren(...before);
+    button.focus();
+  };
+  const yesButton = el("button", { type: "button", class: "danger small" }, yes);
+  const noButton = el("button", { type: "button", class: "secondary small" }, "Cancel");
+  yesButton.addEventListener("click", () => onYes(yesButton, restore));
+  noButton.addEventListener("click", restore);
+  row.replaceChildren(el("span", { class: "confirm-question" }, question), yesButton, noButton);
+  yesButton.focus();
+  announce(question);
+}
+
+// A web address with a Copy button (and the address selectable by hand).
+export function copyRow(url, { id, copied }) {
+  const code = el("code", { id }, url);
+  const button = el("button", { type: "button", class: "secondary small",
+    "aria-describedby": id }, "Copy");
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(url);
+      button.textContent = "Copied";
+      announce(copied);
+    } catch {
+      announce("Copying is not allowed here: select the address and copy it yourself.");
+    }
+  });
+  return el("div", { class: "copy-row" }, code, button);
+}
+
+// "Also for: …" checkboxes of the admin's other rooms, for a link or binding of several
+// rooms; `chosen()` gives the room IDs ticked (this room first), or null for this one only.
+export function otherRoomsChoice(prefix) {
+  const others = panel.rooms.filter((room) => room.room_id !== panel.roomId);
+  const boxes = others.map((room, index) => {
+    const id = `${prefix}-room-${index}`;
+    const box = el("input", { type: "checkbox", id, value: room.room_id });
+    return { box, node: el("div", { class: "check" }, box,
+      el("label", { for: id }, room.name || room.room_id)) };
+  });
+  const node = others.length ? el("fieldset", { class: "other-rooms" },
+    el("legend", {}, "Also for these rooms (optional)"), ...boxes.map((b) => b.node)) : null;
+  return {
+    node,
+    chosen() {
+      const ticked = boxes.filter((b) => b.box.checked).map((b) => b.box.value);
+      return ticked.length ? [panel.roomId, ...ticked] : null;
+    },
+  };
+}
+
+// A labelled field: label, hint, input, error slot; returns { node, input, error }.
+export function field(id, label, { hint = "", optional = false, ...attributes } = {}) {
+  const hintId = hint ? `${id}-hint` : null;
+  const error = errorSlot(`${id}-error`);
+  const input = el("input", { id, name: id, "aria-describedby":
+    [hintId, `${id}-error`].filter(Boolean).join(" "), ...attributes });
+  const node = el("div", { class: "field" },
+    el("label", { for: id }, label, optional ? el("span", { class: "optional" }, " (optional)")
+      : null),
+    hint ? el("p", { id: hintId, class: "hint" }, hint) : null,
+    input, error);
+  return { node, input, error };
+}
