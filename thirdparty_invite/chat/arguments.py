@@ -18,6 +18,18 @@ class CommandError(UserFacingError):
         super().__init__("M_INVALID_PARAM", message)
 
 
+def take_register_flag(args: str) -> tuple[str, bool]:
+    """(the other arguments, whether `--register` was among them): `link` and `bind` both
+    take it, to offer a new account on the operator's homeserver to people who qualify."""
+    try:
+        words = shlex.split(args or "")
+    except ValueError:
+        return args, False  # the parser of the command says what is wrong
+    if "--register" not in words:
+        return args, False
+    return shlex.join(w for w in words if w != "--register"), True
+
+
 def parse_link_args(args: str) -> tuple[int | None, str | None, list[str]]:
     """(--uses, --expires, rooms) from `[--uses N] [--expires 7d|never] [room ...]`."""
     try:
@@ -42,7 +54,9 @@ def parse_link_args(args: str) -> tuple[int | None, str | None, list[str]]:
             else:
                 expires = value
         elif word.startswith("--"):
-            raise CommandError(f"Unknown option {word}. Options: --uses N, --expires 7d.")
+            raise CommandError(
+                f"Unknown option {word}. Options: --uses N, --expires 7d, --register."
+            )
         else:
             if not _is_room_ref(word):
                 raise CommandError(f"{word} is not a room ID (!...) or alias (#...:server).")
@@ -74,7 +88,9 @@ def parse_bind_args(args: str) -> tuple[str, list[str]]:
             rooms.append(words[i + 1])
             i += 2
         elif word.startswith("--"):
-            raise CommandError(f"Unknown option {word}. Option: --room ROOM (repeatable).")
+            raise CommandError(
+                f"Unknown option {word}. Options: --room ROOM (repeatable), --register."
+            )
         else:
             rules.append(word)
             i += 1

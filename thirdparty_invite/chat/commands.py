@@ -11,9 +11,10 @@ from maubot.handlers import command
 from ..durations import now_ms
 from ..errors import UserFacingError
 from ..matrix.rooms import RoomInfo
+from ..services import registration_texts
 from ..services.links import describe_limits, expiry_seconds
 from . import lifecycle
-from .arguments import parse_bind_args, parse_link_args
+from .arguments import parse_bind_args, parse_link_args, take_register_flag
 
 if TYPE_CHECKING:
     from ..services.container import Services
@@ -63,10 +64,15 @@ class InviteBotCommands:
         "link", help="A new invite link to this room (or the rooms named); shown once."
     )
     @command.argument(
-        "args", label="--uses N] [--expires 7d|never] [room ...", required=False, pass_raw=True
+        "args",
+        label="--uses N] [--expires 7d|never] [--register] [room ...",
+        required=False,
+        pass_raw=True,
     )
     async def link(self, evt: MessageEvent, args: str = "") -> None:
         try:
+            args, register = take_register_flag(args)
+            self._require_registration(register)
             uses, expires, room_refs = parse_link_args(args)
             expires_in = self._expiry(expires)
             rooms = await self.services.room_admin.resolve(room_refs or [str(evt.room_id)])
@@ -80,6 +86,8 @@ class InviteBotCommands:
         names = ", ".join(info.display_name for info in infos)
         url = self.services.invite_url(token)
         gaps = await self._space_gaps(tuple(rooms))
+        if register:
+            gaps += await self._offer_registration("link", link.id, link.rooms, evt)
         await self.services.rooms.reply_with_secret(
             str(evt.room_id),
             str(evt.event_id),
@@ -135,10 +143,15 @@ class InviteBotCommands:
         "`github team:matrix-org/maintainers and patreon tier:Gold`.",
     )
     @command.argument(
-        "args", label="provider> <rule> [and ...] [--room ROOM ...", required=True, pass_raw=True
+        "args",
+        label="provider> <rule> [and ...] [--room ROOM ...] [--register",
+        required=True,
+        pass_raw=True,
     )
     async def bind(self, evt: MessageEvent, args: str = "") -> None:
         try:
+            args, register = take_register_flag(args)
+            self._require_registration(register)
             rules_text, room_refs = parse_bind_args(args)
             self.services.bindings.parse(rules_text)  # say what is wrong with them first
             rooms = await self.services.room_admin.resolve(room_refs or [str(evt.room_id)])
@@ -152,6 +165,10 @@ class InviteBotCommands:
         # What a provider could not check at bind time (bound anyway), for the admin.
         notes = "".join(f"\n\nNote: {note}" for note in view.notes)
         notes += await self._space_gaps(view.binding.rooms)
+        if register:
+            notes += await self._offer_registration(
+                "binding", view.binding.id, view.binding.rooms, evt
+            )
         await evt.reply(
             f"{names} is now open to {view.description}.\n\n"
             f"Share this link: {self.services.binding_url(public_id)}\n\n"
@@ -283,6 +300,17 @@ class InviteBotCommands:
 
     def _expiry(self, expires: str | None) -> float | None:
         return expiry_seconds(self.services.settings.links, expires)
+
+    def _require_registration(self, register: bool) -> None:
+        if register and self.services.registration.minter is None:
+            raise registration_texts.command_off()
+
+    async def _offer_registration(
+        self, kind: str, item_id: int, rooms: tuple[str, ...], evt: MessageEvent
+    ) -> str:
+        """Offer new accounts through the link or binding just made; the reply's note."""
+        await self.services.registration.offer(kind, item_id, rooms, str(evt.sender))
+        return registration_texts.offered_note(self.services.settings.registration.server_name)
 
     async def _require_manager(
         self, evt: MessageEvent, room_id: str, bot_needs: tuple[str, ...] = ("invite",)

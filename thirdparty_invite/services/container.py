@@ -9,6 +9,7 @@ from yarl import URL
 from ..config import Settings
 from ..durations import now_ms
 from ..identity.verifier import OpenIDVerifier
+from ..matrix.registration_tokens import SynapseAdminMinter
 from ..matrix.rooms import RoomOps
 from ..net.guard import AddressPolicy
 from ..net.http import OutboundHTTP
@@ -27,6 +28,7 @@ from .loss_policy import LossPolicy
 from .provider_credentials import StoredCredentials
 from .provider_signin import ProviderSignIn
 from .rechecks import RecheckService
+from .registration import RegistrationService
 from .reporting import MembershipReporter
 from .room_admin import RoomAdmin
 from .room_directory import RoomDirectory
@@ -108,6 +110,20 @@ class Services:
             settings.providers.max_matrix_ids_per_account,
             self.kept_tokens.keep,
         )
+        registration = settings.registration
+        self.registration = RegistrationService(
+            registration,
+            storage,
+            self.bindings,
+            self.links,
+            self.grants,
+            self.provider_signin,
+            settings.providers.max_matrix_ids_per_account,
+            SynapseAdminMinter(registration.admin_api_url, registration.admin_token)
+            if registration.enabled
+            else None,
+            log.getChild("registration"),
+        )
         self.direct_claims = DirectClaims(
             self.links,
             self.bindings,
@@ -183,6 +199,7 @@ class Services:
         await self.storage.sessions.purge_expired(now_ms())
         await self.storage.signins.purge_expired(now_ms())
         await self.storage.kept_tokens.forget_unused()
+        await self.registration.purge_expired()  # unused registration tokens, at Synapse too
 
     async def start(self) -> None:
         self.queue.start()
@@ -200,3 +217,4 @@ class Services:
         await self.verifier.close()
         await self.providers.close()
         await self.provider_http.close()
+        await self.registration.close()

@@ -260,6 +260,8 @@ class ProviderChecks:
     ) -> BindingAttempt | None:
         """Grant when `current` (a pass) completes the binding; the refusal to record
         instead when an account's Matrix IDs for this binding are spent."""
+        if not user_id:  # no Matrix account yet: the registration service grants later
+            return None
         attempts = await self.storage.signins.attempts(session_hash, view.binding.id, now_ms())
         attempts[current.provider] = current
         passed = [attempts.get(p.id) for p in view.providers]

@@ -17,6 +17,10 @@ from ..identity.verifier import VerifiedToken
 from ..storage import Storage, WebSession
 
 COOKIE_NAME = "tpi_session"
+# The user of a session opened for someone with no Matrix account yet: they walk a
+# binding's providers before registering (services/registration.py). Only `get_unregistered`
+# returns such a session, so no route that acts for a Matrix ID ever sees one.
+NO_MATRIX_ID = ""
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,16 @@ class WebSessionService:
         return session_id, session
 
     async def get(self, session_id: str | None) -> WebSession | None:
+        """The session of a proven Matrix ID (never one that has none yet)."""
+        session = await self._get(session_id)
+        return None if session is None or session.user_id == NO_MATRIX_ID else session
+
+    async def get_unregistered(self, session_id: str | None) -> WebSession | None:
+        """The session of someone without a Matrix account yet (see open_unregistered)."""
+        session = await self._get(session_id)
+        return session if session is not None and session.user_id == NO_MATRIX_ID else None
+
+    async def _get(self, session_id: str | None) -> WebSession | None:
         if not session_id or len(session_id) > 128:
             return None
         return await self.storage.sessions.get_valid(_hash(session_id), now_ms())
@@ -77,3 +91,7 @@ class WebSessionService:
             _hash(session_id), user_id, session.created_at, session.expires_at, None, 0
         )
         return session_id, session
+
+    async def open_unregistered(self) -> tuple[str, WebSession]:
+        """A session for someone who has no Matrix account yet (NO_MATRIX_ID)."""
+        return await self.open_proven(NO_MATRIX_ID)

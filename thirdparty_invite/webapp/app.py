@@ -17,6 +17,7 @@ from .api import WebAPI
 from .bindings_api import BindingsAPI
 from .origins import OriginCheck
 from .ratelimit import RateLimiter, rate_limit_middleware
+from .registration_api import RegistrationAPI
 from .session_cookie import SessionCookie
 from .static import StaticFiles
 from .support import error_middleware
@@ -37,6 +38,11 @@ RATE_LIMITED_ROUTES = {
     # Each callback makes the bot call a provider, like each sign-in a homeserver.
     "GET /api/oauth/callback": "session",
     "POST /api/session/ticket": "session",
+    "POST /api/register/offer": "link_inspect",
+    "POST /api/register/session": "session",
+    "POST /api/register/start": "link_claim",
+    "POST /api/register/token": "link_claim",
+    "POST /api/register/claim": "link_claim",
     "POST /api/webhooks/github": "webhook",
     "POST /api/webhooks/patreon": "webhook",
 }
@@ -69,5 +75,6 @@ def install_web_app(
     origin = OriginCheck(services.public_base_url, settings.web.trusted_origins)
     WebAPI(services, cookie, origin).register(webapp)
     BindingsAPI(services, cookie, origin).register(webapp)
+    RegistrationAPI(services, cookie, origin).register(webapp)
     WebhookReceivers(services.webhooks).register(webapp)
     StaticFiles(read_file).register(webapp)

@@ -1,0 +1,366 @@
+"""Accounts for people without one, end to end on a Synapse that requires registration tokens.
+
+This module starts its own Synapse (`enable_registration` and `registration_requires_token`
+on: the session's Synapse keeps registration closed) and its own maubot. A room admin
+binds a room with `--register`; a person with no Matrix account opens a session with no
+Matrix ID, passes the provider step at the local GitHub, gets a single-use token minted
+through Synapse's admin API, registers through the client-server API with it, proves the
+new account with an OpenID token, and is invited. Also: nobody who did not qualify gets a
+token, a token works once and not after its expiry, unused tokens are deleted at Synapse
+when they expire, and the caps hold under parallel requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+import contextlib
+from pathlib import Path
+import re
+import secrets
+import sqlite3
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from support.providers.github import Account, FakeGitHub
+import yarl
+
+from devtools.matrix_user import MatrixUser
+from devtools.stack import RunningStack, running_stack
+from devtools.synapse import SynapseServer
+from devtools.web_client import signed_in_session
+
+pytestmark = pytest.mark.integration
+
+BINDING_LINK = re.compile(r"(https?://\S+/join)#([A-Za-z0-9_-]{16})")
+TOKEN_REGISTRATION = {"enable_registration": True, "registration_requires_token": True}
+ORG = "regorg"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def reg_stack(
+    tmp_path_factory: pytest.TempPathFactory, mbp: Path
+) -> AsyncIterator[RunningStack]:
+    """A stack of its own: Synapse with token registration on, maubot, the plugin."""
+    async with running_stack(
+        tmp_path_factory.mktemp("registration"), synapse_config=TOKEN_REGISTRATION, mbp=mbp
+    ) as stack:
+        yield stack
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def operator(reg_stack: RunningStack) -> MatrixUser:
+    """A server admin of the Synapse: its access token is the one the plugin mints with."""
+    return await reg_stack.user("operator", admin=True)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def github(reg_stack: RunningStack, operator: MatrixUser) -> AsyncIterator[FakeGitHub]:
+    async with FakeGitHub() as server:
+        server.auto_approve = True
+        await configure(reg_stack, operator, server, daily_cap=1000)
+        yield server
+
+
+async def configure(
+    stack: RunningStack, operator: MatrixUser, github: FakeGitHub, **registration: Any
+) -> None:
+    section = github.config_section(callback_url=f"{stack.web_url}api/oauth/callback")
+    await stack.configure(
+        providers={"github": section},
+        registration={
+            "server_name": stack.synapse.server_name,
+            "admin_api_url": stack.synapse.base_url,
+            "admin_token": operator.access_token,
+            "token_lifetime": "1m",
+            **registration,
+        },
+    )
+    await asyncio.sleep(1)  # maubot hands the config to the plugin, which rebuilds
+    await stack.wait_web_ready()
+
+
+async def command(stack: RunningStack, room_id: str, text: str) -> str:
+    event_id = await stack.admin.send_text(room_id, text)
+    reply = await stack.admin.wait_for_message(
+        room_id,
+        lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
+        sender=stack.bot.user_id,
+        timeout=60,
+    )
+    return reply["body"]
+
+
+async def bind(stack: RunningStack, room_id: str, args: str) -> tuple[str, str]:
+    reply = await command(stack, room_id, f"!invitebot bind {args}")
+    match = BINDING_LINK.search(reply)
+    assert match, reply
+    return reply, match.group(2)
+
+
+async def post(http: aiohttp.ClientSession, path: str, body: dict) -> tuple[int, dict]:
+    async with http.post(path, json=body) as resp:
+        return resp.status, await resp.json()
+
+
+def member(github: FakeGitHub, prefix: str = "member") -> Account:
+    return github.add_account(f"{prefix}{secrets.token_hex(3)}").join_org(ORG)
+
+
+async def qualify(
+    http: aiohttp.ClientSession, github: FakeGitHub, binding: str, account: Account
+) -> dict:
+    """Open a session with no Matrix ID and pass the binding's GitHub step in it."""
+    status, opened = await post(http, "api/register/session", {})
+    assert status == 200, opened
+    status, started = await post(
+        http, "api/register/start", {"binding": binding, "provider": "github"}
+    )
+    assert status == 200, started
+    github.sign_in_as(account)
+    back = await github.visit_authorize(started["authorize_url"])
+    async with http.get(back, allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+        assert yarl.URL(resp.headers["Location"]).fragment == binding
+    for _ in range(300):
+        status, progress = await post(http, "api/register/progress", {"binding": binding})
+        assert status == 200, progress
+        if all(p["state"] != "checking" for p in progress["providers"]):
+            return progress
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"still checking: {progress}")
+
+
+async def register(
+    synapse: SynapseServer, token: str, localpart: str | None = None
+) -> tuple[int, dict]:
+    """Register through the client-server API as the page does: every stage of the flow
+    that has the registration-token stage. (status, body): 200 with the new account."""
+    url = f"{synapse.base_url}/_matrix/client/v3/register"
+    body: dict[str, Any] = {
+        "username": localpart or f"new-{secrets.token_hex(3)}",
+        "password": secrets.token_urlsafe(12),
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=body) as resp:
+            answer = await resp.json()
+        if resp.status != 401:
+            return resp.status, answer
+        session = answer["session"]
+        flow = next(
+            f["stages"] for f in answer["flows"] if "m.login.registration_token" in f["stages"]
+        )
+        for stage in flow:
+            if stage in answer.get("completed", []):
+                continue
+            auth: dict[str, Any] = {"type": stage, "session": session}
+            if stage == "m.login.registration_token":
+                auth["token"] = token
+            async with http.post(url, json={**body, "auth": auth}) as resp:
+                answer = await resp.json()
+            if resp.status == 200:
+                answer["password"] = body["password"]
+                return 200, answer
+            if resp.status != 401 or "errcode" in answer:
+                return resp.status, answer
+        return resp.status, answer
+
+
+async def admin_token_info(
+    synapse: SynapseServer, operator: MatrixUser, token: str
+) -> dict | None:
+    url = f"{synapse.base_url}/_synapse/admin/v1/registration_tokens/{token}"
+    headers = {"Authorization": f"Bearer {operator.access_token}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        return None if resp.status == 404 else await resp.json()
+
+
+async def all_tokens(synapse: SynapseServer, operator: MatrixUser) -> list[dict]:
+    url = f"{synapse.base_url}/_synapse/admin/v1/registration_tokens"
+    headers = {"Authorization": f"Bearer {operator.access_token}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        return (await resp.json())["registration_tokens"]
+
+
+def plugin_rows(stack: RunningStack, sql: str, *args: object) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(stack.plugin_database())) as db:
+        return db.execute(sql, args).fetchall()
+
+
+async def invited(http: aiohttp.ClientSession, room_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        async with http.get("api/invites") as resp:
+            invites = {i["room_id"]: i for i in (await resp.json())["invites"]}
+        if room_id in invites and invites[room_id]["state"] != "pending":
+            return invites[room_id]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no invite settled: {invites}")
+        await asyncio.sleep(0.25)
+
+
+async def test_a_qualifying_person_gets_an_account_and_an_invite(
+    reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
+) -> None:
+    stack = reg_stack
+    room_id = await stack.room("Registration room")
+    reply, binding = await bind(stack, room_id, f"github org:{ORG} --register")
+    assert f"create one on {stack.synapse.server_name}" in reply, reply
+    async with stack.web_client() as http:
+        status, offer = await post(http, "api/register/offer", {"binding": binding})
+        assert status == 200 and offer["offered"] is True, offer
+        assert offer["server_name"] == stack.synapse.server_name
+        progress = await qualify(http, github, binding, member(github))
+        assert progress["qualified"] is True, progress
+        status, issued = await post(http, "api/register/token", {"binding": binding})
+        assert status == 200, issued
+        token = issued["token"]
+        # Asked again by the same browser (a reload), the same token.
+        status, again = await post(http, "api/register/token", {"binding": binding})
+        assert status == 200 and again["token"] == token
+    info = await admin_token_info(stack.synapse, operator, token)
+    assert info is not None and info["uses_allowed"] == 1 and info["completed"] == 0
+    assert abs(info["expiry_time"] - issued["expires_at"]) < 1000
+    assert 50_000 < issued["expires_at"] - time.time() * 1000 <= 60_000
+
+    status, account = await register(stack.synapse, token)
+    assert status == 200, account
+    newcomer = MatrixUser(
+        stack.synapse.base_url, account["user_id"], account["access_token"], account["device_id"]
+    )
+    try:
+        async with await signed_in_session(stack.web_url, newcomer) as http:
+            status, claimed = await post(http, "api/register/claim", {"token": token})
+            assert status == 202, claimed
+            assert [r["room_id"] for r in claimed["rooms"]] == [room_id]
+            assert (await invited(http, room_id))["outcome"] == "invited"
+            # Claiming again changes nothing (the same grant).
+            status, again = await post(http, "api/register/claim", {"token": token})
+            assert status == 202 and again["grant_id"] == claimed["grant_id"]
+    finally:
+        await newcomer.close()
+    await stack.admin.wait_for_membership(room_id, account["user_id"], "invite", timeout=60)
+    actions = [
+        row[0]
+        for row in plugin_rows(
+            stack, "SELECT action FROM audit_log WHERE room_id=? ORDER BY id", room_id
+        )
+    ]
+    assert "registration_offered" in actions and "registration_token_minted" in actions
+    assert "registration_token_claimed" in actions and "granted" in actions
+    # The token is in no audit entry.
+    assert not plugin_rows(stack, "SELECT 1 FROM audit_log WHERE detail LIKE ?", f"%{token}%")
+
+
+async def test_nobody_who_did_not_qualify_gets_a_token(
+    reg_stack: RunningStack, github: FakeGitHub
+) -> None:
+    stack = reg_stack
+    room_id = await stack.room("Closed room")
+    _, binding = await bind(stack, room_id, f"github org:{ORG} --register")
+    _, plain = await bind(stack, room_id, f"github org:{ORG}")
+    outsider = github.add_account(f"outsider{secrets.token_hex(3)}")
+    async with stack.web_client() as http:
+        # No session with no Matrix ID: no token.
+        status, refused = await post(http, "api/register/token", {"binding": binding})
+        assert status == 401, refused
+        progress = await qualify(http, github, binding, outsider)
+        assert progress["qualified"] is False
+        assert progress["providers"][0]["problem"] == "not_qualified"
+        status, refused = await post(http, "api/register/token", {"binding": binding})
+        assert (status, refused["errcode"]) == (403, "TPI_NOT_QUALIFIED")
+        # A session that walked no provider step at all.
+        await post(http, "api/register/session", {})
+        status, refused = await post(http, "api/register/token", {"binding": binding})
+        assert (status, refused["errcode"]) == (403, "TPI_NOT_QUALIFIED")
+        # A binding made without --register offers nothing, even to a member.
+        status, offer = await post(http, "api/register/offer", {"binding": plain})
+        assert status == 200 and offer == {"offered": False}
+        status, refused = await post(
+            http, "api/register/start", {"binding": plain, "provider": "github"}
+        )
+        assert (status, refused["errcode"]) == (403, "TPI_REGISTRATION_NOT_OFFERED")
+    # Someone signed in with a Matrix ID is not a session with no Matrix ID.
+    someone = await stack.user("someone")
+    async with await stack.signed_in(someone) as http:
+        status, refused = await post(http, "api/register/token", {"binding": binding})
+        assert status == 401, refused
+    # The passes of one session count for no other.
+    async with stack.web_client() as http:
+        progress = await qualify(http, github, binding, member(github))
+        assert progress["qualified"] is True
+    async with stack.web_client() as other:
+        await post(other, "api/register/session", {})
+        status, refused = await post(other, "api/register/token", {"binding": binding})
+        assert (status, refused["errcode"]) == (403, "TPI_NOT_QUALIFIED")
+
+
+async def test_a_token_works_once_and_not_after_its_expiry(
+    reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
+) -> None:
+    stack = reg_stack
+    room_id = await stack.room("Once room")
+    _, binding = await bind(stack, room_id, f"github org:{ORG} --register")
+    tokens = []
+    for _ in range(2):
+        async with stack.web_client() as http:
+            assert (await qualify(http, github, binding, member(github)))["qualified"]
+            status, issued = await post(http, "api/register/token", {"binding": binding})
+            assert status == 200, issued
+            tokens.append(issued)
+    used, unused = tokens
+    status, account = await register(stack.synapse, used["token"])
+    assert status == 200, account
+    status, refused = await register(stack.synapse, used["token"])
+    assert status == 401 and refused.get("errcode") == "M_UNAUTHORIZED", refused
+    # The second token, past its expiry (one minute), makes nothing.
+    await asyncio.sleep(max(0.0, unused["expires_at"] / 1000 - time.time()) + 1)
+    status, refused = await register(stack.synapse, unused["token"])
+    assert status == 401 and refused.get("errcode") == "M_UNAUTHORIZED", refused
+    # Someone holding a token they did not register with gets nothing by claiming it.
+    someone = await stack.user("holder")
+    async with await stack.signed_in(someone) as http:
+        status, refused = await post(http, "api/register/claim", {"token": unused["token"]})
+        assert (status, refused["errcode"]) == (409, "TPI_REGISTRATION_NOT_DONE"), refused
+
+
+async def test_the_caps_hold_under_ten_parallel_requests(
+    reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
+) -> None:
+    stack = reg_stack
+    room_id = await stack.room("Busy room")
+    _, binding = await bind(stack, room_id, f"github org:{ORG} --register")
+    # One external account, ten requests from its session at once: one token.
+    async with stack.web_client() as http:
+        assert (await qualify(http, github, binding, member(github)))["qualified"]
+        answers = await asyncio.gather(
+            *(post(http, "api/register/token", {"binding": binding}) for _ in range(10))
+        )
+    tokens = {a["token"] for status, a in answers if status == 200}
+    assert len(tokens) == 1, answers
+    assert {a.get("errcode") for status, a in answers if status != 200} <= {
+        "TPI_ACCOUNT_HAS_TOKEN"
+    }, answers
+    # Ten people who qualified, ten requests at once, three left under the daily cap.
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    minted = plugin_rows(stack, "SELECT minted FROM registration_days WHERE day=?", day)[0][0]
+    await configure(stack, operator, github, daily_cap=minted + 3)
+    clients = [stack.web_client() for _ in range(10)]
+    try:
+        for http in clients:
+            assert (await qualify(http, github, binding, member(github)))["qualified"]
+        before = len(await all_tokens(stack.synapse, operator))
+        answers = await asyncio.gather(
+            *(post(http, "api/register/token", {"binding": binding}) for http in clients)
+        )
+    finally:
+        for http in clients:
+            await http.close()
+        await configure(stack, operator, github, daily_cap=1000)
+    granted = [a for status, a in answers if status == 200]
+    assert len(granted) == 3, answers
+    assert {a["errcode"] for status, a in answers if status != 200} == {"TPI_REGISTRATION_CAP"}
+    assert len(await all_tokens(stack.synapse, operator)) == before + 3
