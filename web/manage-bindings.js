@@ -5,8 +5,8 @@
 import * as manage from "./manage-api.js";
 import { ruleBuilder } from "./manage-rules.js";
 import {
-  act, confirmStep, copyRow, errorSlot, field, inWords, isSessionEnded, otherRoomsChoice, panel,
-  roomName, showError,
+  act, confirmStep, copyRow, errorSlot, field, inWords, isSessionEnded, otherRoomsChoice,
+  othersText, panel, roomName, showError,
 } from "./manage-ui.js";
 import { $, announce, el, formatDate, sentence } from "./ui.js";
 
@@ -25,12 +25,21 @@ function graceText(seconds) {
   return `${seconds}s`;
 }
 
+// A re-check's outcome (RecheckOutcome.outcome) in words; its detail is in words already.
+const OUTCOMES = {
+  ok: "done", incomplete: "stopped before the end", shrunk: "stopped: the list shrank too much",
+  not_listable: "not possible", busy: "already running", removed: "binding removed",
+};
+
+function outcomeText({ outcome, detail, calls }) {
+  const count = calls ? ` (${calls === 1 ? "one call" : `${calls} calls`} to the provider)` : "";
+  const said = OUTCOMES[outcome] || outcome || "finished";
+  return `${said}${count}.${detail ? ` ${sentence(detail)}` : ""}`;
+}
+
 function recheckText(last) {
   if (!last) return "Not re-checked yet.";
-  const calls = last.calls === null || last.calls === undefined ? ""
-    : ` (${last.calls === 1 ? "one call" : `${last.calls} calls`} to the provider)`;
-  const detail = last.detail ? ` ${sentence(last.detail)}` : "";
-  return `Last re-check ${formatDate(last.at)}: ${last.outcome}${calls}.${detail}`;
+  return `Last re-check ${formatDate(last.at)}: ${outcomeText(last)}`;
 }
 
 function policyForm(binding) {
@@ -69,8 +78,7 @@ function recheckBlock(binding) {
   button.addEventListener("click", () => act(button, "Re-checking…", error,
     () => manage.recheckNow(panel.roomId, binding.id),
     async (answer) => {
-      const said = `Re-check: ${answer.outcome}.${answer.detail ? ` ${sentence(answer.detail)}`
-        : ""}`;
+      const said = `Re-check now: ${outcomeText(answer)}`;
       await panel.reload(button.id, "");
       const shown = $(outcome.id);
       if (shown) {
@@ -98,6 +106,7 @@ function bindingItem(binding) {
       () => panel.reload("bindings-title", "The binding is removed.")),
   }));
   const rooms = (binding.rooms || []).map(roomName);
+  if (binding.hidden_rooms) rooms.push(othersText(binding.hidden_rooms));
   const rules = binding.rules || [];
   return el("li", { class: "panel-item", id: prefix },
     el("div", { class: "item-head" },
@@ -147,11 +156,12 @@ function bindingForm() {
   return form;
 }
 
-function showNewBinding({ binding, url }) {
+function showNewBinding({ binding, url, notes = [] }) {
   const words = binding?.description ? sentence(`open to ${binding.description}`) : "";
   const box = el("div", { class: "new-secret", id: "binding-new" },
     el("p", { class: "item-name" }, "The binding is made"),
     words ? el("p", {}, words) : null,
+    ...notes.map((note) => el("p", { class: "hint" }, sentence(note))),
     el("p", {}, "Share this link: people sign in there and are let in when they qualify."),
     copyRow(url, { id: "binding-new-url", copied: "Copied the binding's link." }));
   $("bindings-new").replaceChildren(box);
@@ -162,7 +172,9 @@ function showNewBinding({ binding, url }) {
 async function loadProviders() {
   if (panel.providers) return true;
   try {
-    panel.providers = (await manage.listProviders()).providers;
+    const answer = await manage.listProviders();
+    panel.providers = answer.providers;
+    panel.providersUnavailable = answer.unavailable || "";
     return true;
   } catch (error) {
     if (isSessionEnded(error)) panel.signInAgain();
@@ -180,6 +192,10 @@ export async function renderBindings(details) {
   slot.dataset.room = panel.roomId;
   slot.replaceChildren(el("p", { class: "muted" }, "Loading the providers…"));
   if (!(await loadProviders())) return;
+  if (panel.providersUnavailable) {
+    slot.replaceChildren(el("p", { class: "field-error" }, panel.providersUnavailable));
+    return;
+  }
   if (!panel.providers.length) {
     slot.replaceChildren(el("p", {}, "No provider is set up on this bot yet: its operator " +
       "adds them to the instance's config. Invite links work meanwhile."));

@@ -4,8 +4,8 @@
 
 import * as manage from "./manage-api.js";
 import {
-  act, confirmStep, copyRow, errorSlot, field, inWords, otherRoomsChoice, panel, roomName,
-  showError,
+  act, confirmStep, copyRow, errorSlot, field, inWords, otherRoomsChoice, othersText, panel,
+  roomName, showError,
 } from "./manage-ui.js";
 import { $, announce, el, formatDate } from "./ui.js";
 
@@ -18,7 +18,7 @@ export const linkLabel = (link) => link.name || `Link ${link.id}`;
 function usesText(link) {
   const used = link.uses ?? 0;
   if (link.max_uses === null || link.max_uses === undefined) {
-    return `No use limit; used ${used === 1 ? "once" : `${used} times`}.`;
+    return `No use limit; ${used ? `used ${used === 1 ? "once" : `${used} times`}` : "not used yet"}.`;
   }
   const left = Math.max(link.max_uses - used, 0);
   return `${left} of ${link.max_uses} ${link.max_uses === 1 ? "use" : "uses"} left.`;
@@ -54,6 +54,7 @@ function linkItem(link) {
       () => panel.reload("links-title", `${linkLabel(link)} is revoked.`)),
   }));
   const rooms = (link.rooms || []).map(roomName);
+  if (link.hidden_rooms) rooms.push(othersText(link.hidden_rooms));
   return el("li", { class: "panel-item", id: `link-${link.id}`, "data-state": state },
     el("div", { class: "item-head" },
       el("strong", { class: "item-name" }, linkLabel(link)),

@@ -1,73 +1,32 @@
 // The rule builder of a new binding: per rule, a provider, then the rule's kind, then its
-// fields (from the shapes the provider gives, e.g. "team:ORG/TEAM" or
-// "repo:OWNER/REPO[:LEVEL]"), or the rule typed whole. As the admin types, each rule is
-// checked by the server (`rules/check`, debounced) and said back in words, as `bind`
-// replies; every rule must hold (AND). The builder knows no rule of its own: the server
-// parses and words them all.
+// fields (from the shapes the provider gives, e.g. "team:ORG/TEAM"), or the rule typed
+// whole. As the admin types, each rule is checked by the server (`rules/check`, debounced)
+// and said back in words, as `bind` replies; every rule must hold (AND). The builder knows
+// no rule of its own: the server parses and words them all.
 
 import * as manage from "./manage-api.js";
 import { errorSlot, isSessionEnded, panel, showError } from "./manage-ui.js";
-import { announce, el, sentence } from "./ui.js";
+import { announce, el } from "./ui.js";
 
 const CHECK_DELAY_MS = 400;
 const MAX_RULES = 5;
 const TYPED = "";  // the kind value of "type the rule yourself"
 
-// A shape's parts: literal text, and fields (optional inside [...]); "<server ID>" and
-// "ORG" are both fields.
-export function parseShape(shape) {
-  const parts = [];
-  let optional = 0;
-  const pattern = /(\[)|(\])|<([^>]+)>|([A-Z][A-Z0-9_]*)|([^[\]<A-Z]+)/g;
-  for (const [, open, close, angled, upper, literal] of String(shape).matchAll(pattern)) {
-    if (open) optional += 1;
-    else if (close) optional = Math.max(optional - 1, 0);
-    else if (angled || upper) parts.push({ field: angled || upper, optional: optional > 0 });
-    else parts.push({ literal, optional: optional > 0 });
+// What a provider says its rules look like (`rule_kinds`): per kind a prefix ("team:"),
+// its usage ("team:ORG/TEAM"), what it means, and its fields, each with the separator
+// written before its value ("/"), whether it may be left out, and its choices if any.
+const shapesOf = (provider) => provider.rule_kinds || [];
+
+// The rule's text from a shape and the values typed: the prefix, then each field given a
+// value after its separator; "" while a field it needs is empty.
+export function composeRule(shape, values) {
+  let text = shape.prefix;
+  for (const [index, field] of (shape.fields || []).entries()) {
+    const value = (values[index] || "").trim();
+    if (!value && !field.optional) return "";
+    if (value) text += `${field.separator || ""}${value}`;
   }
-  return parts;
-}
-
-const fieldLabel = (name) => sentence(name.replaceAll("_", " ").toLowerCase()).replace(/\.$/, "");
-
-// The rule's text from a shape and the values typed: an optional group is left out while
-// its fields are empty.
-export function composeRule(parts, values) {
-  let text = "";
-  let group = "";
-  let groupFilled = true;
-  const flush = () => {
-    if (group && groupFilled) text += group;
-    group = "";
-    groupFilled = true;
-  };
-  parts.forEach((part, index) => {
-    if (!part.optional) {
-      flush();
-      text += part.literal ?? (values[index] || "").trim();
-      return;
-    }
-    if (part.literal !== undefined) group += part.literal;
-    else {
-      const value = (values[index] || "").trim();
-      if (!value) groupFilled = false;
-      group += value;
-    }
-  });
-  flush();
   return text;
-}
-
-// What a provider says its rules look like: [{kind, shape, hint}] (an entry may be the
-// shape alone); its kind is the shape's first word.
-function shapesOf(provider) {
-  const list = provider.rules || provider.shapes || [];
-  return list.map((item) => {
-    const shape = typeof item === "string" ? item : item.shape || item.form || "";
-    const kind = (typeof item === "object" && item.kind) || shape.split(":")[0];
-    const about = typeof item === "object" ? item : {};
-    return { kind, shape, label: about.label || shape, hint: about.hint || "" };
-  }).filter((item) => item.shape);
 }
 
 // ---- one rule -------------------------------------------------------------------------
@@ -90,34 +49,38 @@ function ruleRow(builder, number) {
       el("div", { class: "field" }, el("label", { for: provider.id }, "Provider"), provider),
       el("div", { class: "field" }, el("label", { for: kind.id }, "Kind of rule"), kind)),
     fields, words, error, remove);
-  const row = { node, legend, provider, kind, fields, words, error, inputs: [], parts: null,
-    text: "", valid: false, description: "", timer: null, asked: 0, remove };
+  const row = { node, legend, provider, kind, fields, words, error, inputs: [], shape: null,
+    shapes: [], text: "", valid: false, description: "", timer: null, asked: 0, remove };
 
   const fillKinds = () => {
     const chosen = providers.find((p) => p.id === provider.value);
     const shapes = chosen ? shapesOf(chosen) : [];
     row.shapes = shapes;
-    kind.replaceChildren(...shapes.map((s) => el("option", { value: s.kind }, s.label)),
+    kind.replaceChildren(...shapes.map((s) => el("option", { value: s.kind }, s.usage)),
       el("option", { value: TYPED }, "Type the rule yourself"));
     fillFields();
   };
   const fillFields = () => {
-    const shape = row.shapes.find((s) => s.kind === kind.value);
-    row.parts = shape ? parseShape(shape.shape) : null;
+    const shape = row.shapes.find((s) => s.kind === kind.value) || null;
+    row.shape = shape;
     row.inputs = [];
     const describedBy = `${words.id} ${error.id}`;
     const made = [];
-    if (row.parts) {
-      row.parts.forEach((part, index) => {
-        if (part.field === undefined) return;
+    if (shape?.meaning) made.push(el("p", { class: "hint" }, shape.meaning));
+    if (shape) {
+      (shape.fields || []).forEach((part, index) => {
         const inputId = `${id}-field-${index}`;
-        const input = el("input", { id: inputId, spellcheck: "false", autocapitalize: "off",
-          "aria-describedby": describedBy, "data-index": index });
+        const input = part.choices?.length
+          ? el("select", { id: inputId, "aria-describedby": describedBy },
+            ...(part.optional ? [el("option", { value: "" }, "(leave out)")] : []),
+            ...part.choices.map((choice) => el("option", { value: choice }, choice)))
+          : el("input", { id: inputId, spellcheck: "false", autocapitalize: "off",
+            "aria-describedby": describedBy });
         made.push(el("div", { class: "field" },
-          el("label", { for: inputId }, fieldLabel(part.field),
+          el("label", { for: inputId }, part.label,
             part.optional ? el("span", { class: "optional" }, " (optional)") : null),
           input));
-        row.inputs[index] = input;
+        row.inputs.push(input);
       });
     } else {
       const input = el("input", { id: `${id}-text`, spellcheck: "false",
@@ -127,12 +90,12 @@ function ruleRow(builder, number) {
         el("p", { id: `${id}-text-hint`, class: "hint" },
           "As after the provider in !invitebot bind, e.g. team:matrix-org/core."),
         input));
-      row.inputs = [input];
+      row.inputs.push(input);
     }
-    if (shape?.hint) made.push(el("p", { class: "hint" }, shape.hint));
     fields.replaceChildren(...made);
-    for (const input of fields.querySelectorAll("input")) {
-      input.addEventListener("input", () => scheduleCheck(builder, row));
+    for (const input of row.inputs) {
+      input.addEventListener(input.tagName === "SELECT" ? "change" : "input",
+        () => scheduleCheck(builder, row));
     }
     scheduleCheck(builder, row);
   };
@@ -144,11 +107,8 @@ function ruleRow(builder, number) {
 }
 
 function ruleText(row) {
-  if (!row.parts) return (row.inputs[0]?.value || "").trim();
-  const values = row.parts.map((part, index) => row.inputs[index]?.value || "");
-  const missing = row.parts.some((part, index) => part.field !== undefined && !part.optional &&
-    !values[index].trim());
-  return missing ? "" : composeRule(row.parts, values);
+  if (!row.shape) return (row.inputs[0]?.value || "").trim();
+  return composeRule(row.shape, row.inputs.map((input) => input.value));
 }
 
 // The whole rule as `bind` takes it: "github team:matrix-org/core".

@@ -23,7 +23,9 @@ export function roomName(ref) {
   return known?.name || String(ref ?? "");
 }
 
-export const roomIdOf = (ref) => (ref && typeof ref === "object" ? ref.room_id : ref);
+// Rooms of a link or binding that the admin does not manage are only counted.
+export const othersText = (count) =>
+  count === 1 ? "one room you do not manage" : `${count} rooms you do not manage`;
 
 export function inWords(items) {
   if (items.length <= 2) return items.join(" and ");
@@ -42,6 +44,7 @@ export function showError(slot, message) {
 
 // Runs `action` for `button` (busy meanwhile); a refusal is said in `slot`, where the
 // admin acted; an ended session asks for the sign-in again. Success: `after(result)`.
+// Whether it succeeded.
 export async function act(button, busyText, slot, action, after) {
   showError(slot, "");
   const done = setBusy(button, busyText);
@@ -50,12 +53,13 @@ export async function act(button, busyText, slot, action, after) {
     result = await action();
   } catch (error) {
     done();
-    if (isSessionEnded(error)) return panel.signInAgain();
-    showError(slot, error.message || String(error));
-    return;
+    if (isSessionEnded(error)) panel.signInAgain();
+    else showError(slot, error.message || String(error));
+    return false;
   }
   done();
   await after(result);
+  return true;
 }
 
 // Asks before something that cannot be undone: the `.actions` row holding the button
@@ -69,7 +73,10 @@ export function confirmStep(button, { question, yes, onYes }) {
   };
   const yesButton = el("button", { type: "button", class: "danger small" }, yes);
   const noButton = el("button", { type: "button", class: "secondary small" }, "Cancel");
-  yesButton.addEventListener("click", () => onYes(yesButton, restore));
+  // Refused: the row is put back, and the refusal stays said below it.
+  yesButton.addEventListener("click", async () => {
+    if (!(await onYes(yesButton))) restore();
+  });
   noButton.addEventListener("click", restore);
   row.replaceChildren(el("span", { class: "confirm-question" }, question), yesButton, noButton);
   yesButton.focus();

@@ -169,7 +169,7 @@ async function loadRoom({ focusId = null, message = "", announceIt = false } = {
 }
 
 function summaryOf(details) {
-  const count = (n, one, many) => (n === 1 ? `one ${one}` : `${n} ${many}`);
+  const count = (n, one, many) => (n === 1 ? `one ${one}` : `${n || "no"} ${many}`);
   const active = details.links.filter((link) => link.state === "active").length;
   return `${count(active, "active invite link", "active invite links")}, ` +
     `${count(details.bindings.length, "binding", "bindings")}, ` +
