@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..durations import format_duration, now_ms
-from ..services.bindings import POLICIES, BindingView, grace_seconds
+from ..services.bindings import POLICIES, BindingView, grace_seconds, policy_needs
 from ..services.rechecks import RecheckOutcome
 from ..storage import RecheckState
 from .arguments import CommandError
@@ -69,8 +69,7 @@ async def policy(services: Services, sender: str, room_id: str, args: str) -> st
         raise CommandError(f"The policy is one of {', '.join(POLICIES)}. {usage}")
     grace = grace_seconds(words[3]) if len(words) == 4 else 0.0
     view = await _binding_of(services, room_id, ref)
-    # Removing people needs the bot's power to kick, checked now rather than at the loss.
-    bot_needs = ("invite", "kick") if chosen == "kick" else ("invite",)
+    bot_needs = policy_needs(chosen)
     await _require_all_rooms(services, sender, view, room_id, bot_needs)
     view = await services.bindings.set_policy(view, chosen, int(grace * 1000), sender)
     gaps = await services.spaces.power_gaps(view.binding.rooms, bot_needs)

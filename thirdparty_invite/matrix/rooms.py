@@ -303,6 +303,10 @@ class RoomOps:
         except (MatrixRequestError, HomeserverUnavailable):
             pass  # Reporting is best effort; the audit log keeps the record.
 
+    async def joined_rooms(self) -> list[str]:
+        """The rooms the bot is joined to, as its homeserver says (one request)."""
+        return [str(room_id) for room_id in await self._bounded(self.client.get_joined_rooms())]
+
     async def joined_members(self, room_id: str) -> frozenset[str]:
         return frozenset(
             str(user)

@@ -63,6 +63,29 @@ class Rule:
 
 
 @attrs.frozen
+class RuleField:
+    """One blank of a rule's shape, for a rule builder: the rule's text is the shape's
+    `prefix` then, for each field given a value, its `separator` and the value."""
+
+    name: str
+    label: str
+    separator: str = ""
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class RuleShape:
+    """A kind of rule a provider reads, e.g. GitHub's `team:ORG/TEAM`."""
+
+    kind: str
+    prefix: str
+    usage: str
+    meaning: str
+    fields: tuple[RuleField, ...] = ()
+
+
+@attrs.frozen
 class ExternalAccount:
     """Who the person is at the provider: a stable id (never a name that can change)."""
 
@@ -150,6 +173,11 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def parse_rule(self, text: str) -> Rule:
         """The rule in `text` (what follows the provider's name); raise RuleError."""
+
+    def rule_shapes(self) -> list[RuleShape]:
+        """The kinds of rule `parse_rule` reads, field by field (for the admin panel's
+        rule builder; `parse_rule` stays the judge of what is valid)."""
+        return []
 
     @abc.abstractmethod
     def describe(self, rule: Rule) -> str:

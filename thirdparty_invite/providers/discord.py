@@ -33,6 +33,8 @@ from .base import (
     ProviderUnavailable,
     Rule,
     RuleError,
+    RuleField,
+    RuleShape,
     SignInFailed,
     Verdict,
 )
@@ -128,6 +130,17 @@ class DiscordProvider(Provider):
         # roles, though every member holds it: it means "any member".
         args = (guild,) if role is None or role == guild else (guild, role)
         return Rule(self.id, "guild", args, "guild:" + ":".join(args))
+
+    def rule_shapes(self) -> list[RuleShape]:
+        return [
+            RuleShape(
+                "guild",
+                "guild:",
+                RULE_FORMS,
+                HOW_TO_COPY_IDS,
+                (RuleField("guild", "Server ID"), RuleField("role", "Role ID", ":", True)),
+            )
+        ]
 
     def describe(self, rule: Rule) -> str:
         if len(rule.args) == 2:

@@ -49,6 +49,8 @@ from .base import (
     ProviderUnavailable,
     Rule,
     RuleError,
+    RuleField,
+    RuleShape,
     SignInFailed,
 )
 from .github_listing import ListingCredentials, MemberListing, listing_for, read_recheck
@@ -161,6 +163,24 @@ class GitHubProvider(Provider):
         paired = kind in ("team", "repo")  # ORG/TEAM, OWNER/REPO
         names, options = ("/".join(args[:2]), args[2:]) if paired else (args[0], args[1:])
         return Rule(self.id, kind, tuple(args), ":".join([kind, names, *options]))
+
+    def rule_shapes(self) -> list[RuleShape]:
+        login = RuleField("login", "User login")
+        owner = RuleField("org", "Organisation")
+        fields = {
+            "org": (owner,),
+            "team": (owner, RuleField("team", "Team (as in its URL)", "/")),
+            "repo": (
+                RuleField("owner", "Owner"),
+                RuleField("repo", "Repository", "/"),
+                RuleField("level", "Permission (push when left out)", ":", True, PERMISSIONS),
+            ),
+            "sponsor": (login, RuleField("min_cents", "Minimum, in cents a month", ":", True)),
+        }
+        return [
+            RuleShape(kind, f"{kind}:", usage, meaning, fields[kind])
+            for kind, (usage, meaning) in USAGE.items()
+        ]
 
     def describe(self, rule: Rule) -> str:
         on = f"on {self.display_name}"

@@ -42,6 +42,8 @@ from .base import (
     ProviderUnavailable,
     Rule,
     RuleError,
+    RuleField,
+    RuleShape,
     Verdict,
 )
 from .gitlab_listing import GitLabMemberListing
@@ -147,6 +149,20 @@ class GitLabProvider(Provider):
             return Rule(self.id, "group", (path,), f"group:{path}")
         level_name = _level_name(level)
         return Rule(self.id, "group", (path, level_name), f"group:{path}:{level_name}")
+
+    def rule_shapes(self) -> list[RuleShape]:
+        return [
+            RuleShape(
+                "group",
+                "group:",
+                "group:PATH[:ROLE]",
+                "PATH as in the group's URL; ROLE: the least role, any member when left out",
+                (
+                    RuleField("path", "Group path"),
+                    RuleField("role", "Least role", ":", True, tuple(LEVELS)),
+                ),
+            )
+        ]
 
     def describe(self, rule: Rule) -> str:
         path = rule.args[0]

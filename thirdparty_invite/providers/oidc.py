@@ -65,6 +65,8 @@ from .base import (
     ProviderUnavailable,
     Rule,
     RuleError,
+    RuleField,
+    RuleShape,
     SignInFailed,
 )
 from .oauth import OAuthClient, OAuthEndpoints, TokenResponse
@@ -169,6 +171,20 @@ class OIDCProvider(Provider):
                 raise RuleError("email_verified is true or false")
             value = value.lower()
         return Rule(self.id, "claim", (word, value), f"{word}:{value}")
+
+    def rule_shapes(self) -> list[RuleShape]:
+        return [
+            RuleShape(
+                word,
+                f"{word}:",
+                f"{word}:VALUE",
+                "true or false"
+                if self.claims[word].claim == "email_verified"
+                else "the claim's value; * and ? match any characters",
+                (RuleField("value", "Value"),),
+            )
+            for word in sorted(self.claims)
+        ]
 
     def describe(self, rule: Rule) -> str:
         word, value = rule.args

@@ -40,6 +40,8 @@ from .base import (
     ProviderUnavailable,
     Rule,
     RuleError,
+    RuleField,
+    RuleShape,
     SignInFailed,
     Verdict,
 )
@@ -195,6 +197,25 @@ class PatreonProvider(Provider):
                 f"e.g. min_cents:500 for 5.00; not {arg!r}."
             )
         return Rule(self.id, "min_cents", (str(int(arg)),), f"min_cents:{int(arg)}")
+
+    def rule_shapes(self) -> list[RuleShape]:
+        return [
+            RuleShape("patron", "patron", "patron", "any patron of the campaign"),
+            RuleShape(
+                "tier",
+                "tier:",
+                "tier:<tier name or ID>",
+                "patrons of that tier",
+                (RuleField("tier", "Tier name or ID"),),
+            ),
+            RuleShape(
+                "min_cents",
+                "min_cents:",
+                "min_cents:<amount in cents>",
+                "patrons paying at least that much (500 is 5.00)",
+                (RuleField("cents", "Amount in cents"),),
+            ),
+        ]
 
     def describe(self, rule: Rule) -> str:
         campaign = (

@@ -46,10 +46,7 @@ class BindingView:
     def description(self) -> str:
         """ "members of team maintainers of matrix-org on GitHub, and Patreon patrons of
         tier Gold" """
-        words = [r.description for r in self.rules]
-        if len(words) <= 2:
-            return ", and ".join(words) if len(words) == 2 else "".join(words)
-        return ", ".join(words[:-1]) + ", and " + words[-1]
+        return join_descriptions([r.description for r in self.rules])
 
     @property
     def providers(self) -> list[Provider]:
@@ -63,7 +60,20 @@ class BindingView:
         return [r.rule for r in self.rules if r.provider.id == provider_id]
 
 
+def join_descriptions(words: list[str]) -> str:
+    """Rules in words, joined as `bind` says them: "A, B, and C"."""
+    if len(words) <= 2:
+        return ", and ".join(words) if len(words) == 2 else "".join(words)
+    return ", ".join(words[:-1]) + ", and " + words[-1]
+
+
 POLICIES = ("kick", "notify", "dry-run")
+
+
+def policy_needs(policy: str) -> tuple[str, ...]:
+    """What the bot must be able to do in a binding's rooms for this policy: removing
+    people needs its power to kick, checked when the policy is set rather than at a loss."""
+    return ("invite", "kick") if policy == "kick" else ("invite",)
 MAX_GRACE = 90 * 86400
 
 
@@ -117,6 +127,14 @@ class BindingService:
                 raise _refuse(f"{provider.display_name}: {e}") from None
             parsed.append((provider, rule))
         return parsed
+
+    def describe_text(self, text: str) -> tuple[list[DescribedRule], str]:
+        """The rules of `text` said in words, as `bind` would say them (raises as parse)."""
+        described = [
+            DescribedRule(provider, rule, provider.describe(rule))
+            for provider, rule in self.parse(text)
+        ]
+        return described, join_descriptions([d.description for d in described])
 
     def _provider(self, word: str) -> Provider:
         provider = self.registry.get(word)

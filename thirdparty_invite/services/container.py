@@ -25,6 +25,8 @@ from .invite_queue import InviteQueue
 from .kept_tokens import KeptTokens
 from .links import LinkService
 from .loss_policy import LossPolicy
+from .manage import ManageService
+from .managed_rooms import ManagedRooms
 from .provider_credentials import StoredCredentials
 from .provider_signin import ProviderSignIn
 from .rechecks import RecheckService
@@ -123,6 +125,22 @@ class Services:
             if registration.enabled
             else None,
             log.getChild("registration"),
+        )
+        # The admin panel: the rooms a person may manage, and its actions.
+        self.managed_rooms = ManagedRooms(
+            storage, rooms, self.room_admin, self.direct_chats, log.getChild("panel")
+        )
+        self.manage = ManageService(
+            storage,
+            self.managed_rooms,
+            self.links,
+            self.bindings,
+            self.rechecks,
+            self.grants,
+            self.reporter,
+            self.providers,
+            settings.links,
+            self.binding_url,
         )
         self.direct_claims = DirectClaims(
             self.links,

@@ -81,3 +81,30 @@ class RoomPeopleStore:
             user_id,
         )
         return None if row is None else QueuedInvite.from_row(row)
+
+    async def live_grant(
+        self, grant_id: int, user_id: str
+    ) -> tuple[int | None, int | None, str | None] | None:
+        """(link id, binding id, external id) of the person's grant when it still admits
+        them: its link not revoked, its binding not removed nor acted against for a loss."""
+        row = await self.db.fetchrow(
+            "SELECT g.link_id, g.binding_id, g.external_id FROM grants g"
+            " LEFT JOIN invite_links l ON l.id = g.link_id"
+            " LEFT JOIN bindings b ON b.id = g.binding_id"
+            " WHERE g.id=$1 AND g.user_id=$2"
+            " AND (l.id IS NULL OR l.revoked_at IS NULL)"
+            " AND (b.id IS NULL OR b.removed_at IS NULL)"
+            " AND (g.link_id IS NOT NULL OR g.binding_id IS NOT NULL)"
+            " AND NOT EXISTS (SELECT 1 FROM losses x WHERE x.binding_id = g.binding_id"
+            "  AND x.user_id = g.user_id)",
+            grant_id,
+            user_id,
+        )
+        if row is None:
+            return None
+        link_id, binding_id = row["link_id"], row["binding_id"]
+        return (
+            None if link_id is None else int(link_id),
+            None if binding_id is None else int(binding_id),
+            row["external_id"],
+        )

@@ -15,6 +15,8 @@ import attrs
 from ..config import RateLimit
 from .api import WebAPI
 from .bindings_api import BindingsAPI
+from .manage_api import ROUTES as MANAGE_ROUTES
+from .manage_api import ManageAPI
 from .origins import OriginCheck
 from .ratelimit import RateLimiter, rate_limit_middleware
 from .registration_api import RegistrationAPI
@@ -45,12 +47,15 @@ RATE_LIMITED_ROUTES = {
     "POST /api/register/claim": "link_claim",
     "POST /api/webhooks/github": "webhook",
     "POST /api/webhooks/patreon": "webhook",
+    # The admin panel: a bucket of its own (rules are checked as the admin types).
+    **{f"POST /api/manage/{name}": "manage" for name in MANAGE_ROUTES},
 }
 # Webhooks come from a provider's few addresses in bursts (an organisation removing fifty
 # people sends fifty deliveries at once), and GitHub does not retry a refused delivery:
 # a generous bucket of their own, apart from the limits on people. It bounds the hashing
 # unsigned requests cost; only signed ones reach the database.
 WEBHOOK_LIMIT = RateLimit(burst=60, refill=0.5)
+MANAGE_LIMIT = RateLimit(burst=60, refill=0.5)
 
 
 def install_web_app(
@@ -63,7 +68,11 @@ def install_web_app(
     webapp.clear()
     settings = services.settings
     limiter = RateLimiter(
-        {**attrs.asdict(settings.rate_limits, recurse=False), "webhook": WEBHOOK_LIMIT}
+        {
+            **attrs.asdict(settings.rate_limits, recurse=False),
+            "webhook": WEBHOOK_LIMIT,
+            "manage": MANAGE_LIMIT,
+        }
     )
     # maubot wraps the handler in each middleware in the order added: the last is outermost,
     # so errors raised anywhere (the limiter included) still leave as {errcode, error}.
@@ -75,6 +84,7 @@ def install_web_app(
     origin = OriginCheck(services.public_base_url, settings.web.trusted_origins)
     WebAPI(services, cookie, origin).register(webapp)
     BindingsAPI(services, cookie, origin).register(webapp)
+    ManageAPI(services, cookie, origin).register(webapp)
     RegistrationAPI(services, cookie, origin).register(webapp)
     WebhookReceivers(services.webhooks).register(webapp)
     StaticFiles(read_file).register(webapp)
