@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 import contextlib
+import logging
 from pathlib import Path
 import re
 import secrets
@@ -32,6 +33,12 @@ from devtools.matrix_user import MatrixUser
 from devtools.stack import RunningStack, running_stack
 from devtools.synapse import SynapseServer
 from devtools.web_client import signed_in_session
+from thirdparty_invite.durations import now_ms
+from thirdparty_invite.matrix.registration_tokens import SynapseAdminMinter
+from thirdparty_invite.registration_settings import RegistrationSettings
+from thirdparty_invite.services.registration import RegistrationService
+from thirdparty_invite.storage import Storage
+from thirdparty_invite.storage.registrations import Reservation
 
 pytestmark = pytest.mark.integration
 
@@ -364,3 +371,95 @@ async def test_the_caps_hold_under_ten_parallel_requests(
     assert len(granted) == 3, answers
     assert {a["errcode"] for status, a in answers if status != 200} == {"TPI_REGISTRATION_CAP"}
     assert len(await all_tokens(stack.synapse, operator)) == before + 3
+
+
+async def test_a_link_with_register_offers_an_account_and_the_link_admits_it(
+    reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
+) -> None:
+    stack = reg_stack
+    room_id = await stack.room("Link room")
+    url = await stack.link(room_id, "--uses 1 --register")
+    link_token = url.split("#", 1)[1]
+    plain_token = (await stack.link(room_id, "--uses 1")).split("#", 1)[1]
+    async with stack.web_client() as http:
+        status, offer = await post(http, "api/register/offer", {"link": plain_token})
+        assert status == 200 and offer == {"offered": False}
+        status, offer = await post(http, "api/register/offer", {"link": link_token})
+        assert status == 200 and offer["offered"] is True
+        await post(http, "api/register/session", {})
+        status, refused = await post(http, "api/register/token", {"link": plain_token})
+        assert (status, refused["errcode"]) == (403, "TPI_REGISTRATION_NOT_OFFERED")
+        status, issued = await post(http, "api/register/token", {"link": link_token})
+        assert status == 200, issued
+    # The link's one use is set aside for that token: nobody else gets one meanwhile.
+    async with stack.web_client() as other:
+        await post(other, "api/register/session", {})
+        status, refused = await post(other, "api/register/token", {"link": link_token})
+        assert (status, refused["errcode"]) == (409, "TPI_LINK_FULL"), refused
+    status, account = await register(stack.synapse, issued["token"])
+    assert status == 200, account
+    newcomer = MatrixUser(
+        stack.synapse.base_url, account["user_id"], account["access_token"], account["device_id"]
+    )
+    try:
+        async with await signed_in_session(stack.web_url, newcomer) as http:
+            status, claimed = await post(http, "api/links/claim", {"token": link_token})
+            assert status == 202, claimed
+            assert (await invited(http, room_id))["outcome"] == "invited"
+    finally:
+        await newcomer.close()
+
+
+async def test_unused_tokens_are_deleted_at_synapse_when_they_expire(
+    reg_stack: RunningStack, operator: MatrixUser, storage: Storage
+) -> None:
+    """The purge the plugin runs every 10 minutes, run here on both engines against this
+    module's Synapse (an expiry in the plugin's database moved into the past)."""
+    synapse = reg_stack.synapse
+    settings = RegistrationSettings(
+        server_name=synapse.server_name,
+        admin_api_url=synapse.base_url,
+        admin_token=operator.access_token,
+    )
+    minter = SynapseAdminMinter(settings.admin_api_url, settings.admin_token)
+    service = RegistrationService(
+        settings, storage, None, None, None, None, 1, minter, logging.getLogger("test.reg")
+    )  # type: ignore[arg-type]  # the purge needs the storage and the minter only
+    store = storage.registrations
+    now = now_ms()
+    rows = {}
+    for name in ("used", "unused", "never minted"):
+        rows[name] = await store.reserve(
+            Reservation(
+                binding_id=None,
+                link_id=None,
+                accounts=(),
+                session_hash=secrets.token_hex(32),
+                now=now,
+                expires_at=now + 60_000,
+                day="purge-test",
+                daily_cap=10,
+            )
+        )
+    tokens = {}
+    for name in ("used", "unused"):
+        tokens[name] = (await minter.mint(1, now + 60_000)).token
+        await store.minted(rows[name], tokens[name])
+    status, _ = await register(synapse, tokens["used"])
+    assert status == 200
+    await storage.db.execute("UPDATE registration_tokens SET expires_at = 1")
+    try:
+        assert await service.purge_expired() == 1
+    finally:
+        await service.close()
+    assert await admin_token_info(synapse, operator, tokens["unused"]) is None
+    assert await admin_token_info(synapse, operator, tokens["used"]) is not None
+    assert await store.by_token(tokens["unused"]) is None
+    kept = await store.by_token(tokens["used"])
+    assert kept is not None and kept.used_at is not None
+    remaining = await storage.db.fetch("SELECT id FROM registration_tokens")
+    assert [r["id"] for r in remaining] == [rows["used"]]
+    deleted = await storage.db.fetch(
+        "SELECT target FROM audit_log WHERE action='registration_token_deleted'"
+    )
+    assert [r["target"] for r in deleted] == [f"registration token {rows['unused']}"]
