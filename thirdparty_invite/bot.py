@@ -9,6 +9,7 @@ from yarl import URL
 
 from .chat.commands import InviteBotCommands
 from .chat.room_invites import BotInviteHandler
+from .chat.room_labels import RoomLabelHandler
 from .chat.room_upgrades import RoomUpgradeHandler
 from .chat.space_children import SpaceChildHandler
 from .config import Config, ConfigError, Settings, read_settings
@@ -49,6 +50,8 @@ class InviteBot(Plugin):
         self.register_handler_class(self._room_upgrades)
         self._space_children = SpaceChildHandler(None)
         self.register_handler_class(self._space_children)
+        self._room_labels = RoomLabelHandler(None)
+        self.register_handler_class(self._room_labels)
         await self._start_services(settings)
         self.sched.run_periodically(_PURGE_INTERVAL, self._purge_expired)
 
@@ -61,6 +64,7 @@ class InviteBot(Plugin):
         services = self._build_services(settings)
         self._commands.services = self._bot_invites.services = services
         self._room_upgrades.services = self._space_children.services = services
+        self._room_labels.services = services
         if self.webapp is not None:
             install_web_app(self.webapp, services, self.loader.read_file, self.log)
         await services.start()

@@ -128,6 +128,15 @@ async def test_an_admin_creates_a_link_and_a_binding_and_sees_who_came(
         )
         assert (status, revoked["link"]["state"]) == (200, "revoked")
 
+        # A new name reaches the list through the bot's sync, not through page loads.
+        await stack.admin.send_state(room_id, "m.room.name", {"name": "Renamed room"})
+        for _ in range(60):
+            names = {r["room_id"]: r["name"] for r in await rooms_of(admin, None)}
+            if names[room_id] == "Renamed room":
+                break
+            await asyncio.sleep(0.5)
+        assert names[room_id] == "Renamed room"
+
 
 async def test_a_non_admin_sees_no_rooms_and_cannot_act(
     stack: RunningStack, github: FakeGitHub

@@ -123,6 +123,11 @@ class ManagedRooms:
     ) -> list[RoomInfo]:
         return [await self.require(user_id, room_id, bot_needs) for room_id in room_ids]
 
+    async def refresh(self, room_id: str) -> None:
+        """Read the room again and keep its name (its name, topic or alias changed, or the
+        bot joined it); a room that cannot be read now keeps what it had."""
+        await self._read_all([room_id])
+
     async def _judged(self) -> list[_Judged]:
         known = await self.rooms.state_cache.joined_rooms()
         if known is None:  # no SQL state store (not under maubot): the homeserver's list

@@ -1,0 +1,57 @@
+"""Room names for the admin panel's list, kept current from the bot's sync: when a room's
+name, topic or canonical alias changes, or the bot joins a room, the room is read once and
+its label stored (ManagedRooms.refresh). Page loads then ask the homeserver nothing."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from maubot.handlers import event
+from mautrix.types import EventType, Membership, StateEvent
+
+if TYPE_CHECKING:
+    from ..services.container import Services
+
+# A state event can reach the bot twice (its room's state and its timeline).
+_SEEN_EVENTS = 256
+
+
+class RoomLabelHandler:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def _first_sight(self, event_id: str) -> bool:
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        while len(self._seen) > _SEEN_EVENTS:
+            self._seen.popitem(last=False)
+        return True
+
+    @event.on(EventType.ROOM_NAME)
+    async def on_name(self, evt: StateEvent) -> None:
+        await self._refresh(evt)
+
+    @event.on(EventType.ROOM_TOPIC)
+    async def on_topic(self, evt: StateEvent) -> None:
+        await self._refresh(evt)
+
+    @event.on(EventType.ROOM_CANONICAL_ALIAS)
+    async def on_alias(self, evt: StateEvent) -> None:
+        await self._refresh(evt)
+
+    @event.on(EventType.ROOM_MEMBER)
+    async def on_bot_joined(self, evt: StateEvent) -> None:
+        if str(evt.state_key) != self.services.rooms.bot_user_id:
+            return
+        if getattr(evt.content, "membership", None) != Membership.JOIN:
+            return
+        if getattr(evt.prev_content, "membership", None) == Membership.JOIN:
+            return  # a change of the bot's own name or avatar
+        await self._refresh(evt)
+
+    async def _refresh(self, evt: StateEvent) -> None:
+        if self._first_sight(str(evt.event_id)):
+            await self.services.managed_rooms.refresh(str(evt.room_id))
