@@ -159,6 +159,17 @@ async def test_a_room_the_store_lacks_is_read_once_and_kept(stack: Stack) -> Non
         assert stack.state_requests() == before
 
 
+async def test_a_room_the_bot_left_unseen_is_marked_left(stack: Stack) -> None:
+    # The store says joined, the homeserver says otherwise (the bot's leave was missed).
+    await stack.store.set_membership(RoomID("!ghost:hs.test"), UserID(BOT), Membership.JOIN)
+    alice = await stack.sign_in(ALICE)
+    async with alice:
+        _, body = await post(alice, "rooms", {})
+        assert "!ghost:hs.test" not in [r["room_id"] for r in body["rooms"]]
+    member = await stack.store.get_member(RoomID("!ghost:hs.test"), UserID(BOT))
+    assert member is not None and member.membership == Membership.LEAVE
+
+
 async def test_links_created_claimed_and_revoked_through_the_panel(stack: Stack) -> None:
     alice = await stack.sign_in(ALICE)
     async with alice:

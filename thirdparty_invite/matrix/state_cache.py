@@ -92,3 +92,11 @@ class StateCache:
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a server's oddity: the sync loop will say it again
             await store.update_state(event)
+
+    async def left(self, room_id: str) -> None:
+        """The homeserver says the bot is not in the room: so says the store from now on."""
+        store = self.client.state_store
+        if store is not None:
+            await store.set_membership(
+                RoomID(room_id), UserID(str(self.client.mxid)), Membership.LEAVE
+            )

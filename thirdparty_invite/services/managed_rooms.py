@@ -34,6 +34,7 @@ from .room_admin import SLOW_HOMESERVER, RoomAdmin
 _INDISTINCT = frozenset({"M_FORBIDDEN", "TPI_BOT_NOT_IN_ROOM", "TPI_DIRECT_CHAT"})
 # Rooms read at once when the store lacks them (once per room, ever).
 _FILL_CONCURRENCY = 8
+_FILL_BUDGET = 3.0
 
 
 @attrs.frozen
@@ -144,22 +145,31 @@ class ManagedRooms:
         return complete
 
     async def _read_all(self, room_ids: list[str]) -> list[RoomInfo]:
-        """Read rooms the store or the labels lack, a few at a time; a room that cannot be
-        read now (the bot left it, the homeserver is slow) is left out this time."""
+        """Read rooms the store or the labels lack, a few at a time, for at most
+        `_FILL_BUDGET` seconds (what is not read by then is read on a later load); a room
+        that cannot be read now is left out this time, and one the bot is not in any more
+        is marked so in the state store."""
         gate = asyncio.Semaphore(_FILL_CONCURRENCY)
 
         async def read(room_id: str) -> RoomInfo | None:
             async with gate:
                 try:
                     info = await self.rooms.room_info(room_id, fresh=True)
-                except (MatrixRequestError, HomeserverUnavailable) as e:
+                except MatrixRequestError as e:  # the bot is not in it (any more)
+                    self.log.debug("Not in %s any more (%s)", room_id, e)
+                    await self.rooms.state_cache.left(room_id)
+                    return None
+                except HomeserverUnavailable as e:
                     self.log.debug("Could not read %s for the room list: %s", room_id, e)
                     return None
                 await self._label(info)
                 return info
 
-        infos = await asyncio.gather(*(read(room_id) for room_id in room_ids))
-        return [info for info in infos if info is not None]
+        tasks = [asyncio.ensure_future(read(room_id)) for room_id in room_ids]
+        done, pending = await asyncio.wait(tasks, timeout=_FILL_BUDGET)
+        for task in pending:
+            task.cancel()
+        return [info for task in done if (info := task.result()) is not None]
 
     async def _label(self, info: RoomInfo) -> None:
         name = info.name or info.canonical_alias
