@@ -12,7 +12,8 @@ export const listRooms = () => call("rooms");
 // One room: its links, bindings, people, invites and audit log.
 export const roomDetails = (roomId) => call("room", { room_id: roomId });
 
-// `extra`: { rooms?, name?, uses?, expires? } (only what the admin filled in).
+// `extra`: { rooms?, name?, uses?, expires? } (only what the admin filled in; without
+// `expires` the operator's default applies, "never" is none).
 export const createLink = (roomId, extra) => call("links/create", { room_id: roomId, ...extra });
 
 export const revokeLink = (roomId, linkId) =>
@@ -28,8 +29,9 @@ export const createBinding = (roomId, rules, rooms) =>
 export const removeBinding = (roomId, binding) =>
   call("bindings/remove", { room_id: roomId, binding });
 
+// `grace`: a duration ("3d"), or "" for none.
 export const setPolicy = (roomId, binding, policy, grace) =>
-  call("bindings/policy", { room_id: roomId, binding, policy, grace });
+  call("bindings/policy", { room_id: roomId, binding, policy, ...(grace ? { grace } : {}) });
 
 export const recheckNow = (roomId, binding) =>
   call("bindings/recheck", { room_id: roomId, binding });

@@ -75,7 +75,7 @@ function linkForm() {
     hint: "How many people may join with it. Empty: no limit." });
   const expires = field("link-expires", "Expires after", { optional: true,
     spellcheck: "false", autocapitalize: "off",
-    hint: "For example 7d, 12h or 30m. Empty: it does not expire." });
+    hint: "For example 7d, 12h or 30m, or never. Empty: this bot's usual expiry." });
   const rooms = otherRoomsChoice("link");
   const error = errorSlot("link-form-error");
   const submit = el("button", { type: "submit", id: "link-create" }, "Create the link");
