@@ -141,6 +141,7 @@ class Services:
             self.providers,
             settings.links,
             self.binding_url,
+            self.spaces,
         )
         self.direct_claims = DirectClaims(
             self.links,

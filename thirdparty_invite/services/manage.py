@@ -27,6 +27,7 @@ from .links import LinkService, expiry_seconds
 from .managed_rooms import ManagedRoom, ManagedRooms
 from .rechecks import RecheckOutcome, RecheckService
 from .reporting import MembershipReporter
+from .spaces import SpaceRooms
 
 LIST_LIMIT = 500
 AUDIT_LIMIT = 50
@@ -145,6 +146,7 @@ class ManageService:
         providers: ProviderRegistry,
         link_settings: LinkSettings,
         binding_url: Callable[[str], str],
+        spaces: SpaceRooms,
     ) -> None:
         self.storage = storage
         self.managed = managed
@@ -156,6 +158,7 @@ class ManageService:
         self.providers = providers
         self.link_settings = link_settings
         self.binding_url = binding_url
+        self.spaces = spaces
 
     # -- the room -------------------------------------------------------------------------
 
@@ -261,8 +264,9 @@ class ManageService:
         name: str | None,
         uses: int | None,
         expires: str | None,
-    ) -> tuple[LinkCard, str]:
-        """A new link (as `!invitebot link`) and its token, returned this once."""
+    ) -> tuple[LinkCard, str, list[str]]:
+        """A new link (as `!invitebot link`), its token (returned this once), and what the
+        reply to the command would add: the rooms of a space where the bot cannot act."""
         rooms = _rooms(room_id, more_rooms)
         expires_in = expiry_seconds(self.link_settings, expires)
         await self.managed.require_all(user_id, rooms, ("invite",))
@@ -270,7 +274,7 @@ class ManageService:
         if name:
             await self.storage.link_names.set(link.id, name)
         [card] = await self._link_cards([link], set(rooms))
-        return card, token
+        return card, token, await self.spaces.power_gaps(tuple(rooms))
 
     async def revoke_link(self, user_id: str, room_id: str, link_id: int) -> LinkCard:
         await self.managed.require(user_id, room_id)
@@ -311,7 +315,8 @@ class ManageService:
         self.bindings.parse(rules)  # say what is wrong with them first
         await self.managed.require_all(user_id, rooms, ("invite",))
         view = await self.bindings.create(user_id, rules, tuple(rooms))
-        return await self._binding_card(view, set(rooms)), list(view.notes)
+        gaps = await self.spaces.power_gaps(view.binding.rooms)
+        return await self._binding_card(view, set(rooms)), [*view.notes, *gaps]
 
     async def _binding_in(self, user_id: str, room_id: str, public_id: str) -> BindingView:
         await self.managed.require(user_id, room_id)
@@ -333,13 +338,15 @@ class ManageService:
 
     async def set_policy(
         self, user_id: str, room_id: str, public_id: str, policy: str, grace: str | None
-    ) -> BindingCard:
+    ) -> tuple[BindingCard, list[str]]:
         # BindingService.set_policy refuses a policy it does not know, after the checks.
         grace_s = grace_seconds(grace) if grace is not None else 0.0
         view = await self._binding_in(user_id, room_id, public_id)
-        await self.managed.require_all(user_id, view.binding.rooms, policy_needs(policy))
+        needs = policy_needs(policy)
+        await self.managed.require_all(user_id, view.binding.rooms, needs)
         view = await self.bindings.set_policy(view, policy, int(grace_s * 1000), user_id)
-        return await self._binding_card(view, set(view.binding.rooms))
+        gaps = await self.spaces.power_gaps(view.binding.rooms, needs)
+        return await self._binding_card(view, set(view.binding.rooms)), gaps
 
     async def recheck(self, user_id: str, room_id: str, public_id: str) -> RecheckOutcome:
         view = await self._binding_in(user_id, room_id, public_id)

@@ -92,7 +92,7 @@ class ManageAPI:
     async def create_link(self, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
         room_id = _room_id(data)
         uses = _optional_int(data, "uses", 1, MAX_LINK_USES)
-        card, token = await self.services.manage.create_link(
+        card, token, notes = await self.services.manage.create_link(
             user_id,
             room_id,
             _room_list(data, "rooms"),
@@ -100,7 +100,8 @@ class ManageAPI:
             uses,
             _optional_string(data, "expires", 32),
         )
-        return {"link": attrs.asdict(card), "url": self.services.invite_url(token)}
+        url = self.services.invite_url(token)
+        return {"link": attrs.asdict(card), "url": url, "notes": notes}
 
     async def revoke_link(self, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
         room_id = _room_id(data)
@@ -139,8 +140,10 @@ class ManageAPI:
         binding = require_string(data, "binding", 64)
         policy = require_string(data, "policy", 16)
         grace = _optional_string(data, "grace", 32)
-        card = await self.services.manage.set_policy(user_id, room_id, binding, policy, grace)
-        return {"binding": attrs.asdict(card)}
+        card, notes = await self.services.manage.set_policy(
+            user_id, room_id, binding, policy, grace
+        )
+        return {"binding": attrs.asdict(card), "notes": notes}
 
     async def recheck(self, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
         room_id = _room_id(data)
