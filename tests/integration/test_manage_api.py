@@ -12,7 +12,6 @@ import secrets
 import aiohttp
 import pytest
 import pytest_asyncio
-from support.bot_commands import command, post
 from support.providers.github import FakeGitHub
 
 from devtools.stack import RunningStack
@@ -29,6 +28,23 @@ async def github(stack: RunningStack) -> AsyncIterator[FakeGitHub]:
         await stack.wait_web_ready()
         yield server
         await stack.configure()
+
+
+async def post(http: aiohttp.ClientSession, path: str, body: dict) -> tuple[int, dict]:
+    async with http.post(path, json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def command(stack: RunningStack, room_id: str, text: str) -> str:
+    """The bot's reply to a command the admin types in the room."""
+    event_id = await stack.admin.send_text(room_id, text)
+    reply = await stack.admin.wait_for_message(
+        room_id,
+        lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
+        sender=stack.bot.user_id,
+        timeout=60,
+    )
+    return reply["body"]
 
 
 async def manage(http: aiohttp.ClientSession, name: str, body: dict) -> tuple[int, dict]:
