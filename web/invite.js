@@ -11,6 +11,7 @@ import * as plugin from "./plugin-api.js";
 import {
   onLinkUnreadable, setUpProblems, showLinkProblem, showStartupProblem, showUnexpected,
 } from "./problems.js";
+import * as registration from "./register.js";
 import { limitsText, roomList } from "./rooms.js";
 import { $, copyButton, hideStates, showSteps } from "./ui.js";
 
@@ -72,6 +73,16 @@ async function start() {
     fragment: () => page.token,
     onSignedIn: (userId, steps) => claimAndWait(steps ?? undefined),
   });
+  registration.setUpRegistration({
+    kind: "link",
+    value: () => page.token,
+    nextSteps: CLAIM_STEPS,
+    onChosen: () => registration.showAccountForm(),
+    onAccount: async (userId, steps) => {
+      await claimAndWait(steps);
+      registration.showWelcome();
+    },
+  });
   copyButton("copy-claim", "claim-command", "Copied. Paste it into a direct chat with the bot.");
 
   const sso = takeSsoReturn();
@@ -104,6 +115,7 @@ async function loadLink(sso) {
   }
   renderLink(page.link);
   if (sso) return finishSso(sso);
+  await registration.offerRegistration();
   const session = await plugin.currentSession().catch(() => null);
   if (session) return offerSession(session);
   askForMatrixId();

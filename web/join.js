@@ -21,6 +21,7 @@ import {
   onLinkUnreadable, setUpProblems, showLinkProblem, showProblem, showStartupProblem,
   showUnexpected,
 } from "./problems.js";
+import * as registration from "./register.js";
 import { roomList } from "./rooms.js";
 import {
   $, announce, copyButton, el, hideStates, sentence, setBusy, showState, showSteps,
@@ -33,7 +34,13 @@ const checkingLabel = (name) => `Checking your ${name} account…`;
 // asking by itself and offers to ask again.
 const CHECK_PATIENCE_MS = 120_000;
 
-const page = { binding: "", info: null };
+// `registering`: walking the providers with no Matrix ID, to create an account after.
+const page = { binding: "", info: null, registering: false };
+const REGISTER_STEPS = ["Admitting your new account", "Waiting for the invite"];
+
+// The providers' step for a signed-in Matrix ID, or for someone making an account.
+const walkApi = () => page.registering ? registration.walk
+  : { progress: plugin.bindingProgress, start: plugin.startProviderSignIn };
 
 // What the OAuth callback's #problem=<code> means, for the person.
 const CALLBACK_PROBLEMS = {
@@ -105,6 +112,7 @@ async function showWhereYouStand({ steps = null, back = null } = {}) {
         retry: () => showWhereYouStand({ back }), retryLabel: "Check again", back: null });
   }
   const proved = progress.providers.every((p) => p.state === "passed");
+  if (page.registering && progress.qualified) return registration.showAccountForm();
   if (progress.granted && proved) return waitForTheInvites(steps);
   showProviders(progress, back);
 }
@@ -115,7 +123,7 @@ async function showWhereYouStand({ steps = null, back = null } = {}) {
 async function checkedProgress(steps) {
   const deadline = Date.now() + CHECK_PATIENCE_MS;
   for (let delay = 100; ; delay = Math.min(delay * 1.5, 2000)) {
-    const progress = await plugin.bindingProgress(page.binding);
+    const progress = await walkApi().progress(page.binding);
     const running = progress.providers.find((p) => p.state === "checking");
     if (!running || Date.now() > deadline) return progress;
     steps.relabel(checkingLabel(running.provider_name));
@@ -203,7 +211,8 @@ function showProviders(progress, back) {
   $("providers-title").textContent = title;
   $("providers-intro").textContent = intro;
   $("provider-steps").replaceChildren(...providers.map((p) => providerItem(p, p === next)));
-  $("providers-user").textContent = progress.user_id;
+  $("providers-user").textContent = progress.user_id ??
+    `nobody yet: once you qualify, you create an account on ${registration.serverName()}`;
   const button = $("provider-action");
   button.textContent = action;
   button.onclick = () => goToProvider(next);
@@ -221,8 +230,7 @@ async function goToProvider(provider) {
   const done = setBusy($("provider-action"), `Going to ${provider.provider_name}…`);
   let url;
   try {
-    ({ authorize_url: url } = await plugin.startProviderSignIn(page.binding,
-      provider.provider_id));
+    ({ authorize_url: url } = await walkApi().start(page.binding, provider.provider_id));
     if (!/^https?:\/\//.test(url)) throw new Error("The sign-in address is not a web address.");
   } catch (error) {
     done();
@@ -276,8 +284,21 @@ async function signInWithTicket(ticket) {
   await showWhereYouStand({ steps });
 }
 
+// The new account exists and is signed in (register.js): the token admits it.
+async function admitNewAccount(token, steps) {
+  try {
+    await steps.run(() => registration.claimAccount(token));
+  } catch (error) {
+    return onApiProblem(error, () => admitNewAccount(token, showSteps(REGISTER_STEPS)));
+  }
+  await waitForTheInvites(steps);
+  registration.showWelcome();
+}
+
 async function useAnotherAccount() {
   await plugin.closeSession().catch(() => {});
+  registration.forgetWalk();
+  page.registering = false;
   $("bot-alternative").hidden = false;
   askForMatrixId();
 }
@@ -285,6 +306,8 @@ async function useAnotherAccount() {
 // What the plugin refused while the visitor was on their way.
 function onApiProblem(error, retry) {
   if (error instanceof plugin.PluginError && error.errcode === "M_MISSING_TOKEN") {
+    registration.forgetWalk();
+    page.registering = false;
     $("bot-alternative").hidden = false;
     return askForMatrixId();  // the web session ended: prove the Matrix ID again
   }
@@ -307,6 +330,19 @@ function showCallbackProblem(code) {
 
 // ---- start --------------------------------------------------------------------------
 
+function setUpRegistration() {
+  registration.setUpRegistration({
+    kind: "binding",
+    value: () => page.binding,
+    nextSteps: REGISTER_STEPS,
+    onChosen: () => {
+      page.registering = true;
+      return showWhereYouStand();
+    },
+    onAccount: (userId, steps, token) => admitNewAccount(token, steps),
+  });
+}
+
 async function start() {
   // Another link pasted into this tab changes only the fragment: start over for it.
   window.addEventListener("hashchange", () => location.reload());
@@ -319,6 +355,7 @@ async function start() {
     fragment: () => page.binding,
     onSignedIn: (userId, steps) => showWhereYouStand({ steps }),
   });
+  setUpRegistration();
   copyButton("copy-claim", "claim-command", "Copied. Send it to the bot in a direct chat.");
   $("providers-switch").addEventListener("click", useAnotherAccount);
 
@@ -348,6 +385,13 @@ async function loadBinding({ sso = null, ticket = null } = {}) {
   renderBinding(page.info);
   if (sso) return finishSso(sso);
   if (ticket) return signInWithTicket(ticket);
+  await registration.offerRegistration();
+  if (registration.registering(page.binding)) {  // making an account: back from a provider
+    page.registering = true;
+    const returned = providerReturn({ take: true });
+    return showWhereYouStand({ back: returned?.binding === page.binding ? returned.provider
+      : null });
+  }
   const session = await plugin.currentSession().catch(() => null);
   if (!session) return askForMatrixId();
   // Back from a provider (this tab left for it), or part-way through in this browser:

@@ -1,0 +1,205 @@
+"""New accounts in Chromium, end to end on a Synapse that requires registration tokens.
+
+This module starts its own stack (the session's Synapse keeps registration closed): a room
+admin binds a room with `--register`, a person with no Matrix account presses "No Matrix
+account? Create one on …", signs in at the local GitHub, chooses a username and password,
+and the page registers the account at Synapse with the token the bot minted, proves it
+and is invited; the page ends by saying how to open the account in an app. The same from
+an invite link made with `--register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+import re
+import secrets
+
+from playwright.async_api import Browser, BrowserContext, Page, Route, expect
+import pytest
+import pytest_asyncio
+from support.browser_pages import JoinPage, PageWatch, Screenshots
+from support.providers.github import FakeGitHub
+
+from devtools.matrix_user import MatrixUser
+from devtools.stack import RunningStack, running_stack
+
+pytestmark = pytest.mark.browser
+
+TOKEN_REGISTRATION = {"enable_registration": True, "registration_requires_token": True}
+BINDING_LINK = re.compile(r"https?://\S+/join#[A-Za-z0-9_-]{16}")
+INVITE_LINK = re.compile(r"https?://\S+/invite#[A-Za-z0-9_-]+")
+STATES = (*JoinPage.states, "state-register", "state-register-manual")
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+PAGE_TIMEOUT_MS = 30_000  # as conftest.py: every wait on the page
+
+
+async def _abort(route: Route) -> None:
+    await route.abort()
+
+
+class RegisterPage(JoinPage):
+    states = STATES
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def reg_site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningStack]:
+    async with running_stack(
+        tmp_path_factory.mktemp("browser-registration"), synapse_config=TOKEN_REGISTRATION
+    ) as stack:
+        yield stack
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def github(reg_site: RunningStack) -> AsyncIterator[FakeGitHub]:
+    operator = await reg_site.user("operator", admin=True)
+    async with FakeGitHub() as server:
+        await reg_site.configure(
+            providers={
+                "github": server.config_section(
+                    callback_url=f"{reg_site.web_url}api/oauth/callback"
+                )
+            },
+            registration={
+                "server_name": reg_site.synapse.server_name,
+                "admin_api_url": reg_site.synapse.base_url,
+                "admin_token": operator.access_token,
+            },
+        )
+        await reg_site.wait_web_ready()
+        yield server
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def open_page(
+    chromium: Browser, reg_site: RunningStack
+) -> AsyncIterator[Callable[[], Awaitable[Page]]]:
+    watches: list[PageWatch] = []
+    contexts: list[BrowserContext] = []
+
+    async def open_one() -> Page:
+        context = await chromium.new_context(viewport={"width": 1024, "height": 800})
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        await context.route(re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])"), _abort)
+        contexts.append(context)
+        page = await context.new_page()
+        watch = PageWatch(reg_site.plugin.origin)
+        watch.attach(page)
+        watches.append(watch)
+        return page
+
+    try:
+        yield open_one
+    finally:
+        for context in contexts:
+            await context.close()
+    for watch in watches:
+        watch.assert_clean()
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Screenshots:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
+    return Screenshots(SCREENSHOTS / name)
+
+
+async def command(stack: RunningStack, room_id: str, text: str) -> str:
+    event_id = await stack.admin.send_text(room_id, text)
+    reply = await stack.admin.wait_for_message(
+        room_id,
+        lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
+        sender=stack.bot.user_id,
+        timeout=60,
+    )
+    return reply["body"]
+
+
+async def create_account(page: RegisterPage, username: str, password: str) -> None:
+    form = await page.wait_for("state-register")
+    assert await page.focused_id() == "register-username"
+    await form.get_by_label("Username").fill(username)
+    await form.get_by_label("Password", exact=True).fill(password)
+    await form.get_by_label("Password, again").fill(password)
+    await page.shot("account-form")
+    await form.get_by_role("button", name="Create account").click()
+
+
+async def the_new_account_is_invited(
+    stack: RunningStack, username: str, password: str, room_id: str
+) -> None:
+    user = await MatrixUser.login(stack.synapse.base_url, username, password)
+    try:
+        await user.wait_for_invite(room_id)
+    finally:
+        await user.close()
+
+
+async def test_someone_without_an_account_qualifies_creates_one_and_is_invited(
+    reg_site: RunningStack, github: FakeGitHub, open_page, shots
+) -> None:
+    stack = reg_site
+    server = stack.synapse.server_name
+    room_id = await stack.room("Newcomers")
+    reply = await command(stack, room_id, "!invitebot bind github org:regorg --register")
+    link = BINDING_LINK.search(reply)
+    assert link, reply
+    github.sign_in_as(github.add_account(f"nova{secrets.token_hex(2)}").join_org("regorg"))
+    page = RegisterPage(await open_page(), shots)
+
+    await page.open(link.group(0))
+    await page.wait_for("state-mxid")
+    offer = page.page.get_by_role("button", name=f"No Matrix account? Create one on {server}")
+    await expect(offer).to_be_visible()
+    await page.shot("offer")
+    await offer.click()
+    await page.provider_step("GitHub", "Sign in at GitHub")
+    await expect(page.page.locator("#providers-user")).to_contain_text(
+        f"once you qualify, you create an account on {server}"
+    )
+    await page.shot("provider-step-without-account")
+    await page.sign_in_at("GitHub")
+
+    username = f"nova-{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    await create_account(page, username, password)
+    done = await page.wait_for("state-done")
+    await expect(done.locator("#done-title")).to_have_text("You are invited")
+    welcome = done.locator("#register-welcome")
+    await expect(welcome).to_contain_text(f"@{username}:{server}")
+    await expect(welcome).to_contain_text(f"change the homeserver to {server}")
+    await page.shot("invited-with-new-account")
+    await the_new_account_is_invited(stack, username, password, room_id)
+
+
+async def test_an_invite_link_with_register_makes_an_account(
+    reg_site: RunningStack, github: FakeGitHub, open_page, shots
+) -> None:
+    stack = reg_site
+    server = stack.synapse.server_name
+    room_id = await stack.room("Open door")
+    reply = await command(stack, room_id, "!invitebot link --uses 2 --register")
+    link = INVITE_LINK.search(reply)
+    assert link, reply
+    page = RegisterPage(await open_page(), shots)
+    await page.open(link.group(0))
+    await page.wait_for("state-mxid")
+    await page.page.get_by_role(
+        "button", name=f"No Matrix account? Create one on {server}"
+    ).click()
+    # A taken username is said on the form, and the code is not spent by it.
+    await create_account(page, stack.admin.user_id.split(":")[0][1:], "long-enough-1")
+    form = await page.wait_for("state-register")
+    await expect(form.locator("#register-username-error")).to_have_text(
+        "This username is taken. Choose another."
+    )
+    await page.shot("username-taken")
+    username = f"door-{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    await create_account(page, username, password)
+    done = await page.wait_for("state-done")
+    await expect(done.locator("#done-title")).to_have_text("You are invited")
+    await expect(done.locator("#register-welcome")).to_contain_text(f"@{username}:{server}")
+    await page.shot("invited")
+    await the_new_account_is_invited(stack, username, password, room_id)
