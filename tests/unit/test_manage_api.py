@@ -255,6 +255,25 @@ async def test_bindings_through_the_panel(stack: Stack) -> None:
         assert view["bindings"] == []
 
 
+async def test_the_new_accounts_switch_is_refused_when_registration_is_off(stack: Stack) -> None:
+    alice = await stack.sign_in(ALICE)
+    async with alice:
+        _, body = await post(alice, "providers", {})
+        assert body["registration"] is None
+        links_before = await stack.services.links.for_room(ROOM_A)
+        for name, request in (
+            ("links/create", {"room_id": ROOM_A, "register": True}),
+            ("bindings/create", {"room_id": ROOM_A, "rules": "github org:x", "register": True}),
+        ):
+            status, answer = await post(alice, name, request)
+            assert (status, answer["errcode"]) == (404, "TPI_REGISTRATION_OFF"), answer
+        assert await stack.services.links.for_room(ROOM_A) == links_before  # nothing made
+        status, answer = await post(alice, "links/create", {"room_id": ROOM_A, "register": 1})
+        assert (status, answer["errcode"]) == (400, "M_INVALID_PARAM")
+        status, answer = await post(alice, "links/create", {"room_id": ROOM_A})
+        assert answer["link"]["register"] is False
+
+
 async def test_a_failed_invite_is_queued_again_only_with_a_grant(stack: Stack) -> None:
     _, token = await stack.services.links.create(ALICE, (ROOM_A,), None, None)
     await stack.services.links.claim(token, BOB)
@@ -371,3 +390,53 @@ async def test_hostile_bodies(stack: Stack, name: str, body: dict, errcode: str)
 async def test_chat_replies_give_the_panel_address(stack: Stack) -> None:
     url = stack.services.manage_url(ROOM_A)
     assert url == str(stack.http._base_url) + "manage#" + ROOM_A
+
+
+async def test_the_new_accounts_switch_offers_them(storage: Storage) -> None:
+    """With `registration:` set up, the switch does what `--register` does (no token is
+    minted before someone qualifies, so Synapse's admin API is not asked here)."""
+    async with FakeHomeserver() as homeserver:
+        overrides = {
+            "identity": {"server_urls": {"hs.test": homeserver.url}},
+            "providers": {"github": {"client_id": "a", "client_secret": "b"}},
+            "registration": {
+                "server_name": "hs.test",
+                "admin_api_url": "http://127.0.0.1:9",
+                "admin_token": "secret",
+            },
+        }
+        async with serve_plugin_web(storage, overrides, homeserver_url=homeserver.url) as (
+            http,
+            _,
+            _,
+        ):
+            homeserver.route(
+                f"/_matrix/client/v3/rooms/{ROOM_A}/state",
+                room_state("Alpha", {ALICE: 50, BOT: 100}),
+                headers=JSON_TYPE,
+            )
+            homeserver.sub = ALICE
+            async with web_client(str(http._base_url)) as alice:
+                async with alice.post(
+                    "api/session", json={"access_token": "reg", "matrix_server_name": "hs.test"}
+                ) as resp:
+                    assert resp.status == 200
+                _, body = await post(alice, "providers", {})
+                assert body["registration"] == {"server_name": "hs.test"}
+                status, made = await post(
+                    alice, "links/create", {"room_id": ROOM_A, "register": True}
+                )
+                assert status == 200, made
+                assert made["link"]["register"] is True
+                assert "create one on hs.test" in made["notes"][-1]
+                status, bound = await post(
+                    alice,
+                    "bindings/create",
+                    {"room_id": ROOM_A, "rules": "github org:x", "register": True},
+                )
+                assert (status, bound["binding"]["register"]) == (200, True), bound
+                status, view = await post(alice, "room", {"room_id": ROOM_A})
+                assert status == 200, view
+                assert [link["register"] for link in view["links"]] == [True]
+                assert [b["register"] for b in view["bindings"]] == [True]
+                assert "secret" not in str(view) + str(made) + str(bound)

@@ -142,6 +142,7 @@ class Services:
             settings.links,
             self.binding_url,
             self.spaces,
+            self.registration,
         )
         self.direct_claims = DirectClaims(
             self.links,

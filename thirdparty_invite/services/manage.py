@@ -15,122 +15,34 @@ from ..errors import UserFacingError
 from ..providers.registry import ProviderRegistry
 from ..storage import Binding, InviteLink, Storage
 from . import manage_texts as texts
+from . import registration_texts
 from .bindings import (
     BindingService,
     BindingView,
-    DescribedRule,
     grace_seconds,
     policy_needs,
 )
 from .grants import GrantService, GrantSource
 from .links import LinkService, expiry_seconds
+from .manage_views import (
+    AuditCard,
+    BindingCard,
+    InviteCard,
+    Joined,
+    LastRecheck,
+    LinkCard,
+    PersonCard,
+    RoomView,
+    RuleCard,
+)
 from .managed_rooms import ManagedRoom, ManagedRooms
 from .rechecks import RecheckOutcome, RecheckService
+from .registration import RegistrationService
 from .reporting import MembershipReporter
 from .spaces import SpaceRooms
 
 LIST_LIMIT = 500
 AUDIT_LIMIT = 50
-
-
-@attrs.frozen
-class RuleCard:
-    provider: str
-    provider_name: str
-    text: str
-    description: str
-
-    @classmethod
-    def of(cls, described: DescribedRule) -> RuleCard:
-        return cls(
-            described.provider.id,
-            described.provider.display_name,
-            described.rule.text,
-            described.description,
-        )
-
-
-@attrs.frozen
-class Joined:
-    user_id: str
-    at: int
-
-
-@attrs.frozen
-class LinkCard:
-    id: int
-    name: str | None
-    rooms: list[str]
-    hidden_rooms: int
-    uses: int
-    max_uses: int | None
-    uses_left: int | None
-    expires_at: int | None
-    revoked: bool
-    state: str
-    created_by: str
-    created_at: int
-    joined: list[Joined]
-
-
-@attrs.frozen
-class LastRecheck:
-    at: int
-    outcome: str | None
-    detail: str
-    calls: int
-
-
-@attrs.frozen
-class BindingCard:
-    id: str
-    description: str
-    rules: list[RuleCard]
-    rooms: list[str]
-    hidden_rooms: int
-    policy: str
-    grace_seconds: int
-    last_recheck: LastRecheck | None
-    next_recheck_at: int | None
-    url: str
-    created_by: str
-    created_at: int
-
-
-@attrs.frozen
-class PersonCard:
-    user_id: str
-    how: str  # "link" | "binding"
-    link_id: int | None
-    binding: str | None
-    at: int
-
-
-@attrs.frozen
-class InviteCard:
-    user_id: str
-    errcode: str | None
-    error: str | None
-    updated_at: int
-
-
-@attrs.frozen
-class AuditCard:
-    at: int
-    actor: str
-    action: str
-    target: str | None
-    detail: str
-
-
-@attrs.frozen
-class RoomView:
-    room: ManagedRoom
-    links: list[LinkCard]
-    bindings: list[BindingCard]
-    people: list[PersonCard]
-    invites: dict[str, list[InviteCard]]
-    audit: list[AuditCard]
 
 
 class ManageService:
@@ -147,6 +59,7 @@ class ManageService:
         link_settings: LinkSettings,
         binding_url: Callable[[str], str],
         spaces: SpaceRooms,
+        registration: RegistrationService,
     ) -> None:
         self.storage = storage
         self.managed = managed
@@ -159,6 +72,7 @@ class ManageService:
         self.link_settings = link_settings
         self.binding_url = binding_url
         self.spaces = spaces
+        self.registration = registration
 
     # -- the room -------------------------------------------------------------------------
 
@@ -227,6 +141,7 @@ class ManageService:
                 created_by=link.created_by,
                 created_at=link.created_at,
                 joined=[Joined(user, at) for user, at in claims.get(link.id, [])],
+                register=await self.registration.offered("link", link.id),
             )
             for link in links
         ]
@@ -252,6 +167,7 @@ class ManageService:
             url=self.binding_url(binding.public_id),
             created_by=binding.created_by,
             created_at=binding.created_at,
+            register=await self.registration.offered("binding", binding.id),
         )
 
     # -- links ----------------------------------------------------------------------------
@@ -264,17 +180,29 @@ class ManageService:
         name: str | None,
         uses: int | None,
         expires: str | None,
+        register: bool = False,
     ) -> tuple[LinkCard, str, list[str]]:
         """A new link (as `!invitebot link`), its token (returned this once), and what the
         reply to the command would add: the rooms of a space where the bot cannot act."""
         rooms = _rooms(room_id, more_rooms)
         expires_in = expiry_seconds(self.link_settings, expires)
+        if register:
+            self.registration.require_enabled()
         await self.managed.require_all(user_id, rooms, ("invite",))
         link, token = await self.links.create(user_id, tuple(rooms), uses, expires_in)
         if name:
             await self.storage.link_names.set(link.id, name)
+        notes = await self.spaces.power_gaps(tuple(rooms))
+        if register:
+            notes.append(await self._offer("link", link.id, link.rooms, user_id))
         [card] = await self._link_cards([link], set(rooms))
-        return card, token, await self.spaces.power_gaps(tuple(rooms))
+        return card, token, notes
+
+    async def _offer(self, kind: str, item_id: int, rooms: tuple[str, ...], by: str) -> str:
+        """Offer new accounts through the link or binding just made (as `--register`)."""
+        await self.registration.offer(kind, item_id, rooms, by)
+        server_name = self.registration.settings.server_name
+        return registration_texts.offered_note(server_name).strip()
 
     async def revoke_link(self, user_id: str, room_id: str, link_id: int) -> LinkCard:
         await self.managed.require(user_id, room_id)
@@ -307,16 +235,32 @@ class ManageService:
         ]
         return providers, self.providers.unavailable or None
 
+    def registration_server(self) -> str | None:
+        """The homeserver new accounts are offered on, when the operator set one up."""
+        if self.registration.minter is None:
+            return None
+        return self.registration.settings.server_name
+
     async def create_binding(
-        self, user_id: str, room_id: str, rules: str, more_rooms: list[str]
+        self,
+        user_id: str,
+        room_id: str,
+        rules: str,
+        more_rooms: list[str],
+        register: bool = False,
     ) -> tuple[BindingCard, list[str]]:
         """A new binding (as `!invitebot bind`): the rules first, then every room's power."""
         rooms = _rooms(room_id, more_rooms)
         self.bindings.parse(rules)  # say what is wrong with them first
+        if register:
+            self.registration.require_enabled()
         await self.managed.require_all(user_id, rooms, ("invite",))
         view = await self.bindings.create(user_id, rules, tuple(rooms))
-        gaps = await self.spaces.power_gaps(view.binding.rooms)
-        return await self._binding_card(view, set(rooms)), [*view.notes, *gaps]
+        notes = [*view.notes, *await self.spaces.power_gaps(view.binding.rooms)]
+        if register:
+            rooms_of = view.binding.rooms
+            notes.append(await self._offer("binding", view.binding.id, rooms_of, user_id))
+        return await self._binding_card(view, set(rooms)), notes
 
     async def _binding_in(self, user_id: str, room_id: str, public_id: str) -> BindingView:
         await self.managed.require(user_id, room_id)

@@ -96,11 +96,14 @@ class ManagedRooms:
         """Which of `room_ids` the person may manage, as the state store has it: only those
         are shown among a link's or binding's rooms."""
         wanted = set(room_ids)
-        return {
-            j.room_id
-            for j in await self._judged()
-            if j.room_id in wanted and j.power.can(user_id, "invite")
-        }
+        if not wanted:
+            return set()
+        try:
+            judged = await self._judged()
+        except UserFacingError:  # the homeserver cannot say: show none of them
+            return set()
+        mine = {j.room_id for j in judged if j.power.can(user_id, "invite")}
+        return mine & wanted
 
     async def require(
         self, user_id: str, room_id: str, bot_needs: tuple[str, ...] = ()

@@ -99,6 +99,7 @@ class ManageAPI:
             _optional_string(data, "name", NAME_MAX),
             uses,
             _optional_string(data, "expires", 32),
+            _optional_bool(data, "register"),
         )
         url = self.services.invite_url(token)
         return {"link": attrs.asdict(card), "url": url, "notes": notes}
@@ -119,13 +120,19 @@ class ManageAPI:
 
     async def providers(self, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
         providers, unavailable = self.services.manage.provider_list()
-        return {"providers": providers, "unavailable": unavailable}
+        server = self.services.manage.registration_server()
+        return {
+            "providers": providers,
+            "unavailable": unavailable,
+            # Where the panel's "new accounts" switch creates them; null: no switch.
+            "registration": None if server is None else {"server_name": server},
+        }
 
     async def create_binding(self, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
         room_id = _room_id(data)
         rules = require_string(data, "rules", RULES_MAX)
         card, notes = await self.services.manage.create_binding(
-            user_id, room_id, rules, _room_list(data, "rooms")
+            user_id, room_id, rules, _room_list(data, "rooms"), _optional_bool(data, "register")
         )
         return {"binding": attrs.asdict(card), "url": card.url, "notes": notes}
 
@@ -171,6 +178,15 @@ def _optional_string(data: dict[str, Any], key: str, max_length: int) -> str | N
     if data.get(key) is None:
         return None
     return require_string(data, key, max_length)
+
+
+def _optional_bool(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise UserFacingError("M_INVALID_PARAM", f"'{key}' must be true or false.")
+    return value
 
 
 def _optional_int(data: dict[str, Any], key: str, low: int, high: int) -> int | None:
