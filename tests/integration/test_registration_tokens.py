@@ -463,3 +463,24 @@ async def test_unused_tokens_are_deleted_at_synapse_when_they_expire(
         "SELECT target FROM audit_log WHERE action='registration_token_deleted'"
     )
     assert [r["target"] for r in deleted] == [f"registration token {rows['unused']}"]
+
+
+async def test_without_registration_set_up_nothing_is_offered(
+    reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
+) -> None:
+    stack = reg_stack
+    room_id = await stack.room("Plain room")
+    _, binding = await bind(stack, room_id, f"github org:{ORG} --register")
+    section = github.config_section(callback_url=f"{stack.web_url}api/oauth/callback")
+    await stack.configure(providers={"github": section})  # no registration: section
+    await asyncio.sleep(1)
+    try:
+        reply = await command(stack, room_id, "!invitebot link --register")
+        assert "--register: this bot does not offer new accounts" in reply, reply
+        async with stack.web_client() as http:
+            status, offer = await post(http, "api/register/offer", {"binding": binding})
+            assert status == 200 and offer == {"offered": False}
+            status, refused = await post(http, "api/register/session", {})
+            assert (status, refused["errcode"]) == (404, "TPI_REGISTRATION_OFF")
+    finally:
+        await configure(stack, operator, github, daily_cap=1000)

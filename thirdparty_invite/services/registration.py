@@ -83,15 +83,20 @@ class RegistrationService:
             raise texts.off()
         return self.minter
 
-    async def offer(self, kind: str, item_id: int, rooms: tuple[str, ...], by: str) -> None:
-        """Offer new accounts through a link ("link") or binding ("binding")."""
-        self.require_enabled()
-        await self.store.set_offers(kind, item_id, True)
+    async def offer(
+        self, kind: str, item_id: int, rooms: tuple[str, ...], by: str, on: bool = True
+    ) -> None:
+        """Offer new accounts through a link ("link") or binding ("binding"), or stop
+        (`on` False: tokens already minted stay usable until they expire)."""
+        if on:
+            self.require_enabled()
+        await self.store.set_offers(kind, item_id, on)
         now = now_ms()
+        action = "registration_offered" if on else "registration_withdrawn"
         for room_id in rooms:
             await self.storage.audit.add(
-                now, by, "registration_offered", room_id, f"{kind} {item_id}",
-                f"new accounts on {self.settings.server_name}",
+                now, by, action, room_id, f"{kind} {item_id}",
+                f"new accounts on {self.settings.server_name or 'no homeserver'}",
             )  # fmt: skip
 
     async def offered(self, kind: str, item_id: int) -> bool:
