@@ -15,6 +15,7 @@ from pathlib import Path
 import re
 import secrets
 
+import aiohttp
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 import pytest
 import pytest_asyncio
@@ -27,6 +28,15 @@ from devtools.stack import RunningStack, running_stack
 pytestmark = pytest.mark.browser
 
 TOKEN_REGISTRATION = {"enable_registration": True, "registration_requires_token": True}
+# A captcha stage in every sign-up flow: a stage the page cannot do (no key is ever checked:
+# nobody gets past it here).
+WITH_CAPTCHA = {
+    **TOKEN_REGISTRATION,
+    "enable_registration_captcha": True,
+    "recaptcha_public_key": "test-public-key",
+    "recaptcha_private_key": "test-private-key",
+}
+SIGNUP_URL = "http://localhost:9/signup"
 BINDING_LINK = re.compile(r"https?://\S+/join#[A-Za-z0-9_-]{16}")
 INVITE_LINK = re.compile(r"https?://\S+/invite#[A-Za-z0-9_-]+")
 STATES = (*JoinPage.states, "state-register", "state-register-manual")
@@ -53,6 +63,27 @@ async def reg_site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ru
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def captcha_site(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[RunningStack, MatrixUser]]:
+    """A second stack whose Synapse asks for a captcha on sign-up, and its server admin."""
+    async with running_stack(
+        tmp_path_factory.mktemp("browser-captcha"), synapse_config=WITH_CAPTCHA
+    ) as stack:
+        operator = await stack.user("operator", admin=True)
+        await stack.configure(
+            registration={
+                "server_name": stack.synapse.server_name,
+                "admin_api_url": stack.synapse.base_url,
+                "admin_token": operator.access_token,
+                "signup_url": SIGNUP_URL,
+            },
+        )
+        await stack.wait_web_ready()
+        yield stack, operator
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def github(reg_site: RunningStack) -> AsyncIterator[FakeGitHub]:
     operator = await reg_site.user("operator", admin=True)
     async with FakeGitHub() as server:
@@ -75,17 +106,19 @@ async def github(reg_site: RunningStack) -> AsyncIterator[FakeGitHub]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def open_page(
     chromium: Browser, reg_site: RunningStack
-) -> AsyncIterator[Callable[[], Awaitable[Page]]]:
+) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
+    """``await open_page()``: a page in a fresh context, watched as the plugin's pages of
+    ``site`` (default: this module's stack)."""
     watches: list[PageWatch] = []
     contexts: list[BrowserContext] = []
 
-    async def open_one() -> Page:
+    async def open_one(site: RunningStack = reg_site) -> Page:
         context = await chromium.new_context(viewport={"width": 1024, "height": 800})
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         await context.route(re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])"), _abort)
         contexts.append(context)
         page = await context.new_page()
-        watch = PageWatch(reg_site.plugin.origin)
+        watch = PageWatch(site.plugin.origin)
         watch.attach(page)
         watches.append(watch)
         return page
@@ -203,3 +236,34 @@ async def test_an_invite_link_with_register_makes_an_account(
     await expect(done.locator("#register-welcome")).to_contain_text(f"@{username}:{server}")
     await page.shot("invited")
     await the_new_account_is_invited(stack, username, password, room_id)
+
+
+async def test_a_step_the_page_cannot_do_is_said_with_the_code_to_paste(
+    captcha_site: tuple[RunningStack, MatrixUser], open_page, shots
+) -> None:
+    stack, operator = captcha_site
+    server = stack.synapse.server_name
+    room_id = await stack.room("Captcha room")
+    reply = await command(stack, room_id, "!invitebot link --uses 1 --register")
+    link = INVITE_LINK.search(reply)
+    assert link, reply
+    page = RegisterPage(await open_page(stack), shots)
+    await page.open(link.group(0))
+    await page.wait_for("state-mxid")
+    await page.page.get_by_role(
+        "button", name=f"No Matrix account? Create one on {server}"
+    ).click()
+    manual = await page.wait_for("state-register-manual")
+    assert await page.focused_id() == "register-manual-title"
+    await expect(manual).to_contain_text("a step this page cannot do for you")
+    await expect(manual.get_by_role("link", name="Open the sign-up page")).to_have_attribute(
+        "href", SIGNUP_URL
+    )
+    code = await manual.locator("#register-code").inner_text()
+    await page.shot("manual-sign-up")
+    # The code shown is a single-use token Synapse knows.
+    url = f"{stack.synapse.base_url}/_synapse/admin/v1/registration_tokens/{code}"
+    headers = {"Authorization": f"Bearer {operator.access_token}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["uses_allowed"] == 1
