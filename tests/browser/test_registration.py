@@ -56,9 +56,19 @@ class RegisterPage(JoinPage):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def reg_site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningStack]:
-    async with running_stack(
-        tmp_path_factory.mktemp("browser-registration"), synapse_config=TOKEN_REGISTRATION
-    ) as stack:
+    """Synapse with token registration and terms to accept at sign-up (m.login.terms)."""
+    workdir = tmp_path_factory.mktemp("browser-registration")
+    (workdir / "consent" / "en").mkdir(parents=True)
+    (workdir / "consent" / "en" / "1.0.html").write_text("<p>Be kind.</p>")
+    terms = {
+        "user_consent": {
+            "template_dir": str(workdir / "consent"),
+            "version": "1.0",
+            "require_at_registration": True,
+            "policy_name": "House rules",
+        }
+    }
+    async with running_stack(workdir, synapse_config={**TOKEN_REGISTRATION, **terms}) as stack:
         yield stack
 
 
@@ -155,6 +165,9 @@ async def create_account(page: RegisterPage, username: str, password: str) -> No
     await form.get_by_label("Username").fill(username)
     await form.get_by_label("Password", exact=True).fill(password)
     await form.get_by_label("Password, again").fill(password)
+    # The homeserver's terms, shown as links, must be accepted.
+    await expect(form.get_by_role("link", name="House rules")).to_be_visible()
+    await form.get_by_label("I accept these terms").check()
     await page.shot("account-form")
     await form.get_by_role("button", name="Create account").click()
 
