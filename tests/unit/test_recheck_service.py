@@ -499,3 +499,33 @@ async def test_someone_a_shifting_listing_skipped_is_not_lost(world: World) -> N
     # ... and is found gone by the next re-check.
     outcome = await world.service.recheck_now(view)
     assert outcome.lost == 1 and [user for _, user, _ in await world.kicks()] == ["@p1:x"]
+
+
+async def test_stopping_ends_a_walk_between_pages_and_it_resumes_there(world: World) -> None:
+    view = await admitted_club(world)
+    listing_pages = ClubListing.pages
+    reading = asyncio.Event()
+
+    async def slow_pages(self, cursor=None, etags=None):  # type: ignore[no-untyped-def]
+        async for page in listing_pages(self, cursor, etags):
+            reading.set()
+            await asyncio.sleep(0.2)  # a provider taking its time
+            yield page
+
+    ClubListing.pages = slow_pages  # type: ignore[method-assign]
+    try:
+        world.service.start()
+        await world.service.request_now([view.binding.id], "test", "@admin:x")
+        await asyncio.wait_for(reading.wait(), 10)
+        await world.service.stop()
+    finally:
+        ClubListing.pages = listing_pages  # type: ignore[method-assign]
+    state = await world.service.state(view.binding.id)
+    assert state.last_outcome == "incomplete" and state.in_progress, state
+    assert state.lease_owner is None  # released, for the next start
+    # Nothing was left half-written: the database takes a transaction, and the re-check
+    # resumes from its page.
+    async with world.storage.db.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1")
+    outcome = await world.recheck_service().recheck_now(view)
+    assert outcome.outcome == "ok", outcome

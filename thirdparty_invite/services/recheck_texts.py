@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .bindings import BindingView, DescribedRule
 
 BUSY = "Another re-check of this binding is running right now; its outcome will be recorded."
+STOPPED = "The bot was stopping: the re-check resumes where it stopped. Nobody was touched."
 
 
 def not_listable(view: BindingView) -> str:

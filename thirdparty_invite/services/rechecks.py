@@ -35,6 +35,7 @@ from .loss_policy import LossPolicy
 from .poll_loop import PollLoop
 
 LEASE_MS = 5 * 60 * 1000  # renewed with every page; lapses if this instance dies
+STOP_GRACE_S = 10.0  # a provider request in flight may take that long
 MAX_BACKOFF_MS = 6 * 3600 * 1000
 _IDLE_POLL = 60.0
 
@@ -50,6 +51,11 @@ class RecheckOutcome:
 
 class _LeaseLost(Exception):
     """Another instance took the binding over (this one was too slow): stop quietly."""
+
+
+class _Stopping(Exception):
+    """The services are stopping: end the attempt between pages, never inside a write
+    (a task cancelled inside a transaction leaves it open on SQLite's one connection)."""
 
 
 class _Shrunk(Exception):
@@ -88,8 +94,9 @@ class RecheckService:
         self.loop.start()
 
     async def stop(self) -> None:
-        # A re-check cut short resumes from its last page, under a new lease.
-        await self.loop.stop()
+        # The walk ends at the next page and resumes there after the restart; cancelling
+        # is the last resort.
+        await self.loop.stop(grace=STOP_GRACE_S)
 
     async def request_now(self, binding_ids: Iterable[int], reason: str, actor: str) -> list[int]:
         """Make these bindings' re-checks due now (a webhook, an admin) and wake the worker."""
@@ -182,6 +189,10 @@ class RecheckService:
                 people.append(found)
         except _LeaseLost:
             return RecheckOutcome("busy", texts.BUSY, calls)
+        except _Stopping:
+            outcome = RecheckOutcome("incomplete", texts.STOPPED, calls)
+            await self._finish(state, outcome, completed=False, retry_after=1)
+            return outcome
         except ProviderUnavailable as e:
             outcome = RecheckOutcome("incomplete", texts.incomplete(e), calls)
             await self._finish(state, outcome, completed=False, retry_after=e.retry_after)
@@ -244,6 +255,8 @@ class RecheckService:
                 binding_id, self.owner, next_position, next_cursor, calls, now_ms() + LEASE_MS
             ):
                 raise _LeaseLost()
+            if self.loop.stopping:
+                raise _Stopping()
         return calls
 
     async def _look_again(
