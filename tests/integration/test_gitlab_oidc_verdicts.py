@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-import re
 
-import aiohttp
 import attrs
 import pytest
 import pytest_asyncio
+from support.bot_commands import bind as bind_room
+from support.bot_commands import command, post
 from support.providers.gitlab import FakeGitLab
 from support.providers.oidc_login import log_in
 import yarl
@@ -28,8 +28,6 @@ from devtools.oidc_provider import OIDCProvider
 from devtools.stack import RunningStack
 
 pytestmark = pytest.mark.integration
-
-BINDING_LINK = re.compile(r"(https?://\S+/join)#([A-Za-z0-9_-]{16})")
 
 
 @attrs.frozen
@@ -54,28 +52,10 @@ async def providers(
         await stack.configure()
 
 
-async def command(stack: RunningStack, room_id: str, text: str) -> str:
-    event_id = await stack.admin.send_text(room_id, text)
-    reply = await stack.admin.wait_for_message(
-        room_id,
-        lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
-        sender=stack.bot.user_id,
-        timeout=60,
-    )
-    return reply["body"]
-
-
 async def bind(stack: RunningStack, rules: str) -> tuple[str, str]:
     room_id = await stack.room(rules)
-    reply = await command(stack, room_id, f"!invitebot bind {rules}")
-    match = BINDING_LINK.search(reply)
-    assert match, reply
-    return room_id, match.group(2)
-
-
-async def post(http: aiohttp.ClientSession, path: str, body: dict) -> tuple[int, dict]:
-    async with http.post(path, json=body) as resp:
-        return resp.status, await resp.json()
+    _, public_id = await bind_room(stack, room_id, rules)
+    return room_id, public_id
 
 
 async def walk(

@@ -13,8 +13,9 @@ import secrets
 
 import pytest
 import pytest_asyncio
+from support.bot_commands import bind, command
 from support.providers.github import Account, FakeGitHub
-from test_provider_bindings import bind, command, progress, sign_in_at_github
+from test_provider_bindings import progress, sign_in_at_github
 
 from devtools.matrix_user import MatrixUser
 from devtools.stack import RunningStack
