@@ -7,12 +7,12 @@ refused with the reason, where they acted."""
 from __future__ import annotations
 
 import secrets
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from playwright.async_api import Page, expect
 import pytest
 from support.browser_pages import InvitePage, JoinPage
-from support.invite_site import PASSWORD, Site
+from support.invite_site import IDP_NAME, PASSWORD, Site
 from support.manage_page import ManagePage
 
 pytestmark = pytest.mark.browser
@@ -72,7 +72,7 @@ async def test_an_admin_signs_in_and_sees_their_rooms(site: Site, browser_contex
     await expect(room.locator("#links-list")).to_contain_text("No invite links yet.")
     await page.shot("room")
     # The address names the room: a reload there asks "Manage as @you?" and comes back.
-    await page.reload_room()
+    await page.reload_room(shot="manage-as")
     await expect(page.page.locator("#room-title")).to_have_text(name)
     # Back to the list, and no name of a room they do not manage anywhere on the way.
     await page.page.get_by_role("link", name="All your rooms").click()
@@ -275,3 +275,52 @@ async def test_a_failed_invite_shows_its_reason_and_is_retried(
     await expect(page.page.locator("#invites-failed")).not_to_contain_text(person.user_id)
     await expect(page.section("audit-title")).to_contain_text("invite retried")
     await page.shot("invite-retried")
+
+
+async def test_an_admin_signs_in_through_single_sign_on_back_to_the_room(
+    site: Site, browser_context, screenshots
+):
+    name = f"Panel by SSO {secrets.token_hex(2)}"
+    room_id = await site.room(name)
+    user, provider_password = await site.sso_user("panelsso")
+    await site.admin.invite(room_id, user.user_id)
+    await user.join(room_id)
+    await site.admin.set_power_level(room_id, user.user_id, 50)
+    page = ManagePage(await browser_context(), screenshots)
+    browser = page.page
+    await page.open_panel(site.web_url, room_id)
+    await page.enter_matrix_id(user.user_id)
+    await page.wait_for("state-signin")
+    await browser.get_by_role("button", name=f"Continue with {IDP_NAME}").click()
+    await browser.wait_for_url(f"{site.oidc.issuer}/**")
+    await browser.get_by_label("Username").fill(user.localpart)
+    await browser.get_by_label("Password").fill(provider_password)
+    await browser.get_by_role("button", name="Sign in").click()
+    await browser.get_by_role("link", name="Continue").click()
+    # Back in the panel, on the room the address named; the login token has left it.
+    await page.room_shown(name)
+    address = urlsplit(browser.url)
+    assert "loginToken" not in address.query
+    assert unquote(address.fragment) == room_id
+    await page.shot("room-after-sso")
+
+
+async def test_names_and_rules_are_shown_as_text(
+    site: Site, providers, browser_context, screenshots
+):
+    hostile = '<img src=x onerror="document.title=1">'
+    room_id = await site.room(f"Room {hostile}", topic=f"Topic {hostile}")
+    page = await signed_in_panel(site, browser_context, screenshots, site.admin.user_id, room_id)
+    await page.room_shown(f"Room {hostile}")
+    await page.create_link(name=f"Link {hostile}")
+    await expect(page.page.locator("#links-list")).to_contain_text(f"Link {hostile}")
+    await page.page.get_by_text("Create a binding").click()
+    await page.page.locator("fieldset.rule").first.get_by_label("Kind of rule").select_option("")
+    await page.page.locator("fieldset.rule").first.get_by_label("The rule").fill(hostile)
+    await expect(page.page.locator("fieldset.rule .field-error")).to_be_visible()
+    await page.page.get_by_role("link", name="All your rooms").click()
+    await expect(page.page.locator("#room-list")).to_contain_text(f"Room {hostile}")
+    # Nothing of it became markup: no image, and the page's title is its own.
+    assert await page.page.locator("main img").count() == 0
+    assert await page.page.title() == "Manage your rooms"
+    await page.shot("names-as-text")

@@ -54,10 +54,13 @@ class ManagePage(InvitePage):
         await expect(url).to_be_visible()
         return await url.inner_text()
 
-    async def reload_room(self) -> None:
-        """The room again, as the admin sees it after a reload ("Manage as @you?")."""
+    async def reload_room(self, shot: str = "") -> None:
+        """The room again, as the admin sees it after a reload ("Manage as @you?");
+        `shot` names a screenshot of that question."""
         await self.page.reload()
         await self.wait_for("state-session")
+        if shot:
+            await self.shot(shot)
         await self.page.get_by_role("button", name="Manage", exact=True).click()
         await self.wait_for("state-room")
         await expect(self.page.locator("#room-body")).to_be_visible()
