@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+import attrs
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 import pytest
@@ -37,6 +38,13 @@ from thirdparty_invite.providers.oidc_tokens import IDTokenValidator
 ISSUER = "https://sso.example.org/realms/main"
 CLIENT_ID = "thirdparty-invite"
 NONCE = "n-0S6_WzA2Mj"
+
+
+@attrs.frozen
+class Ago:
+    """A time this many seconds before the test runs (negative: after)."""
+
+    seconds: int
 
 
 class Clock:
@@ -215,10 +223,10 @@ async def test_a_token_without_kid_is_checked_against_each_fitting_key(validator
         ({"iss": ISSUER + "/"}, "another provider (iss)"),  # exact match, no normalising
         ({"nonce": "someone-elses-nonce"}, "does not belong to this sign-in (nonce)"),
         ({"nonce": [NONCE, "x"]}, "(nonce)"),
-        ({"exp": int(time.time()) - 600}, "has expired"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet (nbf)"),
-        ({"iat": int(time.time()) + 600}, "issued in the future (iat)"),
-        ({"iat": int(time.time()) - 3 * 3600}, "too long ago (iat)"),
+        ({"exp": Ago(600)}, "has expired"),
+        ({"nbf": Ago(-600)}, "not valid yet (nbf)"),
+        ({"iat": Ago(-600)}, "issued in the future (iat)"),
+        ({"iat": Ago(3 * 3600)}, "too long ago (iat)"),
         ({"exp": "tomorrow"}, "(exp)"),
         ({"sub": ""}, "(sub)"),
         ({"sub": 12345}, "(sub)"),
@@ -230,6 +238,11 @@ async def test_a_token_without_kid_is_checked_against_each_fitting_key(validator
     ],
 )
 async def test_wrong_claims_are_refused(validator, key, changes, why) -> None:
+    # Times are read when the test runs, not when the parameters were collected (a long
+    # suite ran past a "future" collected ten minutes earlier).
+    changes = {
+        k: int(time.time()) - v.seconds if isinstance(v, Ago) else v for k, v in changes.items()
+    }
     assert why in await refused(validator, sign(key, claims(**changes)))
 
 
