@@ -13,7 +13,7 @@ import attrs
 from .matrix.ids import is_server_name
 
 if TYPE_CHECKING:
-    from .config import SettingsReader
+    from .settings_reader import SettingsReader
 
 
 @attrs.frozen
