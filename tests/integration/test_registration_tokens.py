@@ -258,8 +258,12 @@ async def test_a_qualifying_person_gets_an_account_and_an_invite(
     ]
     assert "registration_offered" in actions and "registration_token_minted" in actions
     assert "registration_token_claimed" in actions and "granted" in actions
-    # The token is in no audit entry.
+    # The token is in no audit entry, and neither it nor the admin token in maubot's log
+    # (maubot logs at DEBUG by default).
     assert not plugin_rows(stack, "SELECT 1 FROM audit_log WHERE detail LIKE ?", f"%{token}%")
+    log = stack.maubot.log_text()
+    assert "api/register/token" in log  # the request was logged, without what it carried
+    assert token not in log and operator.access_token not in log
 
 
 async def test_nobody_who_did_not_qualify_gets_a_token(
@@ -484,3 +488,34 @@ async def test_without_registration_set_up_nothing_is_offered(
             assert (status, refused["errcode"]) == (404, "TPI_REGISTRATION_OFF")
     finally:
         await configure(stack, operator, github, daily_cap=1000)
+
+
+async def test_a_refused_admin_token_mints_nothing_and_counts_nothing(
+    reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
+) -> None:
+    stack = reg_stack
+    room_id = await stack.room("Broken minting room")
+    _, binding = await bind(stack, room_id, f"github org:{ORG} --register")
+    wrong = f"syt_wrong_{secrets.token_hex(8)}"
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+
+    def minted_today() -> int:
+        rows = plugin_rows(stack, "SELECT minted FROM registration_days WHERE day=?", day)
+        return rows[0][0] if rows else 0
+
+    before = minted_today()
+    async with stack.web_client() as http:
+        assert (await qualify(http, github, binding, member(github)))["qualified"]
+        await configure(stack, operator, github, daily_cap=1000, admin_token=wrong)
+        try:
+            status, refused = await post(http, "api/register/token", {"binding": binding})
+            assert (status, refused["errcode"]) == (502, "TPI_REGISTRATION_UNAVAILABLE")
+            assert wrong not in refused["error"]
+            assert minted_today() == before  # given back
+            log = stack.maubot.log_text()
+            assert "check registration.admin_token" in log and wrong not in log
+        finally:
+            await configure(stack, operator, github, daily_cap=1000)
+        # Nothing was held against the person: with the right admin token, a token.
+        status, issued = await post(http, "api/register/token", {"binding": binding})
+        assert status == 200, issued
