@@ -63,7 +63,9 @@ function policyForm(binding) {
     event.preventDefault();
     act(save, "Saving…", error,
       () => manage.setPolicy(panel.roomId, binding.id, select.value, grace.input.value.trim()),
-      () => panel.reload(save.id, "Saved: the policy applies from the next re-check."));
+      () => panel.reload(save.id, `Saved: ${select.selectedOptions[0].textContent}` +
+        `${grace.input.value.trim() ? `, after a grace period of ${grace.input.value.trim()}`
+          : ""}.`));
   });
   return form;
 }
@@ -135,9 +137,10 @@ function bindingForm() {
   const form = el("form", { id: "binding-form", novalidate: true, class: "panel-form" },
     el("p", { class: "hint" }, "Someone is let in when every rule holds."),
     builder.node, rooms.node, error, el("div", { class: "actions" }, submit));
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const waiting = builder.firstProblem();
+    showError(error, "");
+    const waiting = await builder.firstProblem();
     if (waiting) {
       showError(error, "Every rule needs its fields, and the server must accept it: see " +
         `${waiting.legend.textContent}.`);

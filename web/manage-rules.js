@@ -127,7 +127,15 @@ function scheduleCheck(builder, row) {
   row.timer = setTimeout(() => checkRow(builder, row), CHECK_DELAY_MS);
 }
 
+function markInvalid(row, invalid) {
+  for (const input of row.inputs) {
+    if (invalid) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+}
+
 async function checkRow(builder, row) {
+  clearTimeout(row.timer);
   const asked = ++row.asked;
   const rule = fullRule(row);
   let answer;
@@ -138,11 +146,13 @@ async function checkRow(builder, row) {
     if (isSessionEnded(error)) return panel.signInAgain();
     row.words.textContent = "";
     showError(row.error, error.message);
+    markInvalid(row, true);
     builder.changed();
     return;
   }
   if (asked !== row.asked) return;  // the admin typed on: a newer check is coming
   showError(row.error, "");
+  markInvalid(row, false);
   row.valid = true;
   row.description = answer.description;
   row.words.textContent = `Admits ${answer.description}.`;
@@ -209,7 +219,11 @@ export function ruleBuilder() {
       add.focus();
       announce("Rule removed.");
     },
-    firstProblem() {
+    // Checks still waiting for the admin to stop typing are made now; then the first
+    // rule that does not hold (or has empty fields), if any.
+    async firstProblem() {
+      await Promise.all(this.rows.filter((row) => !row.valid && row.text)
+        .map((row) => checkRow(this, row)));
       return this.rows.find((row) => !row.valid);
     },
   };

@@ -8,7 +8,8 @@ import { announce, el, setBusy } from "./ui.js";
 // `reload(focusId, message)` (fetch the room again, re-render, focus, announce) and
 // `signInAgain()` (the web session ended).
 export const panel = {
-  userId: "", rooms: [], providers: null, roomId: "", details: null,
+  userId: "", entered: false, rooms: [], providers: null, providersUnavailable: "",
+  roomId: "", details: null,
   reload: async () => {}, signInAgain: () => {},
 };
 
