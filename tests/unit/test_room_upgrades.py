@@ -11,7 +11,8 @@ import attrs
 from mautrix.errors import MForbidden
 
 from thirdparty_invite.matrix.power import RoomPower
-from thirdparty_invite.matrix.rooms import RoomInfo, Tombstone
+from thirdparty_invite.matrix.rooms import RoomInfo
+from thirdparty_invite.matrix.tombstones import Tombstone
 from thirdparty_invite.services.room_upgrades import RoomUpgrades, describe_carried
 from thirdparty_invite.storage import BindingRule, Storage
 

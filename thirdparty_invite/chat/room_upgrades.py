@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from maubot.handlers import event
 from mautrix.types import EventType, StateEvent
 
-from ..matrix.rooms import Tombstone
+from ..matrix.tombstones import Tombstone
 
 if TYPE_CHECKING:
     from ..services.container import Services

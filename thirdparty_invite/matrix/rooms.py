@@ -34,10 +34,11 @@ from mautrix.types import (
     TextMessageEventContent,
 )
 
-from .ids import InvalidMatrixID, is_room_alias, is_room_id, parse_room_id, server_name_of
+from .ids import is_room_alias
 from .power import RoomPower
 from .spaces import SpaceInfo
 from .state_cache import StateCache
+from .tombstones import Tombstone
 
 _ROOM_INFO_TTL = 60.0
 # A cached room name still beats a bare room ID when the homeserver is down.
@@ -47,32 +48,6 @@ T = TypeVar("T")
 
 class HomeserverUnavailable(Exception):
     """The bot's homeserver did not answer in time, or could not be reached at all."""
-
-
-def server_of(entity_id: str) -> str:
-    """The server of a user ID or room ID, "" when it names none (room v12) or is no ID."""
-    try:
-        if entity_id.startswith("!"):
-            return parse_room_id(entity_id)[1] or ""
-        return server_name_of(entity_id)
-    except InvalidMatrixID:
-        return ""
-
-
-def matrix_to(entity_id: str, via: str | None = None) -> str:
-    """A link that opens a room or user in the person's own client, through matrix.to.
-
-    `via` (a server in the room) lets clients join rooms whose ID names no server (v12).
-    """
-    suffix = f"?via={quote(via, safe=':')}" if via else ""
-    return f"https://matrix.to/#/{quote(entity_id, safe='!@#:')}{suffix}"
-
-
-def matrix_uri(room_id: str, via: str | None = None) -> str:
-    """The `matrix:` URI (spec: "Matrix URI scheme"): opens the user's own installed app."""
-    opaque = quote(room_id.removeprefix("!"), safe=":")
-    query = f"?action=join&via={quote(via, safe=':')}" if via else "?action=join"
-    return f"matrix:roomid/{opaque}{query}"
 
 
 @attrs.frozen
@@ -96,36 +71,6 @@ class Member:
     membership: str
     sender: str | None
     sent_at: int | None = None  # origin_server_ts of the membership event, in ms
-
-
-@attrs.frozen
-class Tombstone:
-    """A room's m.room.tombstone: the room was upgraded and `replacement` continues it."""
-
-    room_id: str
-    replacement: str
-    sender: str
-    at: int  # origin_server_ts, ms
-
-    @classmethod
-    def from_event(cls, room_id: str, event: Any) -> Tombstone | None:
-        content = event.get("content") if isinstance(event, dict) else None
-        replacement = content.get("replacement_room") if isinstance(content, dict) else None
-        if not is_room_id(replacement):
-            return None  # no tombstone, or one emptied again
-        sender, at = event.get("sender"), event.get("origin_server_ts")
-        return cls(
-            room_id=room_id,
-            replacement=replacement,
-            sender=sender if isinstance(sender, str) else "",
-            at=at if isinstance(at, int) else 0,
-        )
-
-    @property
-    def via(self) -> list[str]:
-        """Servers to join the replacement through: the upgrader's, then the old room's."""
-        servers = [server_of(self.sender), server_of(self.room_id)]
-        return [s for i, s in enumerate(servers) if s and s not in servers[:i]]
 
 
 @attrs.frozen

@@ -19,7 +19,8 @@ import attrs
 from mautrix.errors import MatrixRequestError
 
 from ..errors import UserFacingError
-from ..matrix.rooms import HomeserverUnavailable, RoomOps, matrix_to
+from ..matrix.addresses import matrix_to
+from ..matrix.rooms import HomeserverUnavailable, RoomOps
 from ..storage import QueuedInvite
 from .bindings import BindingService, BindingView
 from .direct_chats import is_private_chat

@@ -14,7 +14,8 @@ import attrs
 from mautrix.errors import MatrixRequestError
 
 from ..config import WebSettings
-from ..matrix.rooms import HomeserverUnavailable, RoomOps, matrix_to, matrix_uri, server_of
+from ..matrix.addresses import matrix_to, matrix_uri, server_of
+from ..matrix.rooms import HomeserverUnavailable, RoomOps
 
 
 @attrs.frozen

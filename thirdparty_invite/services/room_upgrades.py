@@ -37,7 +37,9 @@ import logging
 from mautrix.errors import MatrixRequestError
 
 from ..durations import now_ms
-from ..matrix.rooms import HomeserverUnavailable, RoomOps, Tombstone, matrix_to
+from ..matrix.addresses import matrix_to
+from ..matrix.rooms import HomeserverUnavailable, RoomOps
+from ..matrix.tombstones import Tombstone
 from ..storage import RoomHoldings, RoomMove, Storage
 from .direct_chats import DirectChats
 
