@@ -122,8 +122,10 @@ async def open_page(
     watches: list[PageWatch] = []
     contexts: list[BrowserContext] = []
 
-    async def open_one(site: RunningStack = reg_site) -> Page:
-        context = await chromium.new_context(viewport={"width": 1024, "height": 800})
+    async def open_one(site: RunningStack = reg_site, **options: object) -> Page:
+        context = await chromium.new_context(
+            **({"viewport": {"width": 1024, "height": 800}} | options)
+        )
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         await context.route(re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])"), _abort)
         contexts.append(context)
@@ -280,3 +282,70 @@ async def test_a_step_the_page_cannot_do_is_said_with_the_code_to_paste(
     async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
         assert resp.status == 200
         assert (await resp.json())["uses_allowed"] == 1
+
+
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+
+
+async def axe_violations(page: Page) -> list[str]:
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in result["violations"]
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_on_a_phone_by_keyboard_the_account_pages_pass_axe(
+    reg_site: RunningStack, github: FakeGitHub, open_page, shots, scheme: str
+) -> None:
+    stack = reg_site
+    server = stack.synapse.server_name
+    room_id = await stack.room(f"Phone room ({scheme})")
+    reply = await command(stack, room_id, "!invitebot link --uses 1 --register")
+    link = INVITE_LINK.search(reply)
+    assert link, reply
+    # The page's CSP rightly refuses injected scripts: bypass it for the checker only.
+    phone = await open_page(
+        viewport={"width": 360, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        bypass_csp=True,
+        color_scheme=scheme,
+    )
+    page = RegisterPage(phone, shots)
+    found: dict[str, list[str]] = {}
+
+    async def check(state: str) -> None:
+        width = await phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 360, f"{state}: the page is {width} px wide on a 360 px screen"
+        found[state] = await axe_violations(phone)
+        await page.shot(f"{scheme}-{state}")
+
+    await page.open(link.group(0))
+    await page.wait_for("state-mxid")
+    await check("offer")
+    offer = phone.get_by_role("button", name=f"No Matrix account? Create one on {server}")
+    await offer.focus()
+    await phone.keyboard.press("Enter")
+    await page.wait_for("state-register")
+    assert await page.focused_id() == "register-username"
+    username = f"phone-{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(12)
+    await phone.keyboard.type(username)
+    for text in (password, "not the same"):
+        await phone.keyboard.press("Tab")
+        await phone.keyboard.type(text)
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#register-password-error")).to_have_text(
+        "The two passwords are not the same."
+    )
+    await check("form-with-error")
+    await phone.get_by_label("Password, again").fill(password)
+    await phone.get_by_label("I accept these terms").check()
+    await phone.get_by_role("button", name="Create account").click()
+    done = await page.wait_for("state-done")
+    await expect(done.locator("#register-welcome")).to_contain_text(f"@{username}:{server}")
+    await check("welcome")
+    assert not any(found.values()), found
