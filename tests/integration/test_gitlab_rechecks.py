@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from support.bot_commands import command
 from support.providers.gitlab import FakeGitLab, GitLabAccount
-from test_gitlab_oidc_verdicts import bind, command, walk
+from test_gitlab_oidc_verdicts import bind, walk
 
 from devtools.matrix_user import MatrixUser
 from devtools.stack import RunningStack

@@ -13,8 +13,9 @@ import os
 
 import pytest
 import pytest_asyncio
+from support.bot_commands import command
 from support.providers.oidc_login import log_in
-from test_gitlab_oidc_verdicts import bind, command, walk
+from test_gitlab_oidc_verdicts import bind, walk
 
 from devtools.matrix_user import MatrixUser
 from devtools.oidc_provider import OIDCAccount, OIDCProvider

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 import attrs
 import pytest
 import pytest_asyncio
+from support.bot_commands import command
 from support.providers.discord import DiscordAccount, FakeDiscord, new_snowflake
 from support.providers.patreon import FakePatreon, PatreonAccount
-from test_patreon_discord_verdicts import bind, command, walk
+from test_patreon_discord_verdicts import bind, walk
 
 from devtools.matrix_user import MatrixUser
 from devtools.stack import RunningStack
