@@ -19,6 +19,7 @@ import aiohttp
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 import pytest
 import pytest_asyncio
+from support.bot_commands import command
 from support.browser_pages import JoinPage, PageWatch, Screenshots
 from support.providers.github import FakeGitHub
 
@@ -148,17 +149,6 @@ async def open_page(
 def shots(request: pytest.FixtureRequest) -> Screenshots:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     return Screenshots(SCREENSHOTS / name)
-
-
-async def command(stack: RunningStack, room_id: str, text: str) -> str:
-    event_id = await stack.admin.send_text(room_id, text)
-    reply = await stack.admin.wait_for_message(
-        room_id,
-        lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
-        sender=stack.bot.user_id,
-        timeout=60,
-    )
-    return reply["body"]
 
 
 async def create_account(page: RegisterPage, username: str, password: str) -> None:

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 import contextlib
 import logging
 from pathlib import Path
-import re
 import secrets
 import sqlite3
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from support.bot_commands import bind, command, post
 from support.providers.github import Account, FakeGitHub
 import yarl
 
@@ -42,7 +42,6 @@ from thirdparty_invite.storage.registrations import Reservation
 
 pytestmark = pytest.mark.integration
 
-BINDING_LINK = re.compile(r"(https?://\S+/join)#([A-Za-z0-9_-]{16})")
 TOKEN_REGISTRATION = {"enable_registration": True, "registration_requires_token": True}
 ORG = "regorg"
 
@@ -88,29 +87,6 @@ async def configure(
     )
     await asyncio.sleep(1)  # maubot hands the config to the plugin, which rebuilds
     await stack.wait_web_ready()
-
-
-async def command(stack: RunningStack, room_id: str, text: str) -> str:
-    event_id = await stack.admin.send_text(room_id, text)
-    reply = await stack.admin.wait_for_message(
-        room_id,
-        lambda c: c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id,
-        sender=stack.bot.user_id,
-        timeout=60,
-    )
-    return reply["body"]
-
-
-async def bind(stack: RunningStack, room_id: str, args: str) -> tuple[str, str]:
-    reply = await command(stack, room_id, f"!invitebot bind {args}")
-    match = BINDING_LINK.search(reply)
-    assert match, reply
-    return reply, match.group(2)
-
-
-async def post(http: aiohttp.ClientSession, path: str, body: dict) -> tuple[int, dict]:
-    async with http.post(path, json=body) as resp:
-        return resp.status, await resp.json()
 
 
 def member(github: FakeGitHub, prefix: str = "member") -> Account:
