@@ -45,6 +45,14 @@ async def signed_in_panel(
 async def test_an_admin_signs_in_and_sees_their_rooms(site: Site, browser_context, screenshots):
     name = f"Panel lobby {secrets.token_hex(2)}"
     room_id = await site.room(name, topic="Where the panel is tried.")
+    space_name = f"Panel space {secrets.token_hex(2)}"
+    space_id = await site.admin.create_room(
+        space_name,
+        invite=[site.bot.user_id],
+        creation_content={"type": "m.space"},
+        power_level_content_override={"invite": 50, "users": {site.bot.user_id: 50}},
+    )
+    await site.admin.wait_for_membership(space_id, site.bot.user_id, "join", timeout=60)
     elsewhere = await site.user("elsewhere")
     not_theirs = await elsewhere.create_room("Somebody else's room")
     page = ManagePage(await browser_context(), screenshots)
@@ -64,7 +72,12 @@ async def test_an_admin_signs_in_and_sees_their_rooms(site: Site, browser_contex
     await expect(rooms.locator("#room-list")).to_contain_text("Where the panel is tried.")
     await expect(rooms.locator("#room-list")).not_to_contain_text("Somebody else's room")
     await expect(rooms.locator(".panel-user").first).to_have_text(site.admin.user_id)
+    space = rooms.locator(".panel-room", has_text=space_name)
+    await expect(space.locator(".badge")).to_have_text("Space")
     await page.shot("rooms")
+    await page.open_room(space_name)
+    await expect(page.page.locator("#room-summary")).to_contain_text("A space: what you set")
+    await page.page.get_by_role("link", name="All your rooms").click()
     room = await page.open_room(name)
     assert page.page.url.endswith(f"manage#{room_id}")
     for title in ("Invite links", "Bindings", "People let in", "Invites", "Audit log"):
