@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import pytest_asyncio
 from support.bot_commands import bind, command, post
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.integration
 
 TOKEN_REGISTRATION = {"enable_registration": True, "registration_requires_token": True}
 ORG = "regorg"
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -74,7 +76,12 @@ async def github(reg_stack: RunningStack, operator: MatrixUser) -> AsyncIterator
 async def configure(
     stack: RunningStack, operator: MatrixUser, github: FakeGitHub, **registration: Any
 ) -> None:
-    section = github.config_section(callback_url=f"{stack.web_url}api/oauth/callback")
+    # One OAuth app per stack: two stacks share the local GitHub, and an app has one
+    # callback URL.
+    section = github.config_section(
+        client_id=f"app-{stack.instance_id}",
+        callback_url=f"{stack.web_url}api/oauth/callback",
+    )
     await stack.configure(
         providers={"github": section},
         registration={
@@ -314,10 +321,21 @@ async def test_a_token_works_once_and_not_after_its_expiry(
         assert (status, refused["errcode"]) == (409, "TPI_REGISTRATION_NOT_DONE"), refused
 
 
-async def test_the_caps_hold_under_ten_parallel_requests(
-    reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
-) -> None:
-    stack = reg_stack
+async def minted_today(stack: RunningStack) -> int:
+    """The plugin's count of tokens minted today (its daily cap's counter)."""
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    sql = "SELECT minted FROM {}registration_days WHERE day=$1"
+    if stack.database == "sqlite":
+        rows = plugin_rows(stack, sql.format("").replace("$1", "?"), day)
+        return rows[0][0] if rows else 0
+    conn = await asyncpg.connect(POSTGRES)
+    try:
+        return int(await conn.fetchval(sql.format(f'"mbp_{stack.instance_id}".'), day) or 0)
+    finally:
+        await conn.close()
+
+
+async def caps_hold(stack: RunningStack, github: FakeGitHub, operator: MatrixUser) -> None:
     room_id = await stack.room("Busy room")
     _, binding = await bind(stack, room_id, f"github org:{ORG} --register")
     # One external account, ten requests from its session at once: one token.
@@ -332,9 +350,7 @@ async def test_the_caps_hold_under_ten_parallel_requests(
         "TPI_ACCOUNT_HAS_TOKEN"
     }, answers
     # Ten people who qualified, ten requests at once, three left under the daily cap.
-    day = time.strftime("%Y-%m-%d", time.gmtime())
-    minted = plugin_rows(stack, "SELECT minted FROM registration_days WHERE day=?", day)[0][0]
-    await configure(stack, operator, github, daily_cap=minted + 3)
+    await configure(stack, operator, github, daily_cap=await minted_today(stack) + 3)
     clients = [stack.web_client() for _ in range(10)]
     try:
         for http in clients:
@@ -351,6 +367,33 @@ async def test_the_caps_hold_under_ten_parallel_requests(
     assert len(granted) == 3, answers
     assert {a["errcode"] for status, a in answers if status != 200} == {"TPI_REGISTRATION_CAP"}
     assert len(await all_tokens(stack.synapse, operator)) == before + 3
+
+
+async def test_the_caps_hold_under_ten_parallel_requests(
+    reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
+) -> None:
+    await caps_hold(reg_stack, github, operator)
+
+
+@pytest.mark.postgres
+async def test_the_caps_hold_under_ten_parallel_requests_on_postgres(
+    reg_stack: RunningStack,
+    github: FakeGitHub,
+    operator: MatrixUser,
+    tmp_path_factory: pytest.TempPathFactory,
+    mbp: Path,
+) -> None:
+    """The same with the plugin's database in PostgreSQL (another maubot on this Synapse),
+    where the requests really run in parallel transactions."""
+    async with running_stack(
+        tmp_path_factory.mktemp("registration-pg"),
+        synapse=reg_stack.synapse,
+        database="postgres",
+        postgres_url=POSTGRES,
+        mbp=mbp,
+    ) as stack:
+        await configure(stack, operator, github, daily_cap=1000)
+        await caps_hold(stack, github, operator)
 
 
 async def test_a_link_with_register_offers_an_account_and_the_link_admits_it(
@@ -451,7 +494,10 @@ async def test_without_registration_set_up_nothing_is_offered(
     stack = reg_stack
     room_id = await stack.room("Plain room")
     _, binding = await bind(stack, room_id, f"github org:{ORG} --register")
-    section = github.config_section(callback_url=f"{stack.web_url}api/oauth/callback")
+    section = github.config_section(
+        client_id=f"app-{stack.instance_id}",
+        callback_url=f"{stack.web_url}api/oauth/callback",
+    )
     await stack.configure(providers={"github": section})  # no registration: section
     await asyncio.sleep(1)
     try:
