@@ -49,15 +49,16 @@ async function enter(userId, steps) {
     return showUnexpected(error, () => enter(userId, null), { back: () => signOut() });
   }
   panel.entered = true;
-  await route();
+  await route({ listed: true });
 }
 
-// What the address asks for: a room, or the list.
-async function route() {
+// What the address asks for: a room, or the list (read again, unless it just was: power
+// changes, and rooms come and go).
+async function route({ listed = false } = {}) {
   if (!panel.entered) return;
   const roomId = roomInAddress();
   if (roomId) return openRoom(roomId);
-  return showRooms();
+  return showRooms({ refresh: !listed });
 }
 
 async function signInAgain() {

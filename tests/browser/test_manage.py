@@ -191,6 +191,11 @@ async def test_an_admin_demoted_mid_session_is_refused_with_the_reason(
     assert "invite" in (await error.inner_text())
     await expect(page.page.locator("#link-new-url")).to_have_count(0)
     await page.shot("demoted-refused")
+    # Back to the list, which is read again: the room is gone from it.
+    await page.page.get_by_role("link", name="All your rooms").click()
+    await page.rooms()
+    await expect(page.page.locator("#rooms-empty")).to_be_visible()
+    await expect(page.page.locator("#room-list")).not_to_contain_text(name)
 
 
 async def test_a_binding_made_in_the_panel_admits_a_person_listed_with_how_they_came(
