@@ -199,6 +199,8 @@ async def test_a_qualifying_person_gets_an_account_and_an_invite(
     room_id = await stack.room("Registration room")
     reply, binding = await bind(stack, room_id, f"github org:{ORG} --register")
     assert f"create one on {stack.synapse.server_name}" in reply, reply
+    listed = await command(stack, room_id, "!invitebot bindings")
+    assert f"offers new accounts on {stack.synapse.server_name}" in listed, listed
     async with stack.web_client() as http:
         status, offer = await post(http, "api/register/offer", {"binding": binding})
         assert status == 200 and offer["offered"] is True, offer
@@ -404,6 +406,9 @@ async def test_a_link_with_register_offers_an_account_and_the_link_admits_it(
     url = await stack.link(room_id, "--uses 1 --register")
     link_token = url.split("#", 1)[1]
     plain_token = (await stack.link(room_id, "--uses 1")).split("#", 1)[1]
+    listed = (await command(stack, room_id, "!invitebot links")).splitlines()
+    offering = [line for line in listed if "offers new accounts" in line]
+    assert len(offering) == 1 and "1 use" in offering[0], listed
     async with stack.web_client() as http:
         status, offer = await post(http, "api/register/offer", {"link": plain_token})
         assert status == 200 and offer == {"offered": False}

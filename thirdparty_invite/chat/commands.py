@@ -114,6 +114,7 @@ class InviteBotCommands:
             state = link.unusable_reason(now) or "active"
             lines.append(
                 f"* **#{link.id}** {state}: {describe_limits(link, now)}; by {link.created_by}"
+                f"{await self._offers_accounts('link', link.id)}"
             )
         await evt.reply("Invite links of this room:\n\n" + "\n".join(lines))
 
@@ -193,6 +194,7 @@ class InviteBotCommands:
         lines = [
             f"* `{v.binding.public_id}`: open to {v.description}; by {v.binding.created_by}; "
             f"{self.services.binding_url(v.binding.public_id)}"
+            f"{await self._offers_accounts('binding', v.binding.id)}"
             for v in views
         ]
         await evt.reply("Bindings of this room:\n\n" + "\n".join(lines))
@@ -300,6 +302,12 @@ class InviteBotCommands:
 
     def _expiry(self, expires: str | None) -> float | None:
         return expiry_seconds(self.services.settings.links, expires)
+
+    async def _offers_accounts(self, kind: str, item_id: int) -> str:
+        """The note on the line of a link or binding made with --register."""
+        if not await self.services.registration.offered(kind, item_id):
+            return ""
+        return registration_texts.offers_note(self.services.settings.registration.server_name)
 
     def _require_registration(self, register: bool) -> None:
         if register and self.services.registration.minter is None:

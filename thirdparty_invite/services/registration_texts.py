@@ -114,6 +114,11 @@ def offered_note(server_name: str) -> str:
     )
 
 
+def offers_note(server_name: str) -> str:
+    """What `links`/`bindings` add to a line of one made with --register."""
+    return f"; offers new accounts on {server_name}"
+
+
 def command_off() -> UserFacingError:
     return UserFacingError(
         "M_INVALID_PARAM",
