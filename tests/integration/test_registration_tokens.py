@@ -37,7 +37,7 @@ from devtools.web_client import signed_in_session
 from thirdparty_invite.durations import now_ms
 from thirdparty_invite.matrix.registration_tokens import SynapseAdminMinter
 from thirdparty_invite.registration_settings import RegistrationSettings
-from thirdparty_invite.services.registration import RegistrationService
+from thirdparty_invite.services.registration import CLOCK_SLACK_MS, RegistrationService
 from thirdparty_invite.storage import Storage
 from thirdparty_invite.storage.registrations import Reservation
 
@@ -300,6 +300,8 @@ async def test_a_token_works_once_and_not_after_its_expiry(
     stack = reg_stack
     room_id = await stack.room("Once room")
     _, binding = await bind(stack, room_id, f"github org:{ORG} --register")
+    older = await stack.user("older")  # an account made before the tokens
+    await asyncio.sleep(CLOCK_SLACK_MS / 1000 + 1)  # well before, beyond the clocks' slack
     tokens = []
     for _ in range(2):
         async with stack.web_client() as http:
@@ -312,6 +314,10 @@ async def test_a_token_works_once_and_not_after_its_expiry(
     assert status == 200, account
     status, refused = await register(stack.synapse, used["token"])
     assert status == 401 and refused.get("errcode") == "M_UNAUTHORIZED", refused
+    # The used token admits only the account made with it, not an older one.
+    async with await stack.signed_in(older) as http:
+        status, refused = await post(http, "api/register/claim", {"token": used["token"]})
+        assert (status, refused["errcode"]) == (403, "TPI_REGISTRATION_NOT_NEW"), refused
     # The second token, past its expiry (one minute), makes nothing.
     await asyncio.sleep(max(0.0, unused["expires_at"] / 1000 - time.time()) + 1)
     status, refused = await register(stack.synapse, unused["token"])

@@ -20,7 +20,7 @@ from ..net.guard import AddressPolicy
 from ..net.http import OutboundHTTP, ResponseTooLarge, read_json_limited
 
 MAX_ANSWER_BYTES = 64 * 1024
-_PATH = "/_synapse/admin/v1/registration_tokens"
+_TOKENS = "/v1/registration_tokens"
 
 
 @attrs.frozen
@@ -44,12 +44,15 @@ class TokenMinter(Protocol):
 
     async def delete(self, token: str) -> bool: ...
 
+    async def account_created_at(self, user_id: str) -> int | None: ...
+
     async def close(self) -> None: ...
 
 
 class SynapseAdminMinter:
     def __init__(self, base_url: str, admin_token: str, timeout: float = 10.0) -> None:
-        self._base = base_url.rstrip("/") + _PATH
+        self._admin = base_url.rstrip("/") + "/_synapse/admin"
+        self._base = self._admin + _TOKENS
         self._headers = {"Authorization": f"Bearer {admin_token}"}
         # Operator-configured address (often a private one): the direct session.
         self._http = OutboundHTTP(timeout=timeout, policy=AddressPolicy())
@@ -80,6 +83,18 @@ class SynapseAdminMinter:
         if status != 200:
             raise MinterUnavailable(f"deleting a registration token was refused ({status})")
         return True
+
+    async def account_created_at(self, user_id: str) -> int | None:
+        """When the homeserver made the account (ms), or None when it has no such user."""
+        url = f"{self._admin}/v2/users/{quote(user_id, safe='')}"
+        status, answer = await self._call("GET", url)
+        if status == 404:
+            return None
+        created = answer.get("creation_ts") if isinstance(answer, dict) else None
+        if status != 200 or isinstance(created, bool) or not isinstance(created, int):
+            raise MinterUnavailable(f"reading an account was refused ({status})")
+        # Synapse has said seconds here; a later version may say milliseconds.
+        return created * 1000 if created < 10**11 else created
 
     async def close(self) -> None:
         await self._http.close()

@@ -41,6 +41,8 @@ from .provider_signin import BindingProgress, ProviderSignIn, secret_hash
 from .web_sessions import NO_MATRIX_ID
 
 MAX_TOKEN_LENGTH = 64
+# The homeserver's clock and ours may disagree a little (and it may count in seconds).
+CLOCK_SLACK_MS = 10_000
 
 
 @attrs.frozen
@@ -252,6 +254,8 @@ class RegistrationService:
             if info is None or info.completed < 1:
                 raise texts.token_not_used()
             await self.store.mark_used(row.id, now)
+        if row.claimed_by is None:
+            await self._require_new_account(minter, user_id, row)
         providers = {p.id: p for p in view.providers}
         binding_id = view.binding.id
 
@@ -276,6 +280,19 @@ class RegistrationService:
                     f"registration token {row.id}", f"binding {view.binding.public_id}",
                 )  # fmt: skip
         return grant
+
+    async def _require_new_account(
+        self, minter: TokenMinter, user_id: str, row: MintedToken
+    ) -> None:
+        """The account claiming a token must have been made after the token was (with it,
+        since the homeserver requires a token): an older account is not the new one."""
+        try:
+            created_at = await minter.account_created_at(user_id)
+        except MinterUnavailable as e:
+            self.log.warning("Could not read a new account: %s", e)
+            raise texts.unavailable(self.settings.server_name) from None
+        if created_at is None or created_at < row.minted_at - CLOCK_SLACK_MS:
+            raise texts.not_the_new_account()
 
     def _on_our_server(self, user_id: str) -> bool:
         try:

@@ -98,6 +98,14 @@ def token_not_used() -> UserFacingError:
     )
 
 
+def not_the_new_account() -> UserFacingError:
+    return UserFacingError(
+        "TPI_REGISTRATION_NOT_NEW",
+        "This code admits only the account made with it. Sign in with that account.",
+        403,
+    )
+
+
 def token_claimed() -> UserFacingError:
     return UserFacingError(
         "TPI_REGISTRATION_CLAIMED",
