@@ -12,8 +12,8 @@ export const listRooms = () => call("rooms");
 // One room: its links, bindings, people, invites and audit log.
 export const roomDetails = (roomId) => call("room", { room_id: roomId });
 
-// `extra`: { rooms?, name?, uses?, expires? } (only what the admin filled in; without
-// `expires` the operator's default applies, "never" is none).
+// `extra`: { rooms?, name?, uses?, expires?, register? } (only what the admin filled in;
+// without `expires` the operator's default applies, "never" is none).
 export const createLink = (roomId, extra) => call("links/create", { room_id: roomId, ...extra });
 
 export const revokeLink = (roomId, linkId) =>
@@ -23,8 +23,10 @@ export const listProviders = () => call("providers");
 
 export const checkRules = (rules) => call("rules/check", { rules });
 
-export const createBinding = (roomId, rules, rooms) =>
-  call("bindings/create", { room_id: roomId, rules, ...(rooms ? { rooms } : {}) });
+// `register`: offer people without a Matrix account one (as `bind --register`).
+export const createBinding = (roomId, rules, rooms, register = false) =>
+  call("bindings/create", { room_id: roomId, rules, ...(rooms ? { rooms } : {}),
+    ...(register ? { register } : {}) });
 
 export const removeBinding = (roomId, binding) =>
   call("bindings/remove", { room_id: roomId, binding });

@@ -5,8 +5,8 @@
 import * as manage from "./manage-api.js";
 import { ruleBuilder } from "./manage-rules.js";
 import {
-  act, confirmStep, copyRow, errorSlot, field, inWords, isSessionEnded, otherRoomsChoice,
-  othersText, panel, roomName, showError,
+  act, confirmStep, copyRow, errorSlot, field, inWords, notesOf, otherRoomsChoice, othersText,
+  panel, registerNote, registerSwitch, roomName, showError,
 } from "./manage-ui.js";
 import { $, announce, el, formatDate, sentence } from "./ui.js";
 
@@ -53,19 +53,25 @@ function policyForm(binding) {
   const error = errorSlot(`${prefix}-policy-error`);
   const save = el("button", { type: "submit", class: "secondary small",
     id: `${prefix}-policy-save` }, "Save");
+  const notes = el("div", { id: `${prefix}-policy-notes` });
   const form = el("form", { class: "policy-form", novalidate: true },
     el("div", { class: "field-pair" },
       el("div", { class: "field" },
         el("label", { for: select.id }, "When someone stops qualifying"), select),
       grace.node),
-    error, el("div", { class: "actions" }, save));
+    notes, error, el("div", { class: "actions" }, save));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    const graceText = grace.input.value.trim();
+    const said = `Saved: ${select.selectedOptions[0].textContent}` +
+      `${graceText ? `, after a grace period of ${graceText}` : ""}.`;
     act(save, "Saving…", error,
-      () => manage.setPolicy(panel.roomId, binding.id, select.value, grace.input.value.trim()),
-      () => panel.reload(save.id, `Saved: ${select.selectedOptions[0].textContent}` +
-        `${grace.input.value.trim() ? `, after a grace period of ${grace.input.value.trim()}`
-          : ""}.`));
+      () => manage.setPolicy(panel.roomId, binding.id, select.value, graceText),
+      async (answer) => {
+        await panel.reload(save.id, said);
+        // What the bot lacks in the rooms of a space for this policy, as the reply says.
+        $(notes.id)?.replaceChildren(...notesOf(answer.notes));
+      });
   });
   return form;
 }
@@ -119,6 +125,7 @@ function bindingItem(binding) {
     rules.length === 1 ? el("p", { class: "hint" },
       `${rules[0].provider_name}: ${rules[0].text}`) : null,
     rooms.length > 1 ? el("p", { class: "hint" }, `For ${inWords(rooms)}.`) : null,
+    registerNote(binding),
     binding.url ? copyRow(binding.url, { id: `${prefix}-url`,
       copied: "Copied the binding's link." }) : null,
     policyForm(binding),
@@ -134,9 +141,10 @@ function bindingForm() {
   const submit = el("button", { type: "submit", id: "binding-create" }, "Create the binding");
   const builder = ruleBuilder();
   const rooms = otherRoomsChoice("binding");
+  const register = registerSwitch("binding");
   const form = el("form", { id: "binding-form", novalidate: true, class: "panel-form" },
     el("p", { class: "hint" }, "Someone is let in when every rule holds."),
-    builder.node, rooms.node, error, el("div", { class: "actions" }, submit));
+    builder.node, rooms.node, register.node, error, el("div", { class: "actions" }, submit));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     showError(error, "");
@@ -148,7 +156,8 @@ function bindingForm() {
       return;
     }
     act(submit, "Creating…", error,
-      () => manage.createBinding(panel.roomId, builder.rules(), rooms.chosen()),
+      () => manage.createBinding(panel.roomId, builder.rules(), rooms.chosen(),
+        register.checked()),
       async (answer) => {
         $("bindings-create").open = false;
         $("bindings-form-slot").replaceChildren(bindingForm());
@@ -164,7 +173,7 @@ function showNewBinding({ binding, url, notes = [] }) {
   const box = el("div", { class: "new-secret", id: "binding-new" },
     el("p", { class: "item-name" }, "The binding is made"),
     words ? el("p", {}, words) : null,
-    ...notes.map((note) => el("p", { class: "hint" }, sentence(note))),
+    ...notesOf(notes),
     el("p", {}, "Share this link: people sign in there and are let in when they qualify."),
     copyRow(url, { id: "binding-new-url", copied: "Copied the binding's link." }));
   $("bindings-new").replaceChildren(box);
@@ -172,29 +181,18 @@ function showNewBinding({ binding, url, notes = [] }) {
   announce(`The binding is made. ${words}`);
 }
 
-async function loadProviders() {
-  if (panel.providers) return true;
-  try {
-    const answer = await manage.listProviders();
-    panel.providers = answer.providers;
-    panel.providersUnavailable = answer.unavailable || "";
-    return true;
-  } catch (error) {
-    if (isSessionEnded(error)) panel.signInAgain();
-    else $("bindings-form-slot").replaceChildren(el("p", { class: "field-error" }, error.message));
-    return false;
-  }
-}
-
-export async function renderBindings(details) {
+export function renderBindings(details) {
   const bindings = details.bindings || [];
   $("bindings-list").replaceChildren(...(bindings.length ? bindings.map(bindingItem)
     : [el("li", { class: "hint empty" }, "No bindings yet.")]));
   const slot = $("bindings-form-slot");
   if ($("binding-form") && slot.dataset.room === panel.roomId) return;
   slot.dataset.room = panel.roomId;
-  slot.replaceChildren(el("p", { class: "muted" }, "Loading the providers…"));
-  if (!(await loadProviders())) return;
+  if (panel.providersError || !panel.providers) {
+    slot.replaceChildren(el("p", { class: "field-error" }, panel.providersError ||
+      "The providers could not be read: reload the page."));
+    return;
+  }
   if (panel.providersUnavailable) {
     slot.replaceChildren(el("p", { class: "field-error" }, panel.providersUnavailable));
     return;

@@ -4,8 +4,8 @@
 
 import * as manage from "./manage-api.js";
 import {
-  act, confirmStep, copyRow, errorSlot, field, inWords, otherRoomsChoice, othersText, panel,
-  roomName, showError,
+  act, confirmStep, copyRow, errorSlot, field, inWords, notesOf, otherRoomsChoice, othersText,
+  panel, registerNote, registerSwitch, roomName, showError,
 } from "./manage-ui.js";
 import { $, announce, el, formatDate } from "./ui.js";
 
@@ -61,6 +61,7 @@ function linkItem(link) {
       el("span", { class: "badge" }, STATES[state] || state)),
     el("p", {}, usesText(link), " ", expiryText(link)),
     rooms.length > 1 ? el("p", { class: "hint" }, `For ${inWords(rooms)}.`) : null,
+    registerNote(link),
     joinedList(link),
     state === "active" ? el("div", { class: "actions" }, revoke) : null,
     error);
@@ -77,11 +78,12 @@ function linkForm() {
     spellcheck: "false", autocapitalize: "off",
     hint: "For example 7d, 12h or 30m, or never. Empty: this bot's usual expiry." });
   const rooms = otherRoomsChoice("link");
+  const register = registerSwitch("link");
   const error = errorSlot("link-form-error");
   const submit = el("button", { type: "submit", id: "link-create" }, "Create the link");
   const form = el("form", { id: "link-form", novalidate: true, class: "panel-form" },
     name.node, el("div", { class: "field-pair" }, uses.node, expires.node), rooms.node,
-    error, el("div", { class: "actions" }, submit));
+    register.node, error, el("div", { class: "actions" }, submit));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     showError(uses.error, "");
@@ -101,6 +103,7 @@ function linkForm() {
     if (expires.input.value.trim()) body.expires = expires.input.value.trim();
     const chosen = rooms.chosen();
     if (chosen) body.rooms = chosen;
+    if (register.checked()) body.register = true;
     act(submit, "Creating…", error, () => manage.createLink(panel.roomId, body),
       async (answer) => {
         form.reset();
@@ -113,11 +116,12 @@ function linkForm() {
 }
 
 // The new link's address, once: focus on its Copy button.
-function showNewLink({ link, url }) {
+function showNewLink({ link, url, notes = [] }) {
   const label = link ? linkLabel(link) : "The new link";
   const box = el("div", { class: "new-secret", id: "link-new" },
     el("p", { class: "item-name", id: "link-new-title" }, `${label} is ready`),
     el("p", {}, "Copy it now: this page shows it only once. Whoever has it may join."),
+    ...notesOf(notes),
     copyRow(url, { id: "link-new-url", copied: "Copied the invite link." }));
   $("links-new").replaceChildren(box);
   box.querySelector("button").focus();

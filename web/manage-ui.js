@@ -1,6 +1,7 @@
 // What the admin panel's sections share: the room on show and the rooms the admin manages,
 // refusals said where the action was, a confirmation step, a copy row, room names.
 
+import { listProviders } from "./manage-api.js";
 import { PluginError } from "./plugin-api.js";
 import { announce, el, setBusy } from "./ui.js";
 
@@ -9,7 +10,7 @@ import { announce, el, setBusy } from "./ui.js";
 // `signInAgain()` (the web session ended).
 export const panel = {
   userId: "", entered: false, rooms: [], providers: null, providersUnavailable: "",
-  roomId: "", details: null,
+  providersError: "", registration: null, roomId: "", details: null,
   reload: async () => {}, signInAgain: () => {},
 };
 
@@ -135,3 +136,44 @@ export function field(id, label, { hint = "", optional = false, ...attributes } 
     input, error);
   return { node, input, error };
 }
+
+// The providers (for the rule builder) and where new accounts can be made (for the "new
+// accounts" switch), read once a session; a failure is kept to be said in the bindings.
+export async function ensureProviders() {
+  if (panel.providers) return;
+  try {
+    const answer = await listProviders();
+    panel.providers = answer.providers;
+    panel.providersUnavailable = answer.unavailable || "";
+    panel.registration = answer.registration || null;
+    panel.providersError = "";
+  } catch (error) {
+    if (isSessionEnded(error)) throw error;
+    panel.providersError = error.message;
+  }
+}
+
+// The switch that offers people without a Matrix account one on the operator's server, as
+// `--register` does; null when the operator set none up. `checked()`: whether it is on.
+export function registerSwitch(prefix) {
+  if (!panel.registration) return { node: null, checked: () => false };
+  const id = `${prefix}-register`;
+  const box = el("input", { type: "checkbox", id, "aria-describedby": `${id}-hint` });
+  return {
+    node: el("div", { class: "field" },
+      el("div", { class: "check" }, box, el("label", { for: id },
+        `Offer people without a Matrix account one on ${panel.registration.server_name}`)),
+      el("p", { id: `${id}-hint`, class: "hint" },
+        "They qualify first; only then is a single-use sign-up code made for them.")),
+    checked: () => box.checked,
+  };
+}
+
+export const registerNote = (item) => (item.register && panel.registration
+  ? el("p", { class: "hint" },
+    `Offers an account on ${panel.registration.server_name} to people without one.`)
+  : null);
+
+// What the server adds to a new link or binding, as the chat reply would (rooms of a space
+// where the bot cannot act, the new-accounts offer).
+export const notesOf = (notes = []) => notes.map((note) => el("p", { class: "hint" }, note));

@@ -9,7 +9,7 @@ import { renderBindings } from "./manage-bindings.js";
 import { renderLinks } from "./manage-links.js";
 import { renderActivity } from "./manage-people.js";
 import * as manage from "./manage-api.js";
-import { isSessionEnded, panel, showError } from "./manage-ui.js";
+import { ensureProviders, isSessionEnded, panel, showError } from "./manage-ui.js";
 import { takeSsoReturn } from "./link-token.js";
 import {
   askForMatrixId, finishSso, offerSession, setUpMatrixSignIn,
@@ -139,6 +139,7 @@ async function loadRoom({ focusId = null, message = "", announceIt = false } = {
   const roomId = panel.roomId;
   let details;
   try {
+    await ensureProviders();
     details = await manage.roomDetails(roomId);
   } catch (error) {
     if (roomId !== panel.roomId) return;
