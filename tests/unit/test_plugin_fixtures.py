@@ -48,7 +48,7 @@ async def test_plugin_starts_and_answers_help(maubot_plugin, maubot_test_bot) ->
     await maubot_test_bot.send("!invitebot help")
     [reply] = maubot_test_bot.responded
     body = reply.content.body
-    assert "!invitebot link [--uses N] [--expires 7d|never] [room ...]" in body
+    assert "!invitebot link [--uses N] [--expires 7d|never] [--register] [room ...]" in body
     assert "!invitebot revoke <id>" in body
     for sub in ("help", "links", "status"):
         assert f"!invitebot {sub}" in body
