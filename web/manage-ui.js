@@ -65,7 +65,8 @@ export async function act(button, busyText, slot, action, after) {
 }
 
 // Asks before something that cannot be undone: the `.actions` row holding the button
-// becomes the question, a confirming button (focused) and "Cancel" (which puts it back).
+// becomes the question, a confirming button (focused) and "Cancel" (which, as Escape does,
+// puts it back).
 export function confirmStep(button, { question, yes, onYes }) {
   const row = button.closest(".actions");
   const before = [...row.childNodes];
@@ -80,6 +81,9 @@ export function confirmStep(button, { question, yes, onYes }) {
     if (!(await onYes(yesButton))) restore();
   });
   noButton.addEventListener("click", restore);
+  for (const choice of [yesButton, noButton]) {
+    choice.addEventListener("keydown", (event) => { if (event.key === "Escape") restore(); });
+  }
   row.replaceChildren(el("span", { class: "confirm-question" }, question), yesButton, noButton);
   yesButton.focus();
   announce(question);

@@ -81,8 +81,13 @@ async def test_panel_by_keyboard_only(site: Site, providers, browser_context, sc
     await expect(browser.locator("#link-new-url")).to_be_visible()
     assert await focused_text(browser) == "Copy"
     await page.shot("link-made")
-    # Revoke it: the confirmation takes the focus, and then the section's heading does.
+    # Revoke it: the confirmation takes the focus (Escape puts the button back), and then
+    # the section's heading does.
     await tab_until(browser, "Revoke")
+    await keyboard.press("Enter")
+    assert await focused_text(browser) == "Revoke it"
+    await keyboard.press("Escape")
+    assert await focused_text(browser) == "Revoke"
     await keyboard.press("Enter")
     assert await focused_text(browser) == "Revoke it"
     await keyboard.press("Enter")
