@@ -76,9 +76,16 @@ async function start() {
   registration.setUpRegistration({
     kind: "link",
     value: () => page.token,
-    nextSteps: CLAIM_STEPS,
+    nextSteps: ["Admitting your new account", ...CLAIM_STEPS],
     onChosen: () => registration.showAccountForm(),
-    onAccount: async (userId, steps) => {
+    // The token admits the account and claims the link (which frees the use it held);
+    // claiming again then waits for the invite as any claim does, spending nothing.
+    onAccount: async (userId, steps, token) => {
+      try {
+        await steps.run(() => registration.claimAccount(token, page.token));
+      } catch (error) {
+        return showUnexpected(error, () => location.reload());
+      }
       await claimAndWait(steps);
       registration.showWelcome();
     },

@@ -92,7 +92,9 @@ export function forgetWalk() {
   sessionStorage.removeItem(WALK_KEY);
 }
 
-export const claimAccount = (token) => post("api/register/claim", { token });
+// The new account, signed in, admitted with its token (and the link, for a link's token).
+export const claimAccount = (token, link) =>
+  post("api/register/claim", link ? { token, link } : { token });
 
 export const serverName = () => self.offer?.server_name || "";
 

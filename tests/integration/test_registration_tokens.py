@@ -404,17 +404,23 @@ async def test_the_caps_hold_under_ten_parallel_requests_on_postgres(
         await caps_hold(stack, github, operator)
 
 
+async def token_for_link(stack: RunningStack, link_token: str) -> tuple[int, dict]:
+    async with stack.web_client() as http:
+        await post(http, "api/register/session", {})
+        return await post(http, "api/register/token", {"link": link_token})
+
+
 async def test_a_link_with_register_offers_an_account_and_the_link_admits_it(
     reg_stack: RunningStack, github: FakeGitHub, operator: MatrixUser
 ) -> None:
     stack = reg_stack
     room_id = await stack.room("Link room")
-    url = await stack.link(room_id, "--uses 1 --register")
+    url = await stack.link(room_id, "--uses 2 --register")
     link_token = url.split("#", 1)[1]
     plain_token = (await stack.link(room_id, "--uses 1")).split("#", 1)[1]
     listed = (await command(stack, room_id, "!invitebot links")).splitlines()
     offering = [line for line in listed if "offers new accounts" in line]
-    assert len(offering) == 1 and "1 use" in offering[0], listed
+    assert len(offering) == 1 and "2 uses" in offering[0], listed
     async with stack.web_client() as http:
         status, offer = await post(http, "api/register/offer", {"link": plain_token})
         assert status == 200 and offer == {"offered": False}
@@ -425,11 +431,6 @@ async def test_a_link_with_register_offers_an_account_and_the_link_admits_it(
         assert (status, refused["errcode"]) == (403, "TPI_REGISTRATION_NOT_OFFERED")
         status, issued = await post(http, "api/register/token", {"link": link_token})
         assert status == 200, issued
-    # The link's one use is set aside for that token: nobody else gets one meanwhile.
-    async with stack.web_client() as other:
-        await post(other, "api/register/session", {})
-        status, refused = await post(other, "api/register/token", {"link": link_token})
-        assert (status, refused["errcode"]) == (409, "TPI_LINK_FULL"), refused
     status, account = await register(stack.synapse, issued["token"])
     assert status == 200, account
     newcomer = MatrixUser(
@@ -437,11 +438,22 @@ async def test_a_link_with_register_offers_an_account_and_the_link_admits_it(
     )
     try:
         async with await signed_in_session(stack.web_url, newcomer) as http:
-            status, claimed = await post(http, "api/links/claim", {"token": link_token})
+            # The token without its link admits nothing.
+            status, refused = await post(http, "api/register/claim", {"token": issued["token"]})
+            assert (status, refused["errcode"]) == (404, "TPI_LINK_UNKNOWN"), refused
+            body = {"token": issued["token"], "link": link_token}
+            status, claimed = await post(http, "api/register/claim", body)
             assert status == 202, claimed
+            assert [r["room_id"] for r in claimed["rooms"]] == [room_id]
             assert (await invited(http, room_id))["outcome"] == "invited"
     finally:
         await newcomer.close()
+    # The claim spent one use and freed the token's: one more token, then the link's last
+    # use is set aside for it and nobody else gets one meanwhile.
+    status, second = await token_for_link(stack, link_token)
+    assert status == 200, second
+    status, refused = await token_for_link(stack, link_token)
+    assert (status, refused["errcode"]) == (409, "TPI_LINK_FULL"), refused
 
 
 async def test_unused_tokens_are_deleted_at_synapse_when_they_expire(

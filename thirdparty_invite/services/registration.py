@@ -228,34 +228,23 @@ class RegistrationService:
 
     # -- after the account exists -----------------------------------------------------------
 
-    async def claim(self, user_id: str, token: str) -> Grant:
-        """Admit the new account a binding's token made (the page signed in with it)."""
+    async def claim(self, user_id: str, token: str, link_token: str | None = None) -> Grant:
+        """Admit the new account a token made (the page signed in with it): a binding's
+        token grants as the binding would; a link's (with the link) claims the link."""
         minter = self.require_enabled()
         row = None
         if isinstance(token, str) and 0 < len(token) <= MAX_TOKEN_LENGTH:
             row = await self.store.by_token(token)
-        if row is None or row.binding_id is None:
+        if row is None or (row.binding_id is None and row.link_id is None):
             raise texts.token_unknown()
-        if not self._on_our_server(user_id):
-            raise texts.wrong_server(self.settings.server_name)
-        if row.claimed_by is not None and row.claimed_by != user_id:
-            raise texts.token_claimed()
+        if row.link_id is not None:
+            return await self._claim_link(minter, user_id, row, link_token)
+        assert row.binding_id is not None
         view = await self.bindings.by_id(row.binding_id)
         if view is None:
             raise texts.token_unknown()
         view = await self.bindings.get(view.binding.public_id)  # removed: said as for a link
-        now = now_ms()
-        if row.used_at is None:
-            try:
-                info = await minter.get(token)
-            except MinterUnavailable as e:
-                self.log.warning("Could not read a registration token: %s", e)
-                raise texts.unavailable(self.settings.server_name) from None
-            if info is None or info.completed < 1:
-                raise texts.token_not_used()
-            await self.store.mark_used(row.id, now)
-        if row.claimed_by is None:
-            await self._require_new_account(minter, user_id, row)
+        await self._check_claimant(minter, user_id, row)
         providers = {p.id: p for p in view.providers}
         binding_id = view.binding.id
 
@@ -274,12 +263,53 @@ class RegistrationService:
         )
         grant = await self.grants.grant(user_id, view.binding.rooms, source, spend)
         if grant.first:
-            for room_id in view.binding.rooms:
-                await self.storage.audit.add(
-                    now, user_id, "registration_token_claimed", room_id,
-                    f"registration token {row.id}", f"binding {view.binding.public_id}",
-                )  # fmt: skip
+            await self._audit_claim(user_id, row, grant.rooms, f"binding {view.binding.public_id}")
         return grant
+
+    async def _claim_link(
+        self, minter: TokenMinter, user_id: str, row: MintedToken, link_token: str | None
+    ) -> Grant:
+        """The link's claim, which spends its use; the token then stops holding one."""
+        link = await self.links.inspect(link_token or "")
+        if link.id != row.link_id:
+            raise texts.token_unknown()
+        await self._check_claimant(minter, user_id, row)
+        result = await self.links.claim(link_token or "", user_id)
+        async with self.storage.db.acquire() as conn:
+            first = await self.store.claim(conn, row.id, user_id, now_ms())
+        if first:
+            await self._audit_claim(user_id, row, result.link.rooms, f"link {link.id}")
+        return Grant(id=result.grant_id, first=result.first_claim, rooms=result.link.rooms)
+
+    async def _check_claimant(self, minter: TokenMinter, user_id: str, row: MintedToken) -> None:
+        """The claimant is the account the token made: on our server, the token's first
+        claimant, the token spent at the homeserver, and the account newer than the token."""
+        if not self._on_our_server(user_id):
+            raise texts.wrong_server(self.settings.server_name)
+        if row.claimed_by is not None and row.claimed_by != user_id:
+            raise texts.token_claimed()
+        if row.used_at is None:
+            assert row.token is not None
+            try:
+                info = await minter.get(row.token)
+            except MinterUnavailable as e:
+                self.log.warning("Could not read a registration token: %s", e)
+                raise texts.unavailable(self.settings.server_name) from None
+            if info is None or info.completed < 1:
+                raise texts.token_not_used()
+            await self.store.mark_used(row.id, now_ms())
+        if row.claimed_by is None:
+            await self._require_new_account(minter, user_id, row)
+
+    async def _audit_claim(
+        self, user_id: str, row: MintedToken, rooms: tuple[str, ...], source: str
+    ) -> None:
+        now = now_ms()
+        for room_id in rooms:
+            await self.storage.audit.add(
+                now, user_id, "registration_token_claimed", room_id,
+                f"registration token {row.id}", source,
+            )  # fmt: skip
 
     async def _require_new_account(
         self, minter: TokenMinter, user_id: str, row: MintedToken

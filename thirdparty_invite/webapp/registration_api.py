@@ -5,7 +5,7 @@ POST /api/register/session   a browser session with no Matrix ID yet (the cookie
 POST /api/register/start     leave for one provider of the binding, in that session
 POST /api/register/progress  that session's walk through the binding's providers
 POST /api/register/token     the single-use registration token, once qualified
-POST /api/register/claim     the new account (signed in as usual) is admitted by a binding
+POST /api/register/claim     the new account (signed in as usual) is admitted by its token
 Described in web/openapi.json and docs/API.md. The token is in one answer only (no-store)
 and in no log line; the homeserver's admin credentials never leave the service.
 """
@@ -127,7 +127,10 @@ class RegistrationAPI:
         self.origin.check(request)
         _, session = await self.cookie.require(request, self.services.sessions)
         data = await read_json_object(request, self.max_body)
-        grant = await self.registration.claim(session.user_id, require_string(data, "token", 64))
+        link = require_string(data, "link", 128) if "link" in data else None
+        grant = await self.registration.claim(
+            session.user_id, require_string(data, "token", 64), link
+        )
         rooms = await self.services.room_directory.describe(grant.rooms)
         return web.json_response(
             {"grant_id": grant.id, "rooms": [room_json(room) for room in rooms]}, status=202
