@@ -121,8 +121,9 @@ class InvitePage:
         await self.page.get_by_role("button", name="Continue").click()
 
     async def sign_in_with_password(self, password: str) -> None:
-        await self.wait_for("state-signin")
-        await self.page.get_by_label("Password").fill(password)
+        form = await self.wait_for("state-signin")
+        # Within the sign-in step: a page that offers new accounts has password fields too.
+        await form.get_by_label("Password", exact=True).fill(password)
         await self.page.get_by_role("button", name=self.submit_label).click()
 
     async def problem(self) -> tuple[str, str]:
