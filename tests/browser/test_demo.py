@@ -1,8 +1,9 @@
 """The README's demo command, as a newcomer runs it (`./dev demo`): every path it prints
 works in a browser with nothing else set up. The invite link with the demo account; the
-binding link with the GitHub account in the organisation (invited) and with the other
-(refused, in words), each chosen on the local GitHub's sign-in page; the admin panel, where
-the demo admin sees both rooms. Ctrl-C stops everything; a second run starts clean."""
+link by someone with no Matrix account, who gets one; the binding link with the GitHub
+account in the organisation (invited) and with the other (refused, in words), each chosen on
+the local GitHub's sign-in page; the admin panel, where the demo admin sees both rooms.
+Ctrl-C stops everything; a second run starts clean."""
 
 from __future__ import annotations
 
@@ -128,6 +129,7 @@ async def test_the_demo_shows_every_path_and_stops_cleanly(
     try:
         printed = await demo.start()
         origin = printed["link"].split("/_matrix/", 1)[0]
+        offer = f"No Matrix account? Create one on {printed['server']}"
 
         # The invite link, with the demo account.
         async with browser_page(chromium, origin) as browser:
@@ -138,13 +140,32 @@ async def test_the_demo_shows_every_path_and_stops_cleanly(
             await page.wait_for("state-done")
             await page.shot("demo-invited")
 
+        # The invite link again, by someone with no Matrix account: the page makes one on
+        # the demo's server with a token the bot mints, and it is invited.
+        async with browser_page(chromium, origin) as browser:
+            page = InvitePage(browser, screenshots)
+            await page.open(printed["link"])
+            await page.wait_for("state-mxid")
+            await browser.get_by_role("button", name=offer).click()
+            form = browser.locator("#state-register")
+            await expect(form).to_be_visible()
+            await form.get_by_label("Username").fill("newcomer")
+            await form.get_by_label("Password", exact=True).fill("newcomer-password-1")
+            await form.get_by_label("Password, again").fill("newcomer-password-1")
+            await page.shot("new-account-form")
+            await form.get_by_role("button", name="Create account").click()
+            done = await page.wait_for("state-done")
+            await expect(done.locator("#register-welcome")).to_contain_text(
+                f"@newcomer:{printed['server']}"
+            )
+            await page.shot("new-account-invited")
+
         # The binding link: the GitHub account outside the organisation is refused in
         # words; the page offers a new account on the demo's server too.
         async with browser_page(chromium, origin) as browser:
             page = JoinPage(browser, screenshots)
             await page.open(printed["binding"])
             await page.wait_for("state-mxid")
-            offer = f"No Matrix account? Create one on {printed['server']}"
             await expect(browser.get_by_role("button", name=offer)).to_be_visible()
             await page.shot("binding-page")
             await page.enter_matrix_id(printed["user_id"])
