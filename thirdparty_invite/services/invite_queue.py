@@ -173,21 +173,13 @@ class InviteQueue:
         attempt = await self.rooms.invite(item.room_id, item.user_id, self.settings.reason)
         if attempt.ok:
             await self._finish(item, "invited")
-        elif attempt.status == 429:
-            await self._rate_limited(item, attempt, sent_at)
         elif attempt.status == 403 and _already_member(attempt):
             await self._finish(item, "already_joined")
         elif attempt.status in (400, 403, 404):
             errcode, message = classify_refusal(attempt, item.user_id)
             await self._fail(item, errcode, message)
-        elif attempt.status == 0:
-            await self._homeserver_unreachable(item, attempt.error or "no answer")
         else:
-            await self._temporary_failure(
-                item,
-                attempt.errcode or "TPI_HOMESERVER_ERROR",
-                f"The homeserver could not be reached or failed ({attempt.status}).",
-            )
+            await self._not_done(item, attempt, sent_at)
 
     async def _remove(self, item: QueuedInvite) -> None:
         """A removal a binding's policy asked for: only of someone still in the room (or
@@ -217,14 +209,20 @@ class InviteQueue:
         attempt = await self.rooms.kick(item.room_id, item.user_id, item.reason or "")
         if attempt.ok:
             await self._finish(item, "kicked")
-        elif attempt.status == 429:
-            await self._rate_limited(item, attempt, sent_at)
         elif attempt.status in (400, 403, 404):
             await self._fail(
                 item,
                 attempt.errcode or "M_FORBIDDEN",
                 REMOVAL_REFUSED.format(error=attempt.error or attempt.status),
             )
+        else:
+            await self._not_done(item, attempt, sent_at)
+
+    async def _not_done(self, item: QueuedInvite, attempt: InviteAttempt, sent_at: int) -> None:
+        """An invite or removal the homeserver neither did nor refused: paced (429),
+        unreachable, or failing (5xx); each is tried again."""
+        if attempt.status == 429:
+            await self._rate_limited(item, attempt, sent_at)
         elif attempt.status == 0:
             await self._homeserver_unreachable(item, attempt.error or "no answer")
         else:
