@@ -77,7 +77,16 @@ class Demo:
             return await self.process.wait()
 
     async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
+        """After a failure: Ctrl-C first, so the demo stops the servers it started (each
+        runs in its own session, and a killed demo would leave them running); a hard kill
+        only if it does not stop."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(60):
+                await self.process.wait()
+        except TimeoutError:
             self.process.kill()
             await self.process.wait()
 
