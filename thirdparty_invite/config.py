@@ -32,6 +32,7 @@ _COPIED_KEYS = (
     "web.trusted_proxies",
     "web.client_name",
     "web.client_room_url",
+    "web.show_external_accounts",
     "rate_limits.session",
     "rate_limits.link_inspect",
     "rate_limits.link_claim",
@@ -86,6 +87,9 @@ class WebSettings:
     # template with {room_id}; empty name: none offered.
     client_name: str = ""
     client_room_url: str = ""
+    # The admin panel shows which external account (its name at the provider) admitted
+    # each person; off by default, since room admins need not learn it.
+    show_external_accounts: bool = False
 
 
 _DEFAULT_LIMITS = {
@@ -210,6 +214,7 @@ def read_settings(config: Any) -> Settings:
             trusted_proxies=r.strings("web.trusted_proxies", _network),
             client_name=r.string("web.client_name") if client_room_url else "",
             client_room_url=client_room_url,
+            show_external_accounts=r.boolean("web.show_external_accounts", False),
         ),
         rate_limits=RateLimitSettings(
             **{

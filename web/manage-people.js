@@ -24,7 +24,18 @@ function personItem(person, details) {
   const how = howText(person, details);
   return el("li", { class: "person", "data-how": person.how || null },
     el("span", { class: "mxid" }, person.user_id),
-    el("span", { class: "how" }, ` ${how}${person.at ? `, on ${formatDate(person.at)}` : ""}.`));
+    el("span", { class: "how" }, ` ${how}${person.at ? `, on ${formatDate(person.at)}` : ""}.`),
+    ...(person.accounts || []).map((account) =>
+      el("span", { class: "account" }, ` ${providerName(account.provider, details)}: ${account.name}.`)));
+}
+
+// The provider's name as the room's bindings say it ("GitHub"), else its id.
+function providerName(providerId, details) {
+  for (const binding of details.bindings || []) {
+    const rule = (binding.rules || []).find((r) => r.provider === providerId);
+    if (rule) return rule.provider_name;
+  }
+  return providerId;
 }
 
 const empty = (text) => el("li", { class: "hint empty" }, text);

@@ -33,6 +33,7 @@ def test_the_base_config_is_valid() -> None:
         ({"admin_room": "#alias:x"}, "admin_room"),
         ({"admin_room": 5}, "admin_room"),
         ({"web": {"public_url": "ftp://x"}}, "web.public_url"),
+        ({"web": {"show_external_accounts": "yes"}}, "web.show_external_accounts"),
         ({"rechecks": {"interval": "often"}}, "rechecks.interval"),
         ({"rechecks": {"interval": "10s"}}, "rechecks.interval"),
         ({"rechecks": {"max_shrink": "lots"}}, "rechecks.max_shrink"),

@@ -440,3 +440,36 @@ async def test_the_new_accounts_switch_offers_them(storage: Storage) -> None:
                 assert [link["register"] for link in view["links"]] == [True]
                 assert [b["register"] for b in view["bindings"]] == [True]
                 assert "secret" not in str(view) + str(made) + str(bound)
+
+
+async def test_external_account_names_only_where_the_operator_turned_them_on(
+    stack: Stack,
+) -> None:
+    from thirdparty_invite.services.grants import GrantSource
+
+    alice = await stack.sign_in(ALICE)
+    async with alice:
+        status, body = await post(
+            alice, "bindings/create", {"room_id": ROOM_A, "rules": "github org:matrix-org"}
+        )
+        assert status == 200, body
+        view = await stack.services.bindings.get(body["binding"]["id"])
+        storage = stack.services.storage
+
+        async def seat(conn, now: int) -> None:  # type: ignore[no-untyped-def]
+            assert await storage.signins.take_account_slot(
+                conn, view.binding.id, "github", "583231", "@carol:hs.test", 1, now, "octocat"
+            )
+
+        source = GrantSource(binding_id=view.binding.id, external_id="github:583231")
+        await stack.services.grants.grant("@carol:hs.test", view.binding.rooms, source, seat)
+        status, room = await post(alice, "room", {"room_id": ROOM_A})
+        [carol] = [p for p in room["people"] if p["user_id"] == "@carol:hs.test"]
+        assert carol["how"] == "binding" and carol["accounts"] == []  # off by default
+        stack.services.manage.show_external_accounts = True  # web.show_external_accounts
+        try:
+            status, room = await post(alice, "room", {"room_id": ROOM_A})
+        finally:
+            stack.services.manage.show_external_accounts = False
+        [carol] = [p for p in room["people"] if p["user_id"] == "@carol:hs.test"]
+        assert carol["accounts"] == [{"provider": "github", "name": "octocat"}]

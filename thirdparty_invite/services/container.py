@@ -143,6 +143,7 @@ class Services:
             self.binding_url,
             self.spaces,
             self.registration,
+            settings.web.show_external_accounts,
         )
         self.direct_claims = DirectClaims(
             self.links,

@@ -25,6 +25,7 @@ from .bindings import (
 from .grants import GrantService, GrantSource
 from .links import LinkService, expiry_seconds
 from .manage_views import (
+    AccountCard,
     AuditCard,
     BindingCard,
     InviteCard,
@@ -60,6 +61,7 @@ class ManageService:
         binding_url: Callable[[str], str],
         spaces: SpaceRooms,
         registration: RegistrationService,
+        show_external_accounts: bool = False,
     ) -> None:
         self.storage = storage
         self.managed = managed
@@ -73,6 +75,7 @@ class ManageService:
         self.binding_url = binding_url
         self.spaces = spaces
         self.registration = registration
+        self.show_external_accounts = show_external_accounts
 
     # -- the room -------------------------------------------------------------------------
 
@@ -92,6 +95,9 @@ class ManageService:
         }
         visible = await self.managed.visible_to(user_id, others - {room_id}) | {room_id}
         people = await self.storage.room_people.granted(room_id, LIST_LIMIT)
+        accounts = (
+            await self.storage.room_people.accounts(room_id) if self.show_external_accounts else {}
+        )
         invites = {
             state: [
                 InviteCard(i.user_id, i.errcode, i.error, i.updated_at)
@@ -114,6 +120,10 @@ class ManageService:
                     p.link_id,
                     p.binding_public_id,
                     p.at,
+                    [
+                        AccountCard(provider, name)
+                        for provider, name in accounts.get((p.binding_public_id, p.user_id), [])
+                    ],
                 )
                 for p in people
             ],

@@ -76,12 +76,21 @@ class BindingCard:
 
 
 @attrs.frozen
+class AccountCard:
+    provider: str  # the provider's id in the rules ("github")
+    name: str  # the account's name there when it signed in ("octocat")
+
+
+@attrs.frozen
 class PersonCard:
     user_id: str
     how: str  # "link" | "binding"
     link_id: int | None
     binding: str | None
     at: int
+    # The external accounts that admitted them, only where the operator turned on
+    # web.show_external_accounts; empty otherwise.
+    accounts: list[AccountCard] = attrs.Factory(list)
 
 
 @attrs.frozen

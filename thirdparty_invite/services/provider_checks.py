@@ -267,19 +267,26 @@ class ProviderChecks:
         passed = [attempts.get(p.id) for p in view.providers]
         if not all(a is not None and a.outcome == "passed" for a in passed):
             return None
-        accounts = [(p, a.external_id) for p, a in zip(view.providers, passed, strict=True) if a]
+        accounts = [(p, a) for p, a in zip(view.providers, passed, strict=True) if a]
 
         async def take_account_slots(conn: Connection, now: int) -> None:
-            for provider, external_id in accounts:
-                assert external_id is not None
+            for provider, attempt in accounts:
+                assert attempt.external_id is not None
                 if not await self.storage.signins.take_account_slot(
-                    conn, view.binding.id, provider.id, external_id, user_id, self.max_ids, now
+                    conn,
+                    view.binding.id,
+                    provider.id,
+                    attempt.external_id,
+                    user_id,
+                    self.max_ids,
+                    now,
+                    attempt.display_name,
                 ):
                     raise AccountInUse(provider, self.max_ids)
 
         source = GrantSource(
             binding_id=view.binding.id,
-            external_id=" ".join(f"{p.id}:{external_id}" for p, external_id in accounts),
+            external_id=" ".join(f"{p.id}:{a.external_id}" for p, a in accounts),
         )
         try:
             await self.grants.grant(user_id, view.binding.rooms, source, take_account_slots)

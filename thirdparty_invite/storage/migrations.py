@@ -424,3 +424,10 @@ async def upgrade_v7(conn: Connection, scheme: Scheme) -> None:
     from .registrations import create_registration_tables
 
     await create_registration_tables(conn, _serial(scheme))
+
+
+@upgrade_table.register(description="The external account's display name on its seat")
+async def upgrade_v8(conn: Connection, scheme: Scheme) -> None:
+    # The name the provider gave the account at sign-in ("octocat"), for the admin panel,
+    # which shows it only where the operator turns that on (web.show_external_accounts).
+    await conn.execute("ALTER TABLE account_slots ADD COLUMN display_name TEXT")

@@ -47,6 +47,23 @@ class RoomPeopleStore:
             for row in rows
         ]
 
+    async def accounts(self, room_id: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """The external accounts (provider id, display name) that admitted each person
+        through the bindings naming the room, by (binding public id, Matrix ID)."""
+        rows = await self.db.fetch(
+            "SELECT b.public_id, s.user_id, s.provider, s.display_name FROM account_slots s"
+            " JOIN bindings b ON b.id = s.binding_id"
+            " JOIN binding_rooms r ON r.binding_id = s.binding_id WHERE r.room_id=$1"
+            " ORDER BY s.provider",
+            room_id,
+        )
+        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for row in rows:
+            if row["display_name"]:
+                key = (row["public_id"], row["user_id"])
+                found.setdefault(key, []).append((row["provider"], row["display_name"]))
+        return found
+
     async def link_claims(self, link_ids: Collection[int]) -> dict[int, list[tuple[str, int]]]:
         """(person, when) of each claim of these links, oldest first."""
         if not link_ids:

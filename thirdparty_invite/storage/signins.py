@@ -87,9 +87,11 @@ class SignInStore:
         user_id: str,
         max_ids: int,
         now: int,
+        display_name: str | None = None,
     ) -> bool:
         """Count this Matrix ID against the external account's quota for the binding, in
-        the grant's transaction; False when the account admits no more Matrix IDs."""
+        the grant's transaction; False when the account admits no more Matrix IDs. The
+        account's display name is kept on the seat (names change: the latest wins)."""
         held = await conn.fetchval(
             "SELECT slot FROM account_slots WHERE binding_id=$1 AND provider=$2"
             " AND external_id=$3 AND user_id=$4",
@@ -99,18 +101,29 @@ class SignInStore:
             user_id,
         )
         if held is not None:
+            if display_name is not None:
+                await conn.execute(
+                    "UPDATE account_slots SET display_name=$5 WHERE binding_id=$1"
+                    " AND provider=$2 AND external_id=$3 AND user_id=$4",
+                    binding_id,
+                    provider,
+                    external_id,
+                    user_id,
+                    display_name,
+                )
             return True
         for slot in range(max_ids):
             taken = await conn.fetchval(
                 "INSERT INTO account_slots (binding_id, provider, external_id, slot, user_id,"
-                " created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
-                " RETURNING slot",
+                " created_at, display_name) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT DO NOTHING RETURNING slot",
                 binding_id,
                 provider,
                 external_id,
                 slot,
                 user_id,
                 now,
+                display_name,
             )
             if taken is not None:
                 return True
