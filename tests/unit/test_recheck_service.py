@@ -551,3 +551,9 @@ async def test_stopping_ends_a_walk_between_pages_and_it_resumes_there(world: Wo
         await conn.execute("SELECT 1")
     outcome = await world.recheck_service().recheck_now(view)
     assert outcome.outcome == "ok", outcome
+
+
+async def test_the_audit_names_a_binding_by_its_public_id(world: World) -> None:
+    view = await admitted_club(world)
+    granted = [e for e in await world.storage.audit.recent("!room:x", 50) if e.action == "granted"]
+    assert granted and {e.target for e in granted} == {f"binding {view.binding.public_id}"}

@@ -43,9 +43,6 @@ class GrantSource:
     binding_id: int | None = None
     external_id: str | None = None
 
-    def describe(self) -> str:
-        return f"link {self.link_id}" if self.link_id is not None else f"binding {self.binding_id}"
-
 
 @attrs.frozen
 class Grant:
@@ -125,11 +122,20 @@ class GrantService:
             for room_id in rooms:
                 await self.storage.queue.enqueue(conn, room_id, user_id, grant_id, now)
         self.wake_queue()
-        for room_id in rooms if first else ():
-            await self.storage.audit.add(
-                now, user_id, "granted", room_id, source.describe(), f"grant {grant_id}"
-            )
+        if first:
+            what = await self._describe(source)
+            for room_id in rooms:
+                await self.storage.audit.add(
+                    now, user_id, "granted", room_id, what, f"grant {grant_id}"
+                )
         return Grant(id=int(grant_id), first=first, rooms=rooms)
+
+    async def _describe(self, source: GrantSource) -> str:
+        """ "link 3" or "binding <public id>": a binding's internal id is never shown."""
+        if source.link_id is not None:
+            return f"link {source.link_id}"
+        binding = await self.storage.bindings.get(int(source.binding_id or 0))
+        return f"binding {binding.public_id if binding else '?'}"
 
     async def _covered(self, rooms: tuple[str, ...]) -> tuple[str, ...]:
         """The rooms with the children of those that are spaces (the named rooms alone
