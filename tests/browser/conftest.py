@@ -71,6 +71,9 @@ class Providers:
 
     github: FakeGitHub
     patreon: FakePatreon
+    # The plugin's `providers` config they make: a test that reconfigures the plugin for
+    # its own needs passes it along and restores it, or later tests lose the providers.
+    section: dict = attrs.field(factory=dict, eq=False)
     oidc_id: str = OIDC_PROVIDER_ID
 
 
@@ -79,18 +82,17 @@ async def providers(site: Site) -> AsyncIterator[Providers]:
     callback = f"{site.web_url}api/oauth/callback"
     assert site.oidc is not None
     async with FakeGitHub() as github, FakePatreon() as patreon:
-        await site.configure(
-            providers={
-                "github": github.config_section(callback_url=callback),
-                "patreon": patreon.config_section(redirect_uris=[callback]),
-                "oidc": {
-                    OIDC_PROVIDER_ID: site.oidc.config_section(
-                        redirect_uris=[callback], name=OIDC_PROVIDER_NAME
-                    )
-                },
-            }
-        )
-        yield Providers(github, patreon)
+        section = {
+            "github": github.config_section(callback_url=callback),
+            "patreon": patreon.config_section(redirect_uris=[callback]),
+            "oidc": {
+                OIDC_PROVIDER_ID: site.oidc.config_section(
+                    redirect_uris=[callback], name=OIDC_PROVIDER_NAME
+                )
+            },
+        }
+        await site.configure(providers=section)
+        yield Providers(github, patreon, section)
         await site.configure()
 
 

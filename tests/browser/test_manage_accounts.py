@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser
 
 
 async def test_a_link_made_in_the_panel_can_offer_new_accounts(
-    site: Site, browser_context, screenshots
+    site: Site, providers, browser_context, screenshots
 ):
     name = f"Panel accounts {secrets.token_hex(2)}"
     room_id = await site.room(name)
@@ -30,12 +30,25 @@ async def test_a_link_made_in_the_panel_can_offer_new_accounts(
     operator = await site.user("operator", admin=True)
     server = site.synapse.server_name
     await site.configure(
+        providers=providers.section,  # the session's: later tests need them
         registration={
             "server_name": server,
             "admin_api_url": site.synapse.base_url,
             "admin_token": operator.access_token,
-        }
+        },
     )
+    try:
+        await offer_accounts_from_the_panel(
+            site, room_id, name, server, browser_context, screenshots
+        )
+    finally:
+        await site.configure(providers=providers.section)
+        await site.wait_web_ready()
+
+
+async def offer_accounts_from_the_panel(
+    site: Site, room_id: str, name: str, server: str, browser_context, screenshots
+) -> None:
     await site.wait_web_ready()
     page = ManagePage(await browser_context(), screenshots)
     await page.open_panel(site.web_url, room_id)
@@ -43,7 +56,10 @@ async def test_a_link_made_in_the_panel_can_offer_new_accounts(
     await page.sign_in_with_password(PASSWORD)
     await page.room_shown(name)
     await page.page.get_by_text("Create an invite link").click()
-    switch = page.page.get_by_label(f"Offer people without a Matrix account one on {server}")
+    # The link form's switch (the binding form has its own, now providers are set up).
+    switch = page.section("links-title").get_by_label(
+        f"Offer people without a Matrix account one on {server}"
+    )
     await switch.check()
     await page.shot("switch-on")
     await page.page.get_by_role("button", name="Create the link").click()
