@@ -557,3 +557,15 @@ async def test_the_audit_names_a_binding_by_its_public_id(world: World) -> None:
     view = await admitted_club(world)
     granted = [e for e in await world.storage.audit.recent("!room:x", 50) if e.action == "granted"]
     assert granted and {e.target for e in granted} == {f"binding {view.binding.public_id}"}
+
+
+async def test_stopping_the_worker_ends_its_loop_without_waiting_out_the_grace(
+    world: World,
+) -> None:
+    """stop() during a pass used to be forgotten (the wake-up was cleared after the
+    pass), so every stop waited out its grace and then cancelled: 10 s per maubot
+    instance stop."""
+    for _ in range(5):
+        world.service.start()
+        await asyncio.sleep(0)  # stop() lands while the first pass is under way
+        assert await world.service.loop.stop(grace=60), "it had to be cancelled"

@@ -40,18 +40,18 @@ class PollLoop:
     def wake(self) -> None:
         self._wake.set()
 
-    async def stop(self, grace: float = 0.0) -> None:
+    async def stop(self, grace: float = 0.0) -> bool:
         """Stop; the pass in progress may finish for `grace` seconds before it is
-        cancelled (0: at once)."""
+        cancelled (0: at once). True when the loop ended by itself."""
         task, self.task = self.task, None
         if task is None:
-            return
+            return True
         self.stopping = True
         self._wake.set()
         if grace > 0:
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout=grace)
-                return
+                return True
             except asyncio.TimeoutError:
                 pass
         task.cancel()
@@ -59,10 +59,14 @@ class PollLoop:
             await task
         except asyncio.CancelledError:
             pass
+        return False
 
     async def _run(self) -> None:
         failing = False
         while not self.stopping:
+            # Cleared before the pass, not after: a wake-up (new work, or stop()) that
+            # arrives during the pass is then not lost, and the wait below returns at once.
+            self._wake.clear()
             try:
                 await self.work()
                 delay = await self.seconds_until_due()
@@ -75,7 +79,8 @@ class PollLoop:
                 else:
                     self.log.exception("%s failed; retrying shortly", self.what)
                 failing, delay = True, self.retry_after
-            self._wake.clear()
+            if self.stopping:
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except asyncio.TimeoutError:
