@@ -74,6 +74,8 @@ def policy_needs(policy: str) -> tuple[str, ...]:
     """What the bot must be able to do in a binding's rooms for this policy: removing
     people needs its power to kick, checked when the policy is set rather than at a loss."""
     return ("invite", "kick") if policy == "kick" else ("invite",)
+
+
 MAX_GRACE = 90 * 86400
 
 
