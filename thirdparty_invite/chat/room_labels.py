@@ -4,31 +4,21 @@ its label stored (ManagedRooms.refresh). Page loads then ask the homeserver noth
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from maubot.handlers import event
 from mautrix.types import EventType, Membership, StateEvent
 
+from .seen_events import SeenEvents
+
 if TYPE_CHECKING:
     from ..services.container import Services
-
-# A state event can reach the bot twice (its room's state and its timeline).
-_SEEN_EVENTS = 256
 
 
 class RoomLabelHandler:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self._seen: OrderedDict[str, None] = OrderedDict()
-
-    def _first_sight(self, event_id: str) -> bool:
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = None
-        while len(self._seen) > _SEEN_EVENTS:
-            self._seen.popitem(last=False)
-        return True
+        self._seen = SeenEvents()
 
     @event.on(EventType.ROOM_NAME)
     async def on_name(self, evt: StateEvent) -> None:
@@ -53,5 +43,5 @@ class RoomLabelHandler:
         await self._refresh(evt)
 
     async def _refresh(self, evt: StateEvent) -> None:
-        if self._first_sight(str(evt.event_id)):
+        if self._seen.first_sight(str(evt.event_id)):
             await self.services.managed_rooms.refresh(str(evt.room_id))

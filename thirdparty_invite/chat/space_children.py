@@ -16,7 +16,6 @@ that room who were never queued there, or whose invite failed, are queued
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from maubot.handlers import event
@@ -26,12 +25,10 @@ from mautrix.types import EventType, Membership, StateEvent
 from ..matrix.ids import is_room_id
 from ..matrix.rooms import HomeserverUnavailable
 from ..matrix.spaces import child_via
+from .seen_events import SeenEvents
 
 if TYPE_CHECKING:
     from ..services.container import Services
-
-# A state event can reach the bot twice (its room's state and its timeline).
-_SEEN_EVENTS = 256
 
 
 def _content(value: Any) -> Any:
@@ -41,15 +38,7 @@ def _content(value: Any) -> Any:
 class SpaceChildHandler:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self._seen: OrderedDict[str, None] = OrderedDict()
-
-    def _first_sight(self, event_id: str) -> bool:
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = None
-        while len(self._seen) > _SEEN_EVENTS:
-            self._seen.popitem(last=False)
-        return True
+        self._seen = SeenEvents()
 
     @event.on(EventType.SPACE_CHILD)
     async def on_space_child(self, evt: StateEvent) -> None:
@@ -62,7 +51,7 @@ class SpaceChildHandler:
             return  # removed: see the module's docstring
         if child_via(_content(evt.prev_content)):
             return  # listed already: an edit of its order or suggestion
-        if not self._first_sight(str(evt.event_id)):
+        if not self._seen.first_sight(str(evt.event_id)):
             return
         try:
             queued = await self.services.grants.cover_child(space_id, child_id)
@@ -80,7 +69,7 @@ class SpaceChildHandler:
             return
         if getattr(evt.prev_content, "membership", None) == Membership.JOIN:
             return  # a change of name or avatar, not a join
-        if not self._first_sight(str(evt.event_id)):
+        if not self._seen.first_sight(str(evt.event_id)):
             return
         queued = await self.services.grants.bot_joined(str(evt.room_id))
         if queued:
