@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import attrs
 import pytest
 import pytest_asyncio
-from support.bot_commands import bind as bind_room
-from support.bot_commands import command, post
+from support.bot_commands import bind_new_room as bind
+from support.bot_commands import command, walk_provider
 from support.providers.gitlab import FakeGitLab
 from support.providers.oidc_login import log_in
 import yarl
@@ -50,49 +50,6 @@ async def providers(
         await stack.configure(providers={"gitlab": gitlab_section, "oidc": {"kc": kc}})
         yield Providers(gitlab, keycloak)
         await stack.configure()
-
-
-async def bind(stack: RunningStack, rules: str) -> tuple[str, str]:
-    room_id = await stack.room(rules)
-    _, public_id = await bind_room(stack, room_id, rules)
-    return room_id, public_id
-
-
-async def walk(
-    stack: RunningStack,
-    provider: str,
-    binding: str,
-    approve: Callable[[str], Awaitable[dict]],
-    user: MatrixUser | None = None,
-) -> tuple[dict, list, str]:
-    """`user` (default: a new Matrix user) signs in at `provider`; `approve(authorize_url)`
-    plays the provider's pages and returns the query back. (Their step once checked, their
-    invites, the authorization URL.)"""
-    user = user or await stack.user(provider)
-    async with await stack.signed_in(user) as http:
-        status, started = await post(
-            http, "api/oauth/start", {"binding": binding, "provider": provider}
-        )
-        assert status == 200, started
-        back = await approve(started["authorize_url"])
-        callback = yarl.URL(f"{stack.web_url}api/oauth/callback").with_query(back)
-        async with http.get(callback, allow_redirects=False) as resp:
-            assert resp.status == 303, await resp.text()
-        for _ in range(300):
-            status, body = await post(http, "api/bindings/progress", {"binding": binding})
-            assert status == 200, body
-            [step] = body["providers"]
-            if step["state"] != "checking":
-                break
-            await asyncio.sleep(0.1)
-        invites: list = []
-        for _ in range(240 if step["state"] == "passed" else 1):
-            async with http.get("api/invites") as resp:
-                invites = (await resp.json())["invites"]
-            if invites and all(i["state"] != "pending" for i in invites):
-                break
-            await asyncio.sleep(0.25)
-    return step, invites, started["authorize_url"]
 
 
 async def test_gitlab_members_as_gitlab_counts_them(
@@ -165,3 +122,15 @@ async def test_keycloak_verdicts(
     assert [i["room_id"] for i in invites] == ([room_id] if outcome == "passed" else [])
     if outcome != "passed":
         assert step["remedy"], step
+
+
+async def walk(
+    stack: RunningStack,
+    provider: str,
+    binding: str,
+    approve: Callable[[str], Awaitable[dict]],
+    user: MatrixUser | None = None,
+) -> tuple[dict, list, str]:
+    """(The step once checked, the invites, the authorization URL.)"""
+    walked = await walk_provider(stack, provider, binding, approve, user)
+    return walked.step, walked.invites, walked.authorize_url

@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator
 import attrs
 import pytest
 import pytest_asyncio
-from support.bot_commands import bind as bind_room
-from support.bot_commands import post
+from support.bot_commands import bind_new_room as bind
+from support.bot_commands import walk_provider
 from support.providers.discord import FakeDiscord, new_snowflake
 from support.providers.fake_oauth import FakeOAuthServer
 from support.providers.patreon import FakePatreon
-import yarl
 
 from devtools.matrix_user import MatrixUser
 from devtools.stack import RunningStack
@@ -47,52 +46,6 @@ async def providers(stack: RunningStack) -> AsyncIterator[Providers]:
         await stack.configure(providers=sections)
         yield Providers(patreon, discord)
         await stack.configure()
-
-
-async def bind(stack: RunningStack, rules: str) -> tuple[str, str]:
-    """A new room bound by `rules`: (its id, the binding's public id)."""
-    room_id = await stack.room(rules)
-    _, public_id = await bind_room(stack, room_id, rules)
-    return room_id, public_id
-
-
-async def walk(
-    stack: RunningStack,
-    server: FakeOAuthServer,
-    provider: str,
-    binding: str,
-    account: object,
-    user: MatrixUser | None = None,
-) -> tuple[dict, list]:
-    """`user` (default: a new Matrix user) signs in at `provider` as `account`: (the
-    provider's step once checked, their invites)."""
-    user = user or await stack.user(provider)
-    server.sign_in_as(account)
-    async with await stack.signed_in(user) as http:
-        status, started = await post(
-            http, "api/oauth/start", {"binding": binding, "provider": provider}
-        )
-        assert status == 200, started
-        back = await server.approve(started["authorize_url"])
-        callback = yarl.URL(f"{stack.web_url}api/oauth/callback").with_query(back)
-        async with http.get(callback, allow_redirects=False) as resp:
-            assert resp.status == 303, await resp.text()
-        for _ in range(300):
-            status, body = await post(http, "api/bindings/progress", {"binding": binding})
-            assert status == 200, body
-            [step] = body["providers"]
-            if step["state"] != "checking":
-                break
-            await asyncio.sleep(0.1)
-        assert body["granted"] is (step["state"] == "passed"), body
-        invites: list = []
-        for _ in range(240 if step["state"] == "passed" else 1):
-            async with http.get("api/invites") as resp:
-                invites = (await resp.json())["invites"]
-            if invites and all(i["state"] != "pending" for i in invites):
-                break
-            await asyncio.sleep(0.25)
-    return step, invites
 
 
 async def test_patreon_amounts_gifts_and_free_members(
@@ -175,3 +128,19 @@ async def test_discord_member_states_and_the_token_revoked(
     assert any(
         r.headers["Authorization"] == "Basic <redacted>" for r in discord.requests_to("revoke")
     )
+
+
+async def walk(
+    stack: RunningStack,
+    server: FakeOAuthServer,
+    provider: str,
+    binding: str,
+    account: object,
+    user: MatrixUser | None = None,
+) -> tuple[dict, list]:
+    """`user` (default: a new Matrix user) signs in at `provider` as `account`: (the
+    provider's step once checked, their invites)."""
+    server.sign_in_as(account)
+    walked = await walk_provider(stack, provider, binding, server.approve, user)
+    assert walked.granted is (walked.step["state"] == "passed"), walked
+    return walked.step, walked.invites

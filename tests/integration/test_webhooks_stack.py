@@ -13,7 +13,7 @@ import time
 
 import pytest
 import pytest_asyncio
-from support.providers.github import Account, FakeGitHub
+from support.providers.github import FakeGitHub
 from support.providers.github_webhooks import GitHubWebhookSender, team_membership
 from support.providers.patreon import FakePatreon
 from support.providers.patreon_webhooks import PatreonWebhookSender, member_document
@@ -23,11 +23,10 @@ from test_provider_bindings import (
     follow_callback,
     post,
     progress,
-    sign_in_at_github,
 )
+from test_rechecks import admitted
 import yarl
 
-from devtools.matrix_user import MatrixUser
 from devtools.stack import RunningStack
 
 pytestmark = pytest.mark.integration
@@ -68,21 +67,6 @@ def patreon(providers: tuple[FakeGitHub, FakePatreon]) -> FakePatreon:
 @pytest.fixture
 def sender(stack: RunningStack) -> GitHubWebhookSender:
     return GitHubWebhookSender(f"{stack.web_url}api/webhooks/github", SECRET)
-
-
-async def admitted(
-    stack: RunningStack, github: FakeGitHub, room_id: str, binding: str, team: str
-) -> tuple[MatrixUser, Account]:
-    """Someone of the team who walked the binding's page, was invited and joined."""
-    person = await stack.user("member")
-    at_github = github.add_account(f"m{secrets.token_hex(3)}").join_team(ORG, team)
-    async with await stack.signed_in(person) as http:
-        github.sign_in_as(at_github)
-        await sign_in_at_github(http, github, binding)
-        assert (await progress(http, binding))["granted"] is True
-    await stack.admin.wait_for_membership(room_id, person.user_id, "invite", timeout=60)
-    await person.join(room_id)
-    return person, at_github
 
 
 async def test_a_signed_delivery_removes_who_left_the_team_within_seconds(
