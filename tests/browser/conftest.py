@@ -18,11 +18,11 @@ from pathlib import Path
 import re
 
 import attrs
-from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 import pytest
 import pytest_asyncio
 from support import server_logs
-from support.browser_pages import PageWatch, Screenshots
+from support.browser_pages import PAGE_TIMEOUT_MS, Screenshots, page_opener
 from support.invite_site import IDP_NAME, PASSWORD, Site
 from support.providers.github import FakeGitHub
 from support.providers.patreon import FakePatreon
@@ -40,7 +40,6 @@ FAILED_LOGIN_LIMIT = {"per_second": 0.1, "burst_count": 3}
 # Every wait on the page gets 30 s: actions by the context's default (below), assertions
 # here (Playwright's own default is 5 s, which a sign-in through Synapse's password hashing
 # can take on a busy machine). A passing assertion returns as soon as it holds.
-PAGE_TIMEOUT_MS = 30_000
 expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 
@@ -106,10 +105,6 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def _abort(route: Route) -> None:
-    await route.abort()
-
-
 def _test_directory_name(request: pytest.FixtureRequest) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
 
@@ -119,30 +114,8 @@ async def browser_context(
     chromium: Browser, site: Site
 ) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
     """``await open_page(**context_options)``: a page in a fresh context (no cookies)."""
-    contexts: list[BrowserContext] = []
-    watches: list[PageWatch] = []
-
-    async def open_page(**options: object) -> Page:
-        context = await chromium.new_context(
-            **({"viewport": {"width": 1024, "height": 800}} | options)
-        )
-        context.set_default_timeout(PAGE_TIMEOUT_MS)
-        # Nothing beyond loopback is reachable from here anyway: fail such loads at once.
-        await context.route(re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])"), _abort)
-        contexts.append(context)
-        page = await context.new_page()
-        watch = PageWatch(site.plugin.origin)
-        watch.attach(page)
-        watches.append(watch)
-        return page
-
-    try:
-        yield open_page
-    finally:
-        for context in contexts:
-            await context.close()
-    for watch in watches:
-        watch.assert_clean()
+    async with page_opener(chromium, site.plugin.origin) as open_page:
+        yield lambda **options: open_page(**options)
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ import re
 import secrets
 
 import aiohttp
-from playwright.async_api import Browser, BrowserContext, Page, Route, expect
+from playwright.async_api import Browser, Page, expect
 import pytest
 import pytest_asyncio
 from support.bot_commands import command
-from support.browser_pages import JoinPage, PageWatch, Screenshots
+from support.browser_pages import JoinPage, Screenshots, page_opener
 from support.providers.github import FakeGitHub
 
 from devtools.matrix_user import MatrixUser
@@ -44,11 +44,6 @@ STATES = (*JoinPage.states, "state-register", "state-register-manual")
 
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-PAGE_TIMEOUT_MS = 30_000  # as conftest.py: every wait on the page
-
-
-async def _abort(route: Route) -> None:
-    await route.abort()
 
 
 class RegisterPage(JoinPage):
@@ -120,29 +115,12 @@ async def open_page(
 ) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
     """``await open_page()``: a page in a fresh context, watched as the plugin's pages of
     ``site`` (default: this module's stack)."""
-    watches: list[PageWatch] = []
-    contexts: list[BrowserContext] = []
+    async with page_opener(chromium, reg_site.plugin.origin) as open_page:
 
-    async def open_one(site: RunningStack = reg_site, **options: object) -> Page:
-        context = await chromium.new_context(
-            **({"viewport": {"width": 1024, "height": 800}} | options)
-        )
-        context.set_default_timeout(PAGE_TIMEOUT_MS)
-        await context.route(re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])"), _abort)
-        contexts.append(context)
-        page = await context.new_page()
-        watch = PageWatch(site.plugin.origin)
-        watch.attach(page)
-        watches.append(watch)
-        return page
+        async def open_one(site: RunningStack = reg_site, **options: object) -> Page:
+            return await open_page(site.plugin.origin, **options)
 
-    try:
         yield open_one
-    finally:
-        for context in contexts:
-            await context.close()
-    for watch in watches:
-        watch.assert_clean()
 
 
 @pytest.fixture

@@ -3,16 +3,26 @@ person uses it (what they see, type and click)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+import re
 import shutil
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 import attrs
-from playwright.async_api import ConsoleMessage, Locator, Page, Request, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Request,
+    Route,
+    expect,
+)
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -204,3 +214,45 @@ async def serve_on_loopback(app: web.Application) -> AsyncIterator[str]:
         yield f"localhost:{server.port}"
     finally:
         await server.close()
+
+
+# Every wait on a page: a sign-in through Synapse can take this long on a busy machine.
+PAGE_TIMEOUT_MS = 30_000
+_BEYOND_LOOPBACK = re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])")
+
+
+async def _abort(route: Route) -> None:
+    await route.abort()
+
+
+@asynccontextmanager
+async def page_opener(
+    chromium: Browser, origin: str
+) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
+    """``await open_page(origin=None, **context_options)``: a page in a fresh context (no
+    cookies), watched as the plugin's pages of ``origin`` (default: the one given here).
+    Nothing beyond loopback is reachable from here anyway: such loads fail at once. Every
+    page must have stayed clean when the block ends."""
+    contexts: list[BrowserContext] = []
+    watches: list[PageWatch] = []
+
+    async def open_page(origin_of_page: str | None = None, **options: object) -> Page:
+        context = await chromium.new_context(
+            **({"viewport": {"width": 1024, "height": 800}} | options)
+        )
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        await context.route(_BEYOND_LOOPBACK, _abort)
+        contexts.append(context)
+        page = await context.new_page()
+        watch = PageWatch(origin_of_page or origin)
+        watch.attach(page)
+        watches.append(watch)
+        return page
+
+    try:
+        yield open_page
+    finally:
+        for context in contexts:
+            await context.close()
+    for watch in watches:
+        watch.assert_clean()
